@@ -1,0 +1,29 @@
+import os
+import tempfile
+
+# huggingface_hub reads its settings when it is imported: point its cache at a throwaway
+# folder before anything imports it, so tests never touch the user's cache.
+os.environ["HF_HOME"] = tempfile.mkdtemp(prefix="usdrl-test-hf-")
+os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
+os.environ.pop("HF_HUB_OFFLINE", None)
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from hub_server import FakeHub  # noqa: E402
+
+torch.set_num_threads(min(2, torch.get_num_threads()))
+
+
+@pytest.fixture(scope="session")
+def fake_hub():
+    """A running loopback hub; huggingface_hub is pointed at it for the whole session."""
+    from huggingface_hub import constants
+
+    hub = FakeHub().start()
+    saved = constants.ENDPOINT, constants.HUGGINGFACE_CO_URL_TEMPLATE
+    constants.ENDPOINT = hub.url
+    constants.HUGGINGFACE_CO_URL_TEMPLATE = hub.url + "/{repo_id}/resolve/{revision}/{filename}"
+    yield hub
+    constants.ENDPOINT, constants.HUGGINGFACE_CO_URL_TEMPLATE = saved
+    hub.stop()

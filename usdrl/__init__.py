@@ -1,0 +1,38 @@
+"""usdrl: USDRL, a foundation model for skeleton-based human action understanding."""
+
+from ._version import __version__
+from .config import PRESETS, USDRLConfig
+from .errors import (
+    CheckpointError,
+    ConfigError,
+    DataFormatError,
+    InputError,
+    USDRLError,
+    WeightsNotFoundError,
+)
+from .hub import PretrainedWeights, list_pretrained, register_pretrained
+from .model import USDRL
+from .skeleton import COCO17, NTU25, UAV17, SkeletonLayout, get_layout, list_layouts, register_layout
+
+__all__ = [
+    "COCO17",
+    "NTU25",
+    "PRESETS",
+    "UAV17",
+    "USDRL",
+    "CheckpointError",
+    "ConfigError",
+    "DataFormatError",
+    "InputError",
+    "PretrainedWeights",
+    "SkeletonLayout",
+    "USDRLConfig",
+    "USDRLError",
+    "WeightsNotFoundError",
+    "__version__",
+    "get_layout",
+    "list_layouts",
+    "list_pretrained",
+    "register_layout",
+    "register_pretrained",
+]

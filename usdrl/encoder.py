@@ -1,0 +1,290 @@
+"""The DSTE encoder (and the STTR baseline) as plain ``nn.Module``s.
+
+Einops legend:
+    n  batch            c  channels (xyz, or xy + score)
+    t  frames           v  joints             m  persons
+    l  tokens of a stream (t frames, or m*v joints)
+    d  hidden width H   h  attention heads    e  width of one head (d / h)
+
+Both streams read the same clip ``(n, c, t, v, m)``:
+
+* temporal stream: ``t`` tokens, token ``t`` is the frame flattened as ``(m v c)``;
+* spatial stream: ``m*v`` tokens, token ``m*V + v`` is that joint's trajectory ``(t c)``.
+
+Each stream embeds its tokens, adds its position encoding (again before every DST
+layer; once for STTR) and runs its layers. The encoder returns the two token sequences
+``y_t (n, t, d)`` and ``y_s (n, m*v, d)``; :func:`global_feature` and
+:func:`dense_feature` pool them.
+"""
+
+import math
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import nn
+
+from .config import USDRLConfig
+
+
+class DropPath(nn.Module):
+    """Stochastic depth: zero a residual branch for a random subset of samples (training only)."""
+
+    def __init__(self, rate: float):
+        super().__init__()
+        self.rate = rate
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.rate == 0.0:
+            return x
+        keep = 1.0 - self.rate
+        mask = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(keep)
+        return x * mask / keep
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention with ``nn.MultiheadAttention``'s parameters and numerics.
+
+    ``in_proj_weight`` packs the query, key and value projections as rows ``[q; k; v]``.
+    Input and output are ``(n, l, d)``.
+    """
+
+    def __init__(self, dim: int, num_heads: int):
+        super().__init__()
+        self.num_heads = num_heads
+        self.in_proj_weight = nn.Parameter(torch.empty(3 * dim, dim))
+        self.in_proj_bias = nn.Parameter(torch.zeros(3 * dim))
+        self.out_proj = nn.Linear(dim, dim)
+        nn.init.xavier_uniform_(self.in_proj_weight)
+        nn.init.zeros_(self.out_proj.bias)
+
+    def forward(self, x: torch.Tensor, causal: bool = False) -> torch.Tensor:
+        qkv = F.linear(x, self.in_proj_weight, self.in_proj_bias)
+        q, k, v = rearrange(qkv, "n l (three h e) -> three n h l e", three=3, h=self.num_heads)
+        out = F.scaled_dot_product_attention(q, k, v, is_causal=causal)
+        return self.out_proj(rearrange(out, "n h l e -> n l (h e)"))
+
+
+class MLP(nn.Module):
+    """``fc1 -> activation -> fc2`` over the last axis."""
+
+    def __init__(self, dim: int, hidden: int, activation: type[nn.Module]):
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden)
+        self.act = activation()
+        self.fc2 = nn.Linear(hidden, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.act(self.fc1(x)))
+
+
+class TokenMixer(nn.Module):
+    """The dense shift of DSA: ``g = W2 relu(W1 x) + x`` over the token axis.
+
+    ``W1, W2`` are ``(l, l)`` matrices with biases, mixing tokens (not channels). Anchor
+    tokens ``j % gap == 0`` keep their input value. With ``causal=True`` both matrices are
+    lower-triangular, so output token ``i`` depends on input tokens ``<= i`` only.
+    Input and output are ``(n, l, d)``.
+    """
+
+    def __init__(self, num_tokens: int, gap: int, causal: bool):
+        super().__init__()
+        self.mix1 = nn.Linear(num_tokens, num_tokens)
+        self.mix2 = nn.Linear(num_tokens, num_tokens)
+        index = torch.arange(num_tokens)
+        self.register_buffer("anchors", (index % gap == 0)[:, None], persistent=False)
+        mask = torch.tril(torch.ones(num_tokens, num_tokens)) if causal else None
+        self.register_buffer("causal_mask", mask, persistent=False)
+
+    def _mix(self, layer: nn.Linear, x: torch.Tensor) -> torch.Tensor:
+        weight = layer.weight if self.causal_mask is None else layer.weight * self.causal_mask
+        return torch.matmul(weight.to(x.dtype), x) + layer.bias.to(x.dtype)[:, None]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shifted = self._mix(self.mix2, F.relu(self._mix(self.mix1, x))) + x
+        return torch.where(self.anchors, x, shifted)
+
+
+class ConvAttentionParams(nn.Module):
+    """Parameters of the CA sublayer (its computation lives in :class:`DSTLayer`)."""
+
+    def __init__(self, dim: int, mlp_hidden: int):
+        super().__init__()
+        self.pointwise = nn.Linear(dim, dim)
+        self.norm1 = nn.LayerNorm(dim)
+        self.norm2 = nn.LayerNorm(dim)
+        self.mlp = MLP(dim, mlp_hidden, nn.GELU)
+
+
+class DenseShiftAttentionParams(nn.Module):
+    """Parameters of the DSA sublayer (its computation lives in :class:`DSTLayer`)."""
+
+    def __init__(self, dim: int, mlp_hidden: int, num_tokens: int, gap: int, causal: bool):
+        super().__init__()
+        self.shift = TokenMixer(num_tokens, gap, causal)
+        self.norm1 = nn.LayerNorm(dim)
+        self.norm2 = nn.LayerNorm(dim)
+        self.mlp = MLP(dim, mlp_hidden, nn.GELU)
+
+
+class DSTLayer(nn.Module):
+    """Dense spatio-temporal layer: ``alpha * CA(x) + (1 - alpha) * DSA(x)``.
+
+    One attention module serves CA and both DSA branches. With DP = drop path::
+
+        CA:   u  = x + relu(PW(x))
+              a  = x + DP(attn(LN1(u)))            # residual on x, not u
+              CA = DP(MLP(LN2(a)))                 # no residual around the MLP
+        DSA:  g  = dense shift of x (anchor tokens restored)
+              b1 = g + DP(attn(LN1'(g)));  b1 += DP(MLP'(LN2'(b1)))
+              b2 = x + DP(attn(LN1'(x)));  b2 += DP(MLP'(LN2'(b2)))
+              DSA = (b1 + b2) / 2
+
+    The three attention calls run as one batched call, and the two DSA branches (which
+    share every module) as one branch over a doubled batch: the same maths, larger
+    matrix products. Input and output are ``(n, l, d)``.
+    """
+
+    def __init__(self, dim, num_heads, mlp_hidden, num_tokens, gap, alpha, drop_path, causal=False):
+        super().__init__()
+        self.alpha = alpha
+        self.causal = causal
+        self.attn = Attention(dim, num_heads)
+        self.ca = ConvAttentionParams(dim, mlp_hidden)
+        self.dsa = DenseShiftAttentionParams(dim, mlp_hidden, num_tokens, gap, causal)
+        self.drop_path = DropPath(drop_path)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n = x.shape[0]
+        ca, dsa, dp = self.ca, self.dsa, self.drop_path
+        u = x + F.relu(ca.pointwise(x))
+        branches = torch.cat([dsa.shift(x), x])  # (2n, l, d): DSA's b1 and b2 inputs
+        attended = self.attn(torch.cat([ca.norm1(u), dsa.norm1(branches)]), causal=self.causal)
+        ca_out = dp(ca.mlp(ca.norm2(x + dp(attended[:n]))))
+        branches = branches + dp(attended[n:])
+        branches = branches + dp(dsa.mlp(dsa.norm2(branches)))
+        dsa_out = (branches[:n] + branches[n:]) * 0.5
+        return self.alpha * ca_out + (1.0 - self.alpha) * dsa_out
+
+
+class TransformerLayer(nn.Module):
+    """A post-norm transformer layer with a ReLU feed-forward (the STTR baseline).
+
+    ``x = LN1(x + attn(x)); x = LN2(x + FFN(x))``. Input and output are ``(n, l, d)``.
+    """
+
+    def __init__(self, dim, num_heads, mlp_hidden, drop_path, causal=False):
+        super().__init__()
+        self.causal = causal
+        self.attn = Attention(dim, num_heads)
+        self.ffn = MLP(dim, mlp_hidden, nn.ReLU)
+        self.norm1 = nn.LayerNorm(dim)
+        self.norm2 = nn.LayerNorm(dim)
+        self.drop_path = DropPath(drop_path)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.norm1(x + self.drop_path(self.attn(x, causal=self.causal)))
+        return self.norm2(x + self.drop_path(self.ffn(x)))
+
+
+def sinusoid_table(length: int, dim: int) -> torch.Tensor:
+    """``(length, dim)``: ``PE[p, 2i] = sin(p / 10000^(2i/dim))``, ``PE[p, 2i+1] = cos(...)``."""
+    position = torch.arange(length, dtype=torch.float64)[:, None]
+    freq = torch.exp(torch.arange(0, dim, 2, dtype=torch.float64) * (-math.log(10000.0) / dim))
+    table = torch.zeros(length, dim, dtype=torch.float64)
+    table[:, 0::2] = torch.sin(position * freq)
+    table[:, 1::2] = torch.cos(position * freq)[:, : dim // 2]
+    return table.float()
+
+
+class Stream(nn.Module):
+    """Embedding plus layers of one stream: tokens ``(n, l, d_in)`` to ``(n, l, d)``.
+
+    ``embed`` is ``Linear -> LayerNorm -> ReLU -> Linear``. The position encoding
+    ``pos (1, l, d)`` is added before every layer (``repeat_pos``) or before the first.
+    """
+
+    def __init__(self, input_dim: int, dim: int, layers: list[nn.Module], repeat_pos: bool):
+        super().__init__()
+        self.embed = nn.Sequential(nn.Linear(input_dim, dim), nn.LayerNorm(dim), nn.ReLU(), nn.Linear(dim, dim))
+        self.layers = nn.ModuleList(layers)
+        self.repeat_pos = repeat_pos
+
+    def forward(self, tokens: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+        x = self.embed(tokens)
+        for i, layer in enumerate(self.layers):
+            if i == 0 or self.repeat_pos:
+                x = x + pos
+            x = layer(x)
+        return x
+
+
+class Encoder(nn.Module):
+    """The two-stream skeleton encoder (``config.encoder``: ``"dste"`` or ``"sttr"``).
+
+    ``forward(x)`` takes a batch ``(n, c, t, v, m)`` of the model's modality and returns
+    ``(y_t, y_s)`` of shapes ``(n, t, d)`` and ``(n, m*v, d)``.
+    """
+
+    def __init__(self, config: USDRLConfig):
+        super().__init__()
+        self.config = config
+        d = config.hidden_size
+        self.temporal = Stream(config.temporal_input_dim, d, self._layers(config, config.temporal_tokens,
+                                                                          config.causal),
+                               repeat_pos=config.encoder == "dste")
+        self.spatial = Stream(config.spatial_input_dim, d, self._layers(config, config.spatial_tokens, False),
+                              repeat_pos=config.encoder == "dste")
+        self.spatial_pos = nn.Parameter(torch.zeros(1, config.spatial_tokens, d))
+        table = sinusoid_table(max(200, config.temporal_tokens), d)[None, : config.temporal_tokens]
+        self.register_buffer("temporal_pos", table, persistent=False)
+        self.reset_parameters()
+
+    @staticmethod
+    def _layers(config: USDRLConfig, num_tokens: int, causal: bool) -> list[nn.Module]:
+        d, h, hidden = config.hidden_size, config.num_heads, config.mlp_hidden_size
+        if config.encoder == "dste":
+            return [DSTLayer(d, h, hidden, num_tokens, config.gap, config.alpha, config.drop_path, causal)
+                    for _ in range(config.num_layers)]
+        return [TransformerLayer(d, h, hidden, config.drop_path, causal) for _ in range(config.num_layers)]
+
+    def reset_parameters(self) -> None:
+        """The reference initialisation: truncated-normal (std 0.02) linear weights and
+        spatial position encoding, zero biases, unit LayerNorms, Xavier-uniform attention
+        input projections; the CA point-wise projection keeps PyTorch's default."""
+        pointwise = {id(m.ca.pointwise) for m in self.modules() if isinstance(m, DSTLayer)}
+        for module in self.modules():
+            if isinstance(module, nn.Linear) and id(module) not in pointwise:
+                nn.init.trunc_normal_(module.weight, std=0.02, a=-2.0, b=2.0)
+                nn.init.zeros_(module.bias)
+            elif isinstance(module, nn.LayerNorm):
+                nn.init.ones_(module.weight)
+                nn.init.zeros_(module.bias)
+        nn.init.trunc_normal_(self.spatial_pos, std=0.02, a=-2.0, b=2.0)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        temporal_tokens = rearrange(x, "n c t v m -> n t (m v c)")
+        spatial_tokens = rearrange(x, "n c t v m -> n (m v) (t c)")
+        y_t = self.temporal(temporal_tokens, self.temporal_pos.to(x.dtype))
+        y_s = self.spatial(spatial_tokens, self.spatial_pos)
+        return y_t, y_s
+
+
+def global_feature(y_t: torch.Tensor, y_s: torch.Tensor) -> torch.Tensor:
+    """``[max_t y_t ; max_s y_s]``: ``(n, 2d)``."""
+    return torch.cat([y_t.amax(dim=1), y_s.amax(dim=1)], dim=-1)
+
+
+def dense_feature(y_t: torch.Tensor, y_s: torch.Tensor, causal: bool = False) -> torch.Tensor:
+    """Per-frame features ``(n, t, 2d)``: ``[y_t[:, i] ; pooled y_s[:, i]]``.
+
+    The spatial tokens are average-pooled (adaptive, along the token axis) to ``t``
+    positions and concatenated to the temporal tokens position by position, as in the
+    reference detection path. Spatial position ``i`` is not frame ``i``: it is a summary
+    of nearby joints, so this half carries clip-level context. In causal mode that
+    context would leak future frames, so only ``y_t`` is returned: ``(n, t, d)``.
+    """
+    if causal:
+        return y_t
+    pooled = F.adaptive_avg_pool1d(rearrange(y_s, "n l d -> n d l"), y_t.shape[1])
+    return torch.cat([y_t, rearrange(pooled, "n d t -> n t d")], dim=-1)

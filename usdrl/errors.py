@@ -1,0 +1,30 @@
+"""The library's exception family.
+
+Every error the library raises on purpose derives from :class:`USDRLError`, and also from
+the built-in type a caller would naturally catch (``ValueError`` for bad input,
+``OSError`` for files that cannot be read), so ``except ValueError`` keeps working.
+"""
+
+
+class USDRLError(Exception):
+    """Base class of every error raised on purpose by usdrl."""
+
+
+class InputError(USDRLError, ValueError):
+    """A tensor or array handed to the model has the wrong shape, dtype or values."""
+
+
+class ConfigError(USDRLError, ValueError):
+    """A configuration is inconsistent or names something that does not exist."""
+
+
+class CheckpointError(USDRLError, ValueError):
+    """A checkpoint file does not match the model it is loaded into."""
+
+
+class WeightsNotFoundError(USDRLError, OSError):
+    """Pretrained weights could not be found locally, in the cache or on the Hub."""
+
+
+class DataFormatError(USDRLError, ValueError):
+    """A data file is malformed; the message names the file and the line or field."""

@@ -1,0 +1,164 @@
+"""Named pretrained weights and the resolution of a model name to its two files.
+
+A model is two files: ``config.json`` (a :class:`~usdrl.USDRLConfig`) and
+``model.safetensors``. :func:`resolve_model_files` finds them for
+
+* a local folder (optionally written ``local-dir:/path``),
+* a name registered with :func:`register_pretrained` (see :func:`list_pretrained`),
+* a Hugging Face Hub repository ``org/name`` (optionally written ``hf-hub:org/name``).
+
+Hub files are fetched one by one with ``huggingface_hub.hf_hub_download`` into its
+cache; nothing else is downloaded. A registered name pins a commit, so once cached it
+loads with no network request at all.
+"""
+
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from huggingface_hub import hf_hub_download
+from huggingface_hub.errors import (
+    EntryNotFoundError,
+    GatedRepoError,
+    HFValidationError,
+    LocalEntryNotFoundError,
+    RepositoryNotFoundError,
+    RevisionNotFoundError,
+)
+
+from ._version import __version__
+from .errors import ConfigError, WeightsNotFoundError
+
+logger = logging.getLogger(__name__)
+
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+
+
+@dataclass(frozen=True)
+class PretrainedWeights:
+    """A named set of weights: on the Hub (``repo_id`` at a pinned ``revision``) or in a folder.
+
+    ``metadata`` holds what a user needs to know before loading: layout, frames,
+    modality, training data and protocol, published accuracy.
+    """
+
+    name: str
+    repo_id: str | None = None
+    revision: str | None = None
+    path: str | None = None
+    description: str = ""
+    metadata: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        if (self.repo_id is None) == (self.path is None):
+            raise ConfigError(f"weights {self.name!r} need exactly one of repo_id and path")
+
+
+_REGISTRY: dict[str, PretrainedWeights] = {}
+
+
+def register_pretrained(weights: PretrainedWeights, *, overwrite: bool = False) -> None:
+    """Make ``weights`` loadable as ``USDRL.from_pretrained(weights.name)``."""
+    if weights.name in _REGISTRY and not overwrite:
+        raise ConfigError(f"pretrained weights named {weights.name!r} are already registered")
+    _REGISTRY[weights.name] = weights
+
+
+def unregister_pretrained(name: str) -> None:
+    """Remove a registered name (no error if it is unknown)."""
+    _REGISTRY.pop(name, None)
+
+
+def list_pretrained() -> list[str]:
+    """Names accepted by ``USDRL.from_pretrained`` besides folders and Hub repo ids."""
+    return sorted(_REGISTRY)
+
+
+def get_pretrained(name: str) -> PretrainedWeights:
+    """The registry entry for ``name``."""
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise WeightsNotFoundError(f"no pretrained weights named {name!r}; known: {list_pretrained()}") from None
+
+
+def _local_files(folder: Path) -> tuple[Path, Path]:
+    files = (folder / CONFIG_FILE, folder / WEIGHTS_FILE)
+    missing = [f.name for f in files if not f.is_file()]
+    if missing:
+        raise WeightsNotFoundError(f"model folder {folder} has no {' or '.join(missing)}")
+    return files
+
+
+def _download(repo_id: str, filename: str, **kwargs) -> Path:
+    where = f"{repo_id}@{kwargs.get('revision') or 'main'}"
+    try:
+        return Path(hf_hub_download(repo_id, filename, library_name="usdrl", library_version=__version__, **kwargs))
+    except LocalEntryNotFoundError:
+        raise WeightsNotFoundError(
+            f"{filename} of {where} is not in the local cache and the Hub could not be asked for it "
+            "(offline mode, local_files_only=True, or no connection); download it once while online, "
+            "e.g. with `usdrl download`") from None
+    except GatedRepoError:
+        raise WeightsNotFoundError(f"{where} is gated: accept its terms on the Hub and pass a token") from None
+    except RepositoryNotFoundError:
+        raise WeightsNotFoundError(
+            f"Hub repository {repo_id!r} does not exist (or is private: pass token=...)") from None
+    except RevisionNotFoundError:
+        raise WeightsNotFoundError(f"Hub repository {repo_id!r} has no revision {kwargs.get('revision')!r}") from None
+    except EntryNotFoundError:
+        raise WeightsNotFoundError(f"Hub repository {where} has no file {filename!r}; is it a usdrl model?") from None
+    except HFValidationError as exc:
+        raise WeightsNotFoundError(f"{repo_id!r} is not a valid Hub repository id: {exc}") from None
+
+
+def resolve_model_files(
+    name_or_path: str | os.PathLike,
+    *,
+    revision: str | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    local_files_only: bool = False,
+    token: str | bool | None = None,
+    force_download: bool = False,
+) -> tuple[Path, Path]:
+    """Local paths of ``(config.json, model.safetensors)`` for a folder, registered name or Hub repo."""
+    name = os.fspath(name_or_path)
+    if name.startswith("local-dir:"):
+        folder = Path(name.removeprefix("local-dir:"))
+        if not folder.is_dir():
+            raise WeightsNotFoundError(f"{folder} is not a folder")
+        return _local_files(folder)
+    if name.startswith("hf-hub:"):
+        repo_id = name.removeprefix("hf-hub:")
+    elif Path(name).is_dir():
+        return _local_files(Path(name))
+    elif name in _REGISTRY:
+        weights = _REGISTRY[name]
+        if weights.path is not None:
+            return _local_files(Path(weights.path))
+        repo_id, revision = weights.repo_id, revision or weights.revision
+    elif name.count("/") == 1 and not Path(name).exists():
+        repo_id = name
+    else:
+        raise WeightsNotFoundError(
+            f"{name!r} is not a model folder, a registered name ({', '.join(list_pretrained()) or 'none'}) "
+            "or a Hub repository id 'org/name'")
+    kwargs = dict(revision=revision, cache_dir=cache_dir, local_files_only=local_files_only, token=token,
+                  force_download=force_download)
+    config_file = _download(repo_id, CONFIG_FILE, **kwargs)
+    # Fetch the weights from the very commit the config came from (the cache names it).
+    snapshot = config_file.parent.name
+    if len(snapshot) == 40 and all(ch in "0123456789abcdef" for ch in snapshot):
+        kwargs["revision"] = snapshot
+    return config_file, _download(repo_id, WEIGHTS_FILE, **kwargs)
+
+
+def __getattr__(name: str):
+    # The converter builds models, and the model module needs this one: import it lazily.
+    if name in ("load_reference_checkpoint", "convert_reference_checkpoint", "ReferenceCheckpoint"):
+        from . import convert
+
+        return getattr(convert, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

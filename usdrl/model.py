@@ -1,0 +1,309 @@
+"""`USDRL`: the pretrained encoder with its task heads, hub I/O and inference helpers.
+
+The model takes **joint coordinates** ``(N, C, T, V, M)`` (batch, channels, frames,
+joints, persons) and computes its own modality (joint, motion or bone) from them.
+"""
+
+import json
+import logging
+import os
+from collections.abc import Callable
+from contextlib import nullcontext
+from pathlib import Path
+
+import numpy as np
+import torch
+from huggingface_hub import PyTorchModelHubMixin
+from safetensors.torch import load_file, save_file
+from torch import nn
+from tqdm.auto import tqdm
+
+from ._io import atomic_write, atomic_write_text
+from ._version import __version__
+from .config import USDRLConfig
+from .encoder import Encoder, dense_feature, global_feature
+from .errors import CheckpointError, ConfigError, InputError
+from .heads import ClassifierHead, FrameClassifierHead
+from .hub import CONFIG_FILE, WEIGHTS_FILE, resolve_model_files
+from .skeleton import apply_modality, get_layout
+
+logger = logging.getLogger(__name__)
+
+_DTYPES = {
+    "float32": torch.float32, "fp32": torch.float32,
+    "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+    "float16": torch.float16, "fp16": torch.float16,
+}
+
+
+def _as_config(config: USDRLConfig | dict | None, overrides: dict) -> USDRLConfig:
+    if config is None:
+        return USDRLConfig.from_dict(overrides)
+    if isinstance(config, dict):
+        return USDRLConfig.from_dict({**config, **overrides})
+    if isinstance(config, USDRLConfig):
+        return config.replace(**overrides)
+    raise ConfigError(f"config must be a USDRLConfig or a dict, got {type(config).__name__}")
+
+
+def _resolve_dtype(dtype) -> torch.dtype:
+    if dtype is None:
+        return torch.float32
+    if isinstance(dtype, str):
+        if dtype not in _DTYPES:
+            raise InputError(f"unknown dtype {dtype!r}; expected one of {', '.join(_DTYPES)}")
+        return _DTYPES[dtype]
+    if dtype not in (torch.float32, torch.bfloat16, torch.float16):
+        raise InputError(f"dtype must be float32, bfloat16 or float16, got {dtype}")
+    return dtype
+
+
+class USDRL(
+    nn.Module,
+    PyTorchModelHubMixin,
+    library_name="usdrl",
+    tags=["skeleton", "action-recognition", "self-supervised", "usdrl"],
+    paper_url="https://arxiv.org/abs/2508.12586",
+    license="mit",
+):
+    """USDRL encoder (DSTE or STTR) with optional clip-level and frame-wise heads.
+
+    Args:
+        config: a :class:`USDRLConfig`, a dict of its fields, or ``None`` for the defaults.
+        **overrides: config fields to change, e.g. ``USDRL(USDRLConfig.from_preset("tiny"), num_classes=10)``.
+
+    Inputs are joint coordinates ``(N, C, T, V, M)`` matching ``config.input_shape``.
+    """
+
+    def __init__(self, config: USDRLConfig | dict | None = None, **overrides):
+        super().__init__()
+        self.config = _as_config(config, overrides)
+        self.layout = get_layout(self.config.layout)
+        self.encoder = Encoder(self.config)
+        self.head = ClassifierHead(self.num_features, self.config.num_classes) if self.config.num_classes else None
+        self.frame_head = (FrameClassifierHead(self.num_dense_features, self.config.num_frame_classes)
+                           if self.config.num_frame_classes else None)
+
+    # ---- sizes -----------------------------------------------------------------------
+    @property
+    def num_features(self) -> int:
+        """Width of :meth:`encode`'s embeddings (2H)."""
+        return self.config.num_features
+
+    @property
+    def num_dense_features(self) -> int:
+        """Width D of :meth:`dense_features` (2H; H in causal mode)."""
+        return self.config.num_dense_features
+
+    # ---- heads -----------------------------------------------------------------------
+    def reset_classifier(self, num_classes: int, class_names: list[str] | None = None) -> None:
+        """Replace the clip-level head by a freshly initialised one (0 removes it)."""
+        self.config = self.config.replace(num_classes=num_classes, class_names=class_names)
+        self.head = ClassifierHead(self.num_features, num_classes).to(self._device()) if num_classes else None
+
+    def reset_frame_classifier(self, num_classes: int) -> None:
+        """Replace the frame-wise head by a freshly initialised one (0 removes it)."""
+        self.config = self.config.replace(num_frame_classes=num_classes)
+        self.frame_head = (FrameClassifierHead(self.num_dense_features, num_classes).to(self._device())
+                           if num_classes else None)
+
+    def _device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    # ---- forward passes (training use) ------------------------------------------------
+    def check_input(self, x: torch.Tensor) -> None:
+        """Raise :class:`InputError` unless ``x`` is a batch ``(N, C, T, V, M)`` this model takes."""
+        expected = self.config.input_shape
+        got = tuple(x.shape)
+        if len(got) == 5 and got[1:] == expected:
+            return
+        shown = "(N, " + ", ".join(map(str, expected)) + ")"
+        message = f"expected {shown} for layout {self.config.layout}, got {got}"
+        if len(got) != 5:
+            message += "; the model takes a batch (N, C, T, V, M): channels, frames, joints, persons"
+        elif sorted(got[1:]) == sorted(expected):
+            message += "; the axes look permuted: the order is (N, C, T, V, M): channels, frames, joints, persons"
+        elif got[2] != expected[1] and got[1:2] + got[3:] == expected[:1] + expected[2:]:
+            message += f"; resample each clip to {expected[1]} frames"
+        elif got[3] != expected[2]:
+            message += f"; layout {self.config.layout} has {expected[2]} joints"
+        elif got[4] != expected[3]:
+            message += f"; the model takes {expected[3]} person slots (zero-fill absent persons)"
+        raise InputError(message)
+
+    def forward_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Token features ``(y_t (N, T, H), y_s (N, M*V, H))`` of joint coordinates ``x``."""
+        self.check_input(x)
+        return self.encoder(apply_modality(x, self.config.modality, self.layout))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits ``(N, num_classes)``, or the global features ``(N, 2H)`` when there is no head."""
+        features = global_feature(*self.forward_features(x))
+        return features if self.head is None else self.head(features)
+
+    def forward_frames(self, x: torch.Tensor) -> torch.Tensor:
+        """Frame logits ``(N, T, num_frame_classes)``, or dense features ``(N, T, D)`` without a frame head."""
+        dense = dense_feature(*self.forward_features(x), causal=self.config.causal)
+        return dense if self.frame_head is None else self.frame_head(dense)
+
+    # ---- inference helpers ------------------------------------------------------------
+    def encode(self, x, *, batch_size: int = 64, device=None, normalize: bool = False,
+               convert_to_numpy: bool = False, show_progress_bar: bool | None = None, dtype=None):
+        """One embedding per clip: the global feature ``[max_t y_t ; max_s y_s]``.
+
+        Args:
+            x: joint coordinates, a tensor or array ``(N, C, T, V, M)`` or one clip ``(C, T, V, M)``
+                (a numpy memmap is read batch by batch).
+            batch_size: clips per forward pass.
+            device: where to run (the model is moved there); default: where the model is.
+            normalize: L2-normalise each embedding.
+            convert_to_numpy: return a numpy array instead of a tensor.
+            show_progress_bar: a tqdm bar; ``None`` shows it when this logger is at INFO or below.
+            dtype: ``torch.bfloat16`` (or ``"bf16"``) runs the matrix products in bfloat16 on CPU or
+                GPU; ``torch.float16`` on GPU. The output is always float32.
+
+        Returns:
+            ``(N, 2H)`` float32 on the CPU (``(2H,)`` for a single clip).
+        """
+        def embed(batch):
+            features = global_feature(*self.encoder(batch))
+            return torch.nn.functional.normalize(features.float(), dim=-1) if normalize else features
+        return self._run_batched(x, embed, batch_size, device, dtype, show_progress_bar, convert_to_numpy)
+
+    def dense_features(self, x, *, batch_size: int = 64, device=None, convert_to_numpy: bool = False,
+                       show_progress_bar: bool | None = None, dtype=None):
+        """Per-frame features ``(N, T, D)`` (``(T, D)`` for a single clip), float32 on the CPU.
+
+        Frame ``i``'s feature is ``[y_t[i] ; s_i]`` (D = 2H): ``y_t[i]`` is the temporal
+        stream's output token for frame ``i`` and ``s_i`` is position ``i`` of the spatial
+        stream's output tokens average-pooled (adaptively, along the token axis) from ``M*V``
+        to ``T`` positions. ``s_i`` summarises a group of joints over the whole clip, not
+        frame ``i`` (this is the reference detection path, kept for checkpoint fidelity).
+        In causal mode D = H and the feature is ``y_t[i]`` alone, which depends only on
+        frames ``<= i``. Arguments as in :meth:`encode`.
+        """
+        def dense(batch):
+            return dense_feature(*self.encoder(batch), causal=self.config.causal)
+        return self._run_batched(x, dense, batch_size, device, dtype, show_progress_bar, convert_to_numpy)
+
+    def _run_batched(self, x, fn: Callable[[torch.Tensor], torch.Tensor], batch_size, device, dtype,
+                     show_progress_bar, convert_to_numpy):
+        if not isinstance(x, (torch.Tensor, np.ndarray)):
+            raise InputError(f"expected a torch.Tensor or numpy array, got {type(x).__name__}")
+        if batch_size < 1:
+            raise InputError(f"batch_size must be >= 1, got {batch_size}")
+        single = x.ndim == len(self.config.input_shape)
+        data = x[None] if single else x
+        self.check_input(data)
+        if len(data) == 0:
+            raise InputError("got an empty batch (N = 0)")
+        device = torch.device(device) if device is not None else self._device()
+        dtype = _resolve_dtype(dtype)
+        if show_progress_bar is None:
+            show_progress_bar = logger.getEffectiveLevel() <= logging.INFO
+        autocast = (torch.autocast(device.type, dtype=dtype) if dtype != torch.float32 else nullcontext())
+        self.to(device)
+        was_training = self.training
+        self.eval()
+        outputs = []
+        try:
+            with torch.inference_mode(), autocast:
+                for start in tqdm(range(0, len(data), batch_size), disable=not show_progress_bar, unit="batch"):
+                    batch = self._prepare_batch(data[start:start + batch_size], start, device)
+                    outputs.append(fn(apply_modality(batch, self.config.modality, self.layout)).float().cpu())
+        finally:
+            self.train(was_training)
+        result = torch.cat(outputs)
+        if single:
+            result = result[0]
+        return result.numpy() if convert_to_numpy else result
+
+    @staticmethod
+    def _prepare_batch(batch, offset: int, device: torch.device) -> torch.Tensor:
+        if isinstance(batch, np.ndarray):
+            if batch.dtype.kind not in "fiu":
+                raise InputError(f"expected real-valued coordinates, got numpy dtype {batch.dtype}")
+            tensor = torch.from_numpy(np.array(batch, dtype=np.float32))
+        elif batch.dtype == torch.bool or batch.is_complex():
+            raise InputError(f"expected real-valued coordinates, got dtype {batch.dtype}")
+        else:
+            tensor = batch
+        tensor = tensor.to(device=device, dtype=torch.float32)
+        finite = torch.isfinite(tensor).flatten(1).all(dim=1)
+        if not bool(finite.all()):
+            bad = (offset + torch.nonzero(~finite).flatten()).tolist()
+            raise InputError(f"input contains NaN or infinite values in clip(s) {bad[:10]}")
+        return tensor
+
+    # ---- saving and loading -----------------------------------------------------------
+    def _save_pretrained(self, save_directory: Path) -> None:
+        """Write ``model.safetensors`` and ``config.json`` (each atomically)."""
+        state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
+        metadata = {"format": "pt", "usdrl_version": __version__}
+        atomic_write(Path(save_directory) / WEIGHTS_FILE, lambda tmp: save_file(state, tmp, metadata=metadata))
+        atomic_write_text(Path(save_directory) / CONFIG_FILE, self.config.to_json())
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        name_or_path: str | os.PathLike,
+        *,
+        revision: str | None = None,
+        cache_dir: str | os.PathLike | None = None,
+        local_files_only: bool = False,
+        token: str | bool | None = None,
+        force_download: bool = False,
+        map_location: str | torch.device = "cpu",
+        **overrides,
+    ) -> "USDRL":
+        """Load a model from a folder, a name in :func:`usdrl.list_pretrained` or a Hub repo ``org/name``.
+
+        Loading is strict: every encoder weight must be in the file with its shape. Config
+        ``overrides`` may change the heads (e.g. ``num_classes=10``): a head whose size
+        differs from the file's is freshly initialised, and the log says so. The model is
+        returned in ``eval()`` mode.
+        """
+        config_file, weights_file = resolve_model_files(
+            name_or_path, revision=revision, cache_dir=cache_dir, local_files_only=local_files_only,
+            token=token, force_download=force_download)
+        try:
+            config = USDRLConfig.from_dict(json.loads(Path(config_file).read_text(encoding="utf-8")))
+        except (json.JSONDecodeError, ConfigError) as exc:
+            raise ConfigError(f"{config_file}: {exc}") from None
+        model = cls(config, **overrides)
+        model.load_weights(load_file(weights_file), source=str(weights_file))
+        return model.to(map_location).eval()
+
+    def load_weights(self, state: dict[str, torch.Tensor], source: str = "state dict") -> None:
+        """Load ``state`` strictly into the encoder; heads that do not fit are re-initialised (logged)."""
+        state = dict(state)
+        own = self.state_dict()
+        for prefix, head in (("head.", self.head), ("frame_head.", self.frame_head)):
+            file_keys = [k for k in state if k.startswith(prefix)]
+            if head is None:
+                if file_keys:
+                    logger.info("%s: ignoring the %s weights (this model has no such head)", source, prefix[:-1])
+                for k in file_keys:
+                    del state[k]
+                continue
+            if file_keys and all(k in own and state[k].shape == own[k].shape for k in file_keys):
+                continue
+            had = f"shape {tuple(state[prefix + 'weight'].shape)}" if prefix + "weight" in state else "none"
+            logger.warning("%s: %s re-initialised for %d classes (checkpoint had %s); train it before use",
+                           source, prefix[:-1], head.out_features, had)
+            for k in file_keys:
+                del state[k]
+            state.update({k: v for k, v in own.items() if k.startswith(prefix)})
+        missing = sorted(set(own) - set(state))
+        unexpected = sorted(set(state) - set(own))
+        mismatched = [f"{k}: expected {tuple(own[k].shape)}, got {tuple(state[k].shape)}"
+                      for k in sorted(set(own) & set(state)) if own[k].shape != state[k].shape]
+        if missing or unexpected or mismatched:
+            lines = [f"{source} does not match this model ({self.config.encoder}, layout {self.config.layout}, "
+                     f"hidden {self.config.hidden_size}):"]
+            for title, items in (("missing", missing), ("unexpected", unexpected), ("wrong shape", mismatched)):
+                if items:
+                    more = f" ... and {len(items) - 8} more" if len(items) > 8 else ""
+                    lines.append(f"  {title}: {', '.join(items[:8])}{more}")
+            raise CheckpointError("\n".join(lines))
+        self.load_state_dict(state, strict=True)
