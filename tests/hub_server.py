@@ -19,7 +19,7 @@ class FakeHub:
     def __init__(self):
         self.repos: dict[str, dict[str, dict[str, bytes]]] = {}
         self.refs: dict[str, dict[str, str]] = {}
-        self.requests: list[tuple[str, str]] = []
+        self.requests: list[tuple[str, str, str]] = []  # (method, path, user agent)
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
@@ -70,7 +70,7 @@ class FakeHub:
         class Handler(BaseHTTPRequestHandler):
             def _respond(self, with_body: bool):
                 path = urlsplit(self.path).path
-                hub.requests.append((self.command, path))
+                hub.requests.append((self.command, path, self.headers.get("User-Agent", "")))
                 status, headers, body = hub._lookup(path)
                 self.send_response(status)
                 for key, value in headers.items():

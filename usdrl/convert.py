@@ -104,18 +104,15 @@ def _map_key(key: str, kind: str) -> str | None:
         return f"encoder.{_STREAMS[match[1]]}.embed.{match[2]}"
     if kind == "dste":
         match = re.fullmatch(r"([ts])_tr(\d*)\.(.+)", key)
-        if match:
-            index, rest = int(match[2] or 0), match[3]
-            for pattern, replacement in _DSTE_SUBLAYER:
-                if re.match(pattern, rest):
-                    return f"encoder.{_STREAMS[match[1]]}.layers.{index}.{re.sub(pattern, replacement, rest, 1)}"
+        rules = _DSTE_SUBLAYER
     else:
         match = re.fullmatch(r"([ts])_tr\.layers\.(\d+)\.(.+)", key)
-        if match:
-            for pattern, replacement in _STTR_SUBLAYER:
-                if re.match(pattern, match[3]):
-                    rest = re.sub(pattern, replacement, match[3], 1)
-                    return f"encoder.{_STREAMS[match[1]]}.layers.{match[2]}.{rest}"
+        rules = _STTR_SUBLAYER
+    if match:
+        for pattern, replacement in rules:
+            if re.match(pattern, match[3]):
+                rest = re.sub(pattern, replacement, match[3], count=1)
+                return f"encoder.{_STREAMS[match[1]]}.layers.{int(match[2] or 0)}.{rest}"
     raise CheckpointError(f"unexpected key {key!r} in a reference {kind.upper()} checkpoint")
 
 

@@ -111,23 +111,27 @@ class USDRL(
         return next(self.parameters()).device
 
     # ---- forward passes (training use) ------------------------------------------------
-    def check_input(self, x: torch.Tensor) -> None:
-        """Raise :class:`InputError` unless ``x`` is a batch ``(N, C, T, V, M)`` this model takes."""
+    def check_input(self, x: torch.Tensor, allow_single: bool = False) -> None:
+        """Raise :class:`InputError` unless ``x`` is a batch ``(N, C, T, V, M)`` this model takes
+        (or, with ``allow_single``, one clip ``(C, T, V, M)``)."""
         expected = self.config.input_shape
         got = tuple(x.shape)
-        if len(got) == 5 and got[1:] == expected:
+        if (len(got) == 5 and got[1:] == expected) or (allow_single and got == expected):
             return
+        dims = got[1:] if len(got) == 5 else got if allow_single and len(got) == 4 else None
         shown = "(N, " + ", ".join(map(str, expected)) + ")"
         message = f"expected {shown} for layout {self.config.layout}, got {got}"
-        if len(got) != 5:
+        if dims is None:
             message += "; the model takes a batch (N, C, T, V, M): channels, frames, joints, persons"
-        elif sorted(got[1:]) == sorted(expected):
+            if allow_single:
+                message += ", or one clip (C, T, V, M)"
+        elif sorted(dims) == sorted(expected):
             message += "; the axes look permuted: the order is (N, C, T, V, M): channels, frames, joints, persons"
-        elif got[2] != expected[1] and got[1:2] + got[3:] == expected[:1] + expected[2:]:
+        elif dims[1] != expected[1] and dims[:1] + dims[2:] == expected[:1] + expected[2:]:
             message += f"; resample each clip to {expected[1]} frames"
-        elif got[3] != expected[2]:
+        elif dims[2] != expected[2]:
             message += f"; layout {self.config.layout} has {expected[2]} joints"
-        elif got[4] != expected[3]:
+        elif dims[3] != expected[3]:
             message += f"; the model takes {expected[3]} person slots (zero-fill absent persons)"
         raise InputError(message)
 
@@ -192,9 +196,9 @@ class USDRL(
             raise InputError(f"expected a torch.Tensor or numpy array, got {type(x).__name__}")
         if batch_size < 1:
             raise InputError(f"batch_size must be >= 1, got {batch_size}")
+        self.check_input(x, allow_single=True)
         single = x.ndim == len(self.config.input_shape)
         data = x[None] if single else x
-        self.check_input(data)
         if len(data) == 0:
             raise InputError("got an empty batch (N = 0)")
         device = torch.device(device) if device is not None else self._device()
@@ -236,12 +240,31 @@ class USDRL(
         return tensor
 
     # ---- saving and loading -----------------------------------------------------------
+    def save_pretrained(self, save_directory: str | os.PathLike, *, config: dict | None = None,
+                        push_to_hub: bool = False, repo_id: str | None = None,
+                        model_card_kwargs: dict | None = None, **push_to_hub_kwargs):
+        """Write ``model.safetensors`` and ``config.json`` (each atomically) and a model card.
+
+        An existing folder is updated file by file: a crash leaves each file either old or
+        new, never half-written. With ``push_to_hub=True`` the folder is then uploaded.
+        """
+        if config is not None:
+            raise ConfigError("the model's own config is saved; change it with model.config / reset_classifier")
+        folder = Path(save_directory)
+        folder.mkdir(parents=True, exist_ok=True)
+        self._save_pretrained(folder)
+        if not (folder / "README.md").exists():
+            self.generate_model_card(**(model_card_kwargs or {})).save(folder / "README.md")
+        if push_to_hub:
+            return self.push_to_hub(repo_id or folder.name, model_card_kwargs=model_card_kwargs,
+                                    **push_to_hub_kwargs)
+        return None
+
     def _save_pretrained(self, save_directory: Path) -> None:
-        """Write ``model.safetensors`` and ``config.json`` (each atomically)."""
         state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
         metadata = {"format": "pt", "usdrl_version": __version__}
-        atomic_write(Path(save_directory) / WEIGHTS_FILE, lambda tmp: save_file(state, tmp, metadata=metadata))
-        atomic_write_text(Path(save_directory) / CONFIG_FILE, self.config.to_json())
+        atomic_write(save_directory / WEIGHTS_FILE, lambda tmp: save_file(state, tmp, metadata=metadata))
+        atomic_write_text(save_directory / CONFIG_FILE, self.config.to_json())
 
     @classmethod
     def from_pretrained(
