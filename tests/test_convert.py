@@ -40,9 +40,13 @@ def rel_err(a, b):
     return ((a - b).abs().max() / b.abs().max()).item()
 
 
-@pytest.mark.parametrize("kind,joints,layout,heads", [
-    ("dste", 25, None, 1), ("dste", 17, "coco17", 2), ("sttr", 25, None, 1), ("sttr", 17, "uav17", 1)])
-def test_downstream_checkpoint_matches_literal_reference(tmp_path, kind, joints, layout, heads):
+CASES = [("dste", 25, None, 1), ("dste", 17, "coco17", 2), ("sttr", 25, None, 1), ("sttr", 17, "uav17", 1)]
+
+
+@pytest.mark.parametrize("kind,joints,layout,heads", CASES)
+def test_downstream_checkpoint_has_the_literal_reference_maths(tmp_path, kind, joints, layout, heads):
+    """Every weight non-trivial, computed in float64 (the position table is float32 in both, hence 1e-7):
+    any mapping or architecture slip shows."""
     torch.manual_seed(0)
     ref = randomise_(LiteralDownstream(literal_backbone(kind, joints, heads), HIDDEN, 7)).eval()
     path = save_checkpoint(tmp_path / "ref.pth.tar", ref)
@@ -52,6 +56,19 @@ def test_downstream_checkpoint_matches_literal_reference(tmp_path, kind, joints,
     assert model.config.encoder == kind and model.config.num_joints == joints
     assert model.config.hidden_size == HIDDEN and model.config.num_classes == 7
     assert not model.training
+    ref, model = ref.double(), model.double()
+    x = torch.randn(3, 3, 64, joints, 2, dtype=torch.float64)
+    with torch.no_grad():
+        assert rel_err(model(x), ref(x)) < 1e-7
+        assert rel_err(model.forward_frames(x), ref.dense(x)) < 1e-7
+
+
+@pytest.mark.parametrize("kind,joints,layout,heads", CASES)
+def test_float32_outputs_match_the_literal_reference(tmp_path, kind, joints, layout, heads):
+    torch.manual_seed(0)
+    ref = LiteralDownstream(literal_backbone(kind, joints, heads), HIDDEN, 7).eval()
+    model = load_reference_checkpoint(save_checkpoint(tmp_path / "ref.pth.tar", ref), layout=layout,
+                                      num_heads=heads).model
     x = torch.randn(3, 3, 64, joints, 2)
     with torch.no_grad():
         assert rel_err(model(x), ref(x)) < 1e-5
@@ -78,7 +95,7 @@ def test_modalities_match_reference_definitions(tmp_path, modality):
             expected_input[:, :, :, child - 1] = x[:, :, :, child - 1] - x[:, :, :, parent - 1]
     assert torch.equal(apply_modality(x, modality, NTU25), expected_input)
     with torch.no_grad():
-        assert rel_err(model(x), ref(expected_input)) < 1e-5
+        assert rel_err(model.double()(x.double()), ref.double()(expected_input.double())) < 1e-7
 
 
 def test_pretraining_checkpoint_keeps_projectors(tmp_path):
@@ -150,7 +167,7 @@ class _Exploit:
 def test_pickles_with_code_are_refused(tmp_path, capsys):
     path = tmp_path / "evil.pth.tar"
     with open(path, "wb") as f:
-        pickle.dump({"state_dict": {"backbone.spe": _Exploit()}}, f)
+        pickle.dump({"state_dict": {"backbone.spe": _Exploit()}}, f, protocol=2)
     with pytest.raises(CheckpointError, match="refused to unpickle"):
         load_reference_checkpoint(path)
     assert "must never run" not in capsys.readouterr().out
