@@ -2,10 +2,14 @@
 
 import os
 import tempfile
+from pathlib import Path
 
 from hypothesis import strategies as st
 
 from usdrl.errors import DataFormatError
+
+#: The real-format fixtures of ``shared/`` (beside the repository, in CI as on a developer machine).
+SHARED_FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
 
 
 def ntu_text(frames, *, newline="\r\n", num_joints=25):

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from data_helpers import check_reader_on_bytes, mutated_bytes, ntu_text
+from data_helpers import SHARED_FIXTURES, check_reader_on_bytes, mutated_bytes, ntu_text
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -22,7 +22,7 @@ from usdrl.data import (
 from usdrl.data.ntu import DEFAULT_BODY_ID
 from usdrl.errors import ConfigError, DataFormatError, InputError
 
-FIXTURES = Path("/work/shared/fixtures/ntu")
+FIXTURES = SHARED_FIXTURES / "ntu"
 LEAF_JOINTS = {3, 15, 19, 21, 22, 23, 24}  # zero orientation in the real files
 
 # Two real IDs of S001C003P008R002A058 that are equal as float64.
