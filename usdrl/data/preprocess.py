@@ -145,11 +145,20 @@ def center_on_joint(data: np.ndarray, joint: int) -> np.ndarray:
     return (data - center) * _present(data)
 
 
+def _rodrigues(v: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """Rotation taking unit ``v`` onto unit ``t`` about ``v x t``; well conditioned for ``v . t >= 0``."""
+    axis = np.cross(v, t)
+    k = np.array([[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]])
+    return np.eye(3) + k + k @ k / (1 + float(v @ t))
+
+
 def rotation_onto(vector: np.ndarray, target: np.ndarray) -> np.ndarray:
     """``(3, 3)`` rotation taking the direction of ``vector`` onto that of ``target``.
 
     The rotation is about ``vector x target`` by the angle between them; the identity if
-    either is zero. Opposite directions give a half turn about an axis normal to ``target``.
+    either is zero. When the two point more than 90 degrees apart, a half turn about an
+    axis normal to ``vector`` first flips it, which keeps the result exactly orthogonal even
+    for nearly opposite directions (exactly opposite ones give that half turn).
     """
     v = np.asarray(vector, dtype=np.float64)
     t = np.asarray(target, dtype=np.float64)
@@ -157,14 +166,12 @@ def rotation_onto(vector: np.ndarray, target: np.ndarray) -> np.ndarray:
     if nv == 0 or nt == 0:
         return np.eye(3)
     v, t = v / nv, t / nt
-    axis = np.cross(v, t)
-    cos = float(np.clip(v @ t, -1.0, 1.0))
-    if cos <= -1 + 1e-12:
-        normal = np.cross(t, np.eye(3)[np.argmin(np.abs(t))])
-        normal /= np.linalg.norm(normal)
-        return 2 * np.outer(normal, normal) - np.eye(3)
-    k = np.array([[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]])
-    return np.eye(3) + k + k @ k / (1 + cos)
+    if v @ t >= 0:
+        return _rodrigues(v, t)
+    normal = np.cross(v, np.eye(3)[np.argmin(np.abs(v))])
+    normal /= np.linalg.norm(normal)
+    half_turn = 2 * np.outer(normal, normal) - np.eye(3)
+    return _rodrigues(-v, t) @ half_turn
 
 
 def rotate(data: np.ndarray, matrix: np.ndarray) -> np.ndarray:
