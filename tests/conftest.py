@@ -9,9 +9,16 @@ os.environ.pop("HF_HUB_OFFLINE", None)
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
+from hypothesis import settings  # noqa: E402
 from hub_server import FakeHub  # noqa: E402
 
 torch.set_num_threads(min(2, torch.get_num_threads()))
+
+# CI runs the property tests with a fixed seed so that a landing never depends on luck;
+# local runs keep exploring new examples.
+settings.register_profile("ci", derandomize=True, print_blob=True)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 
 @pytest.fixture(scope="session")
