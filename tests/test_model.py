@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from usdrl import USDRL, InputError, USDRLConfig
+from usdrl import USDRL, ConfigError, InputError, USDRLConfig
+from usdrl.skeleton import apply_modality
 
 
 def tiny(**overrides):
@@ -186,3 +187,36 @@ def test_reset_classifier_replaces_only_the_head():
     assert model.head is None and model(clips(1, model.config)).shape == (1, 128)
     model.reset_frame_classifier(5)
     assert model.forward_frames(clips(1, model.config)).shape == (1, 64, 5)
+
+
+def test_multimodal_model_embeds_each_modality_and_their_fusion(tmp_path):
+    model = tiny(modality="multi", num_classes=4)
+    assert model.config.views == ("joint", "motion", "bone", "fused") and model.config.default_view == "fused"
+    assert set(model.encoder.temporal.embeds) == {"joint", "motion", "bone"}
+    assert model.encoder.spatial.fuse.bias is None
+    x = clips(2, model.config)
+    outputs = {view: model.forward_features(x, view) for view in model.config.views}
+    for view, (y_t, y_s) in outputs.items():
+        assert y_t.shape == (2, 64, 64) and y_s.shape == (2, 50, 64), view
+    assert not torch.allclose(outputs["joint"][0], outputs["fused"][0])
+    torch.testing.assert_close(model.encode(x), torch.cat([t.amax(1) for t in outputs["fused"]], -1))
+
+    # the fused tokens are fuse(mean of the three modality embeddings)
+    stream, layout = model.encoder.temporal, model.layout
+    tokens = {m: apply_modality(x, m, layout).permute(0, 2, 4, 3, 1).reshape(2, 64, 150) for m in stream.embeds}
+    expected = stream.fuse((stream.embeds["joint"](tokens["joint"]) + stream.embeds["motion"](tokens["motion"])
+                            + stream.embeds["bone"](tokens["bone"])) / 3)
+    torch.testing.assert_close(stream.embed_tokens(tokens), expected)
+
+    model.save_pretrained(tmp_path / "multi")
+    torch.testing.assert_close(USDRL.from_pretrained(tmp_path / "multi")(x), model(x))
+
+
+def test_views_are_checked():
+    model = tiny(modality="bone")
+    x = clips(1, model.config)
+    assert torch.equal(model.forward_features(x, "bone")[0], model.forward_features(x)[0])
+    with pytest.raises(ConfigError, match="embeds bone; got view 'joint'"):
+        model.forward_features(x, "joint")
+    with pytest.raises(ConfigError, match="got view 'fusion'"):
+        tiny(modality="multi").forward_features(x, "fusion")

@@ -175,6 +175,8 @@ def test_rotation_onto_aligns_any_vector(vector, target):
 
 def test_rotation_onto_special_cases():
     np.testing.assert_array_equal(rotation_onto([0, 0, 0], [1, 0, 0]), np.eye(3))
+    tiny = rotation_onto([0.0, 0.0, 3e-161], [1.0, 0, 0])  # found by hypothesis: the squared norm underflows
+    np.testing.assert_allclose(tiny @ tiny.T, np.eye(3), atol=1e-12)
     nearly_opposite = rotation_onto([0.0, 1e-5, -1.0], [0, 0, 1.0])  # found by hypothesis in CI
     np.testing.assert_allclose(nearly_opposite @ nearly_opposite.T, np.eye(3), atol=1e-12)
     np.testing.assert_allclose(nearly_opposite @ [0.0, 1e-5, -1.0], [0, 0, np.hypot(1e-5, 1.0)], atol=1e-12)

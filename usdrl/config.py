@@ -43,8 +43,10 @@ class USDRLConfig:
         gap: DSA anchor spacing (tokens ``j % gap == 0`` keep their unshifted value).
         drop_path: stochastic-depth rate on residual branches (training only).
         encoder: ``"dste"`` or the ``"sttr"`` plain-transformer baseline.
-        modality: ``"joint"``, ``"motion"`` or ``"bone"``; the model takes joint
-            coordinates and computes its modality itself.
+        modality: ``"joint"``, ``"motion"`` or ``"bone"`` (one modality), or ``"multi"``:
+            modality-specific embeddings fused early into one shared encoder (the
+            multi-modal MPCT model). The model takes joint coordinates and computes its
+            modalities itself.
         causal: temporal attention and token mixing see only frames <= t.
 
     Heads:
@@ -89,8 +91,9 @@ class USDRLConfig:
                 f"layout {self.layout!r} has {layout.num_joints} joints, but num_joints={self.num_joints}")
         if self.encoder not in ENCODERS:
             raise ConfigError(f"unknown encoder {self.encoder!r}; expected one of {', '.join(ENCODERS)}")
-        if self.modality not in MODALITIES:
-            raise ConfigError(f"unknown modality {self.modality!r}; expected one of {', '.join(MODALITIES)}")
+        if self.modality not in (*MODALITIES, "multi"):
+            raise ConfigError(f"unknown modality {self.modality!r}; expected one of {', '.join(MODALITIES)} "
+                              "or multi")
         if self.mlp_ratio is None:
             self.mlp_ratio = _DEFAULT_MLP_RATIO[self.encoder]
         for name in ("num_persons", "in_channels", "num_frames", "hidden_size", "num_heads", "num_layers", "gap"):
@@ -135,6 +138,16 @@ class USDRLConfig:
     def spatial_input_dim(self) -> int:
         """Width of a spatial token: one joint trajectory, T*C."""
         return self.num_frames * self.in_channels
+
+    @property
+    def views(self) -> tuple[str, ...]:
+        """The inputs the encoder can embed: the modality, or for ``multi`` each modality and ``fused``."""
+        return (*MODALITIES, "fused") if self.modality == "multi" else (self.modality,)
+
+    @property
+    def default_view(self) -> str:
+        """The view behind :meth:`USDRL.encode` and the heads: the modality, or ``fused``."""
+        return "fused" if self.modality == "multi" else self.modality
 
     @property
     def mlp_hidden_size(self) -> int:

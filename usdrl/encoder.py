@@ -25,6 +25,8 @@ from einops import rearrange
 from torch import nn
 
 from .config import USDRLConfig
+from .errors import ConfigError
+from .skeleton import MODALITIES, apply_modality, get_layout
 
 
 class DropPath(nn.Module):
@@ -209,21 +211,42 @@ def sinusoid_table(length: int, dim: int) -> torch.Tensor:
     return table.float()
 
 
+def _embedding(input_dim: int, dim: int) -> nn.Sequential:
+    """``Linear -> LayerNorm -> ReLU -> Linear``: tokens ``(n, l, input_dim)`` to ``(n, l, dim)``."""
+    return nn.Sequential(nn.Linear(input_dim, dim), nn.LayerNorm(dim), nn.ReLU(), nn.Linear(dim, dim))
+
+
 class Stream(nn.Module):
     """Embedding plus layers of one stream: tokens ``(n, l, d_in)`` to ``(n, l, d)``.
 
-    ``embed`` is ``Linear -> LayerNorm -> ReLU -> Linear``. The position encoding
-    ``pos (1, l, d)`` is added before every layer (``repeat_pos``) or before the first.
+    A single-modality stream has one ``embed``. A multi-modal stream has one embedding
+    per modality (``embeds``) and ``fuse``: the fused view averages the three embedded
+    token sequences and applies a bias-free linear map (early fusion). The position
+    encoding ``pos (1, l, d)`` is added before every layer (``repeat_pos``) or before the first.
     """
 
-    def __init__(self, input_dim: int, dim: int, layers: list[nn.Module], repeat_pos: bool):
+    def __init__(self, input_dim: int, dim: int, layers: list[nn.Module], repeat_pos: bool, multimodal: bool):
         super().__init__()
-        self.embed = nn.Sequential(nn.Linear(input_dim, dim), nn.LayerNorm(dim), nn.ReLU(), nn.Linear(dim, dim))
+        if multimodal:
+            self.embeds = nn.ModuleDict({name: _embedding(input_dim, dim) for name in MODALITIES})
+            self.fuse = nn.Linear(dim, dim, bias=False)
+        else:
+            self.embed = _embedding(input_dim, dim)
         self.layers = nn.ModuleList(layers)
         self.repeat_pos = repeat_pos
 
-    def forward(self, tokens: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
-        x = self.embed(tokens)
+    def embed_tokens(self, tokens: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Embed ``{modality: (n, l, d_in)}``: one modality, or all three for the fused view."""
+        if not hasattr(self, "embeds"):
+            (only,) = tokens.values()
+            return self.embed(only)
+        if len(tokens) == 1:
+            ((name, only),) = tokens.items()
+            return self.embeds[name](only)
+        return self.fuse(torch.stack([self.embeds[name](tokens[name]) for name in MODALITIES]).mean(0))
+
+    def forward(self, tokens: dict[str, torch.Tensor], pos: torch.Tensor) -> torch.Tensor:
+        x = self.embed_tokens(tokens)
         for i, layer in enumerate(self.layers):
             if i == 0 or self.repeat_pos:
                 x = x + pos
@@ -234,19 +257,21 @@ class Stream(nn.Module):
 class Encoder(nn.Module):
     """The two-stream skeleton encoder (``config.encoder``: ``"dste"`` or ``"sttr"``).
 
-    ``forward(x)`` takes a batch ``(n, c, t, v, m)`` of the model's modality and returns
-    ``(y_t, y_s)`` of shapes ``(n, t, d)`` and ``(n, m*v, d)``.
+    ``forward(x, view)`` takes joint coordinates ``(n, c, t, v, m)``, computes the view's
+    modality input(s) from them (``view`` is one of ``config.views``; default
+    ``config.default_view``) and returns ``(y_t, y_s)`` of shapes ``(n, t, d)`` and
+    ``(n, m*v, d)``.
     """
 
     def __init__(self, config: USDRLConfig):
         super().__init__()
         self.config = config
-        d = config.hidden_size
-        self.temporal = Stream(config.temporal_input_dim, d, self._layers(config, config.temporal_tokens,
-                                                                          config.causal),
-                               repeat_pos=config.encoder == "dste")
+        d, repeat, multi = config.hidden_size, config.encoder == "dste", config.modality == "multi"
+        self.layout = get_layout(config.layout)
+        self.temporal = Stream(config.temporal_input_dim, d,
+                               self._layers(config, config.temporal_tokens, config.causal), repeat, multi)
         self.spatial = Stream(config.spatial_input_dim, d, self._layers(config, config.spatial_tokens, False),
-                              repeat_pos=config.encoder == "dste")
+                              repeat, multi)
         self.spatial_pos = nn.Parameter(torch.zeros(1, config.spatial_tokens, d))
         table = sinusoid_table(max(200, config.temporal_tokens), d)[None, : config.temporal_tokens]
         self.register_buffer("temporal_pos", table, persistent=False)
@@ -268,17 +293,23 @@ class Encoder(nn.Module):
         for module in self.modules():
             if isinstance(module, nn.Linear) and id(module) not in pointwise:
                 nn.init.trunc_normal_(module.weight, std=0.02, a=-2.0, b=2.0)
-                nn.init.zeros_(module.bias)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
             elif isinstance(module, nn.LayerNorm):
                 nn.init.ones_(module.weight)
                 nn.init.zeros_(module.bias)
         nn.init.trunc_normal_(self.spatial_pos, std=0.02, a=-2.0, b=2.0)
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        temporal_tokens = rearrange(x, "n c t v m -> n t (m v c)")
-        spatial_tokens = rearrange(x, "n c t v m -> n (m v) (t c)")
-        y_t = self.temporal(temporal_tokens, self.temporal_pos.to(x.dtype))
-        y_s = self.spatial(spatial_tokens, self.spatial_pos)
+    def forward(self, x: torch.Tensor, view: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        view = view or self.config.default_view
+        if view not in self.config.views:
+            raise ConfigError(f"this encoder embeds {', '.join(self.config.views)}; got view {view!r}")
+        modalities = MODALITIES if view == "fused" else (view,)
+        inputs = {name: apply_modality(x, name, self.layout) for name in modalities}
+        y_t = self.temporal({name: rearrange(v, "n c t v m -> n t (m v c)") for name, v in inputs.items()},
+                            self.temporal_pos.to(x.dtype))
+        y_s = self.spatial({name: rearrange(v, "n c t v m -> n (m v) (t c)") for name, v in inputs.items()},
+                           self.spatial_pos)
         return y_t, y_s
 
 

@@ -25,7 +25,7 @@ from .encoder import Encoder, dense_feature, global_feature
 from .errors import CheckpointError, ConfigError, InputError
 from .heads import ClassifierHead, FrameClassifierHead
 from .hub import CONFIG_FILE, WEIGHTS_FILE, resolve_model_files
-from .skeleton import apply_modality, get_layout
+from .skeleton import get_layout
 
 logger = logging.getLogger(__name__)
 
@@ -135,10 +135,14 @@ class USDRL(
             message += f"; the model takes {expected[3]} person slots (zero-fill absent persons)"
         raise InputError(message)
 
-    def forward_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Token features ``(y_t (N, T, H), y_s (N, M*V, H))`` of joint coordinates ``x``."""
+    def forward_features(self, x: torch.Tensor, view: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Token features ``(y_t (N, T, H), y_s (N, M*V, H))`` of joint coordinates ``x``.
+
+        ``view`` picks the input of a multi-modal model (``joint``, ``motion``, ``bone`` or
+        ``fused``; default ``fused``); a single-modality model has only its own modality.
+        """
         self.check_input(x)
-        return self.encoder(apply_modality(x, self.config.modality, self.layout))
+        return self.encoder(x, view)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits ``(N, num_classes)``, or the global features ``(N, 2H)`` when there is no head."""
@@ -214,7 +218,7 @@ class USDRL(
             with torch.inference_mode(), autocast:
                 for start in tqdm(range(0, len(data), batch_size), disable=not show_progress_bar, unit="batch"):
                     batch = self._prepare_batch(data[start:start + batch_size], start, device)
-                    outputs.append(fn(apply_modality(batch, self.config.modality, self.layout)).float().cpu())
+                    outputs.append(fn(batch).float().cpu())
         finally:
             self.train(was_training)
         result = torch.cat(outputs)

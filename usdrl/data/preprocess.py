@@ -145,6 +145,17 @@ def center_on_joint(data: np.ndarray, joint: int) -> np.ndarray:
     return (data - center) * _present(data)
 
 
+def _unit(vector) -> np.ndarray | None:
+    """``vector`` scaled to unit length (``None`` for a zero vector); exact even for tiny vectors,
+    whose squared norm would underflow."""
+    v = np.asarray(vector, dtype=np.float64)
+    largest = np.abs(v).max()
+    if largest == 0:
+        return None
+    v = v / largest
+    return v / np.linalg.norm(v)
+
+
 def _rodrigues(v: np.ndarray, t: np.ndarray) -> np.ndarray:
     """Rotation taking unit ``v`` onto unit ``t`` about ``v x t``; well conditioned for ``v . t >= 0``."""
     axis = np.cross(v, t)
@@ -160,12 +171,9 @@ def rotation_onto(vector: np.ndarray, target: np.ndarray) -> np.ndarray:
     axis normal to ``vector`` first flips it, which keeps the result exactly orthogonal even
     for nearly opposite directions (exactly opposite ones give that half turn).
     """
-    v = np.asarray(vector, dtype=np.float64)
-    t = np.asarray(target, dtype=np.float64)
-    nv, nt = np.linalg.norm(v), np.linalg.norm(t)
-    if nv == 0 or nt == 0:
+    v, t = _unit(vector), _unit(target)
+    if v is None or t is None:
         return np.eye(3)
-    v, t = v / nv, t / nt
     if v @ t >= 0:
         return _rodrigues(v, t)
     normal = np.cross(v, np.eye(3)[np.argmin(np.abs(v))])
