@@ -220,3 +220,16 @@ def test_views_are_checked():
         model.forward_features(x, "joint")
     with pytest.raises(ConfigError, match="got view 'fusion'"):
         tiny(modality="multi").forward_features(x, "fusion")
+
+
+def test_grad_checkpointing_gives_the_same_gradients():
+    x = clips(3, USDRLConfig.from_preset("tiny"))
+    grads = []
+    for enable in (False, True):
+        model = tiny(num_classes=3).train()
+        model.set_grad_checkpointing(enable)
+        torch.manual_seed(5)  # the same drop-path draws
+        model(x).square().sum().backward()
+        grads.append({n: p.grad.clone() for n, p in model.named_parameters()})
+    for name, grad in grads[0].items():
+        torch.testing.assert_close(grads[1][name], grad, rtol=1e-5, atol=1e-6, msg=name)

@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from .config import USDRLConfig
 from .errors import ConfigError
@@ -234,6 +235,7 @@ class Stream(nn.Module):
             self.embed = _embedding(input_dim, dim)
         self.layers = nn.ModuleList(layers)
         self.repeat_pos = repeat_pos
+        self.grad_checkpointing = False
 
     def embed_tokens(self, tokens: dict[str, torch.Tensor]) -> torch.Tensor:
         """Embed ``{modality: (n, l, d_in)}``: one modality, or all three for the fused view."""
@@ -250,7 +252,10 @@ class Stream(nn.Module):
         for i, layer in enumerate(self.layers):
             if i == 0 or self.repeat_pos:
                 x = x + pos
-            x = layer(x)
+            if self.grad_checkpointing and torch.is_grad_enabled():
+                x = checkpoint(layer, x, use_reentrant=False)  # recompute in backward; same RNG draws
+            else:
+                x = layer(x)
         return x
 
 
