@@ -1,0 +1,210 @@
+"""MG-FD losses: hand-computed values on tiny tensors, and agreement with plain loop implementations."""
+
+import dataclasses
+import itertools
+import json
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from usdrl.errors import ConfigError, InputError
+from usdrl.train.losses import (
+    DOMAINS,
+    LossConfig,
+    MGFDLoss,
+    covariance_loss,
+    cross_correlation_loss,
+    invariance_loss,
+    multi_view_cross_correlation,
+    variance_covariance_loss,
+    variance_loss,
+)
+
+# A 3 x 2 batch: column 0 deviates by (-0.2, 0, 0.2) from its mean 0.3, column 1 by (0, -0.2, 0.2) from 0.2.
+Z = torch.tensor([[0.1, 0.2], [0.3, 0.0], [0.5, 0.4]], dtype=torch.float64)
+# Orthogonal zero-mean columns (a Hadamard matrix without its constant column): decorrelated.
+HADAMARD = torch.tensor([[1, 1, 1], [-1, 1, -1], [1, -1, -1], [-1, -1, 1]], dtype=torch.float64)
+
+
+# ---------------------------------------------------------------- loop implementations
+
+
+def loop_invariance(views):
+    centre = sum(views[:-1]) / (len(views) - 1)
+    return sum(F.mse_loss(z, views[-1]) + F.mse_loss(z, centre) for z in views[:-1])
+
+
+def loop_vac(z, std_weight=5.0, cov_weight=1.0, eps=1e-4):
+    n, d = z.shape
+    centred = z - z.mean(0)
+    std = torch.sqrt(z.var(0) + eps)
+    cov = centred.T @ centred / (n - 1)
+    off = sum(cov[i, j] ** 2 for i in range(d) for j in range(d) if i != j)
+    return std_weight * torch.relu(1 - std).mean() + cov_weight * off / d
+
+
+def loop_xcorr(z1, z2, off_weight=0.005):
+    n, d = z1.shape
+    a, b = ((z - z.mean(0)) / z.std(0) for z in (z1, z2))
+    c = a.T @ b / n
+    return sum((c[i, i] - 1) ** 2 if i == j else off_weight * c[i, j] ** 2 for i in range(d) for j in range(d))
+
+
+def loop_total(embeddings, cfg: LossConfig):
+    total = 0.0
+    for domain in DOMAINS:
+        views = list(embeddings[domain])
+        sim = loop_invariance(views)
+        vac = sum(loop_vac(z, cfg.std_weight, cfg.cov_weight, cfg.variance_eps) for z in views)
+        xcorr = sum(loop_xcorr(a, b, cfg.xcorr_off_diagonal) for a, b in itertools.combinations(views, 2))
+        weight = {"temporal": cfg.temporal_weight, "spatial": cfg.spatial_weight, "instance": cfg.instance_weight}
+        total = total + weight[domain] * (cfg.sim_weight * sim + cfg.vac_weight * vac + cfg.xcorr_weight * xcorr)
+    return total
+
+
+def random_views(seed, views=4, n=6, d=5):
+    g = torch.Generator().manual_seed(seed)
+    scale = torch.linspace(0.3, 2.0, d, dtype=torch.float64)
+    return torch.randn(views, n, d, generator=g, dtype=torch.float64) * scale
+
+
+# ---------------------------------------------------------------- by hand
+
+
+def test_invariance_by_hand():
+    z0 = torch.tensor([[1.0, 0.0], [0.0, 0.0], [0.0, 0.0]])
+    z1 = torch.zeros(3, 2)
+    anchor = torch.zeros(3, 2)
+    # centre = (z0 + z1) / 2 has 0.5 at [0, 0]. MSE(z0, anchor) = 1/6, MSE(z1, anchor) = 0,
+    # MSE(z0, centre) = MSE(z1, centre) = 0.25/6: 1/6 + 0.5/6 = 0.25.
+    assert invariance_loss(torch.stack([z0, z1, anchor])).item() == pytest.approx(0.25)
+    assert invariance_loss([z0, z1, anchor]).item() == pytest.approx(0.25)
+
+
+def test_variance_covariance_by_hand():
+    # Unbiased variance of each column: 0.08 / 2 = 0.04; std = sqrt(0.0401).
+    l_std = 1 - math.sqrt(0.0401)
+    # Cov_01 = (0 * -0.2 + ... + 0.2 * 0.2) / 2 = 0.02; sum over i != j of Cov^2 = 2 * 0.0004, divided by D = 2.
+    l_cov = 0.0004
+    assert variance_loss(Z).item() == pytest.approx(l_std)
+    assert covariance_loss(Z).item() == pytest.approx(l_cov)
+    assert variance_covariance_loss(Z).item() == pytest.approx(5 * l_std + l_cov)
+    assert variance_covariance_loss(Z, std_weight=1.0, cov_weight=2.0).item() == pytest.approx(l_std + 2 * l_cov)
+
+
+def test_cross_correlation_by_hand():
+    # Z standardised: columns (-1, 0, 1) and (0, -1, 1). With itself, C = [[2, 1], [1, 2]] / 3:
+    # (2/3 - 1)^2 * 2 + 0.005 * (1/3)^2 * 2.
+    assert cross_correlation_loss(Z, Z).item() == pytest.approx(2 / 9 + 0.005 * 2 / 9)
+    # Against columns (1, 0, 2) and (0, 1, 2), standardised (0, -1, 1) and (-1, 0, 1): C = [[1, 2], [2, 1]] / 3.
+    other = torch.tensor([[1.0, 0.0], [0.0, 1.0], [2.0, 2.0]], dtype=torch.float64)
+    assert cross_correlation_loss(Z, other).item() == pytest.approx(2 * 4 / 9 + 0.005 * 2 * 4 / 9)
+
+
+# ---------------------------------------------------------------- special cases
+
+
+def test_invariance_of_identical_views_is_zero():
+    z = torch.randn(5, 8)
+    assert invariance_loss(torch.stack([z] * 4)).item() == pytest.approx(0.0, abs=1e-12)  # the centre rounds
+
+
+def test_variance_term_zero_when_every_std_is_at_least_one():
+    assert variance_loss(2 * HADAMARD).item() == 0.0  # unbiased variances 16/3
+    assert variance_loss(HADAMARD).item() == 0.0  # 4/3
+
+
+def test_covariance_zero_for_decorrelated_data():
+    assert covariance_loss(HADAMARD).item() == 0.0
+    assert covariance_loss(HADAMARD * torch.tensor([1.0, 3.0, 0.5], dtype=torch.float64)).item() == 0.0
+
+
+def test_cross_correlation_of_identical_decorrelated_inputs():
+    # Identity correlation: the off-diagonals vanish and C_ii = (N - 1) / N (unbiased std, C divided by N),
+    # so only D * (1 / N)^2 is left.
+    n, d = HADAMARD.shape
+    assert cross_correlation_loss(HADAMARD, HADAMARD).item() == pytest.approx(d / n**2)
+    assert cross_correlation_loss(HADAMARD, 2 * HADAMARD + 1).item() == pytest.approx(d / n**2)
+
+
+# ---------------------------------------------------------------- against the loops
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_terms_match_loop_implementations(seed):
+    views = random_views(seed)
+    assert invariance_loss(views).item() == pytest.approx(loop_invariance(list(views)).item(), rel=1e-10)
+    for z in views:
+        assert variance_covariance_loss(z).item() == pytest.approx(loop_vac(z).item(), rel=1e-10)
+    assert variance_covariance_loss(views).item() == pytest.approx(sum(loop_vac(z) for z in views).item())
+    assert cross_correlation_loss(views[0], views[1]).item() == pytest.approx(
+        loop_xcorr(views[0], views[1]).item(), rel=1e-10)
+    assert multi_view_cross_correlation(views).item() == pytest.approx(
+        sum(loop_xcorr(a, b) for a, b in itertools.combinations(views, 2)).item(), rel=1e-10)
+
+
+def test_more_dimensions_than_samples_matches_loop():
+    views = random_views(3, views=2, n=4, d=9)
+    for z in views:
+        assert covariance_loss(z).item() == pytest.approx(loop_vac(z, std_weight=0).item(), rel=1e-10)
+    assert cross_correlation_loss(*views).item() == pytest.approx(loop_xcorr(*views).item(), rel=1e-10)
+
+
+@pytest.mark.parametrize("xcorr_weight", [0.0, 1e-3])
+def test_mgfd_total_and_parts(xcorr_weight):
+    cfg = LossConfig(xcorr_weight=xcorr_weight)
+    embeddings = {"temporal": random_views(0), "spatial": random_views(1), "instance": random_views(2, d=7)}
+    loss, parts = MGFDLoss(cfg)(embeddings)
+    assert loss.item() == pytest.approx(loop_total(embeddings, cfg).item(), rel=1e-6)
+    terms = ("sim", "vac", "xcorr")
+    assert set(parts) == {"loss", *terms} | {f"{d}/{t}" for d in DOMAINS for t in terms}
+    assert all(isinstance(v, float) for v in parts.values())
+    assert parts["loss"] == pytest.approx(loss.item())
+    assert parts["sim"] == pytest.approx(parts["instance/sim"] + 0.5 * (parts["temporal/sim"] + parts["spatial/sim"]))
+    assert parts["loss"] == pytest.approx(5 * parts["sim"] + parts["vac"] + xcorr_weight * parts["xcorr"])
+    assert (parts["xcorr"] > 0) == (xcorr_weight > 0)
+
+
+def test_zero_xcorr_weight_skips_the_term():
+    # Constant embeddings: the cross-correlation would divide 0 by 0; it is not computed at all.
+    constant = torch.ones(4, 3, 5, requires_grad=True)
+    loss, parts = MGFDLoss()({d: constant for d in DOMAINS})
+    assert math.isfinite(loss.item()) and parts["xcorr"] == 0.0
+    loss.backward()
+    assert torch.isfinite(constant.grad).all()
+    assert math.isnan(MGFDLoss(LossConfig(xcorr_weight=1e-3))({d: constant for d in DOMAINS})[0].item())
+
+
+def test_losses_run_in_float32_under_autocast():
+    views = random_views(4, d=64).float()
+    expected = MGFDLoss(LossConfig(xcorr_weight=1e-3))({d: views for d in DOMAINS})[0]
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = MGFDLoss(LossConfig(xcorr_weight=1e-3))({d: views for d in DOMAINS})[0]
+    assert got.dtype == torch.float32
+    assert got.item() == pytest.approx(expected.item(), rel=1e-6)
+    half = MGFDLoss()({d: views.bfloat16() for d in DOMAINS})[0]
+    assert half.dtype == torch.float32
+
+
+def test_gradients_flow_to_every_view():
+    views = random_views(5).requires_grad_()
+    MGFDLoss(LossConfig(xcorr_weight=1e-3))({d: views for d in DOMAINS})[0].backward()
+    assert (views.grad.abs().sum(dim=(1, 2)) > 0).all()
+
+
+def test_errors():
+    with pytest.raises(InputError, match="2 views"):
+        invariance_loss(torch.zeros(1, 3, 2))
+    with pytest.raises(InputError, match="batch of at least 2"):
+        variance_loss(torch.zeros(1, 2))
+    with pytest.raises(InputError, match="missing"):
+        MGFDLoss()({"temporal": torch.zeros(2, 3, 2)})
+    with pytest.raises(ConfigError, match="sim_weight"):
+        LossConfig(sim_weight=-1)
+
+
+def test_config_is_json_native():
+    cfg = LossConfig(xcorr_weight=1e-3, spatial_weight=0.25)
+    assert LossConfig(**json.loads(json.dumps(dataclasses.asdict(cfg)))) == cfg
