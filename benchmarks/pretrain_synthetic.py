@@ -95,7 +95,8 @@ def main() -> None:
     train_x, test_x = probe_inputs(probe_train, frames), probe_inputs(probe_test, frames)
     train_y, test_y = torch.from_numpy(probe_train.labels), torch.from_numpy(probe_test.labels)
     for name, model in (("random init", random_init), ("pretrained", pretrained)):
-        accuracy = linear_probe(model.encode(train_x), train_y, model.encode(test_x), test_y)
+        train_f, test_f = (model.encode(x, show_progress_bar=False) for x in (train_x, test_x))
+        accuracy = linear_probe(train_f, train_y, test_f, test_y)
         logger.info("linear probe, %s encoder: %.1f%% top-1 on %d held-out clips (chance %.1f%%)", name,
                     100 * accuracy, len(test_y), 100 / NUM_CLASSES)
 

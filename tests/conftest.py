@@ -9,8 +9,8 @@ os.environ.pop("HF_HUB_OFFLINE", None)
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
-from hypothesis import settings  # noqa: E402
 from hub_server import FakeHub  # noqa: E402
+from hypothesis import settings  # noqa: E402
 
 torch.set_num_threads(min(2, torch.get_num_threads()))
 

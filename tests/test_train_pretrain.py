@@ -141,3 +141,45 @@ def test_two_processes_with_torchrun(clips, tmp_path):
     assert [m["step"] for m in metrics(tmp_path / "run")] == [1, 2, 3, 4, 5, 6]
     assert latest_checkpoint(tmp_path / "run").name == "checkpoint_0002.pt"
     assert USDRL.from_pretrained(tmp_path / "run" / "model").config.hidden_size == 32
+
+
+def test_cli_prepare_then_pretrain_then_resume(tmp_path, capsys):
+    from usdrl.cli import main
+    from usdrl.data.synthetic_files import write_synthetic_ntu
+
+    write_synthetic_ntu(tmp_path / "raw", 40, seed=0)
+    assert main(["prepare", "ntu60", str(tmp_path / "raw"), str(tmp_path / "prepared"), "--benchmark", "xsub",
+                 "--workers", "1"]) == 0
+    settings = tmp_path / "settings.json"
+    settings.write_text(json.dumps({"model": {"hidden_size": 32, "num_heads": 1},
+                                    "pretrain": {"augment": {"shear_range": 0.5}}}))
+    common = ["pretrain", "--data", str(tmp_path / "prepared"), "--out", str(tmp_path / "run"), "--config",
+              str(settings), "--preset", "tiny", "--batch-size", "8", "--save-every", "1"]
+    assert main(common + ["--epochs", "1"]) == 0
+    assert main(common + ["--epochs", "1"]) == 1  # the folder holds a run: --resume or another folder
+    assert "pass resume=True" in capsys.readouterr().err
+    assert main(common + ["--epochs", "2", "--resume"]) == 0
+    assert "after 2 epochs" in capsys.readouterr().out
+    lines = metrics(tmp_path / "run")
+    assert lines[-1]["epoch"] == 1 and {"epoch", "step", "loss"} <= set(lines[0])
+    model = USDRL.from_pretrained(tmp_path / "run" / "model")
+    assert (model.config.dataset, model.config.protocol, model.config.hidden_size) == ("ntu60", "xsub", 32)
+    checkpoint = torch.load(latest_checkpoint(tmp_path / "run"), weights_only=True)
+    assert checkpoint["config"]["augment"]["shear_range"] == 0.5
+
+    (tmp_path / "bad.json").write_text("{not json")
+    assert main(["pretrain", "--data", str(tmp_path / "prepared"), "--out", str(tmp_path / "run2"),
+                 "--config", str(tmp_path / "bad.json")]) == 1
+    assert "not valid JSON" in capsys.readouterr().err
+
+
+def test_cli_pretrain_help_documents_every_option(capsys):
+    from usdrl.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["pretrain", "--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    for option in ("--data", "--out", "--config", "--preset", "--modality", "--epochs", "--batch-size",
+                   "--save-every", "--seed", "--resume", "--precision", "--grad-checkpointing", "torchrun"):
+        assert option in text

@@ -12,6 +12,10 @@ clips. Only numpy and einops are needed.
   :func:`split_uav_samples`.
 * pyskl / MMAction2 pickles and pose-estimator output: :func:`load_pyskl`,
   :func:`annotation_to_clip`, :func:`pose_to_clip`.
+* Prepared datasets (``usdrl prepare``): :func:`prepare_dataset`, :func:`read_manifest`,
+  :class:`SkeletonDataset`.
+* Synthetic actions: :mod:`usdrl.data.synthetic`; in the raw formats:
+  :mod:`usdrl.data.synthetic_files`.
 """
 
 from .ntu import (
@@ -35,6 +39,7 @@ from .pkummd import (
     write_pkummd_skeleton,
     write_pkummd_split,
 )
+from .prepared import SkeletonDataset, prepare_dataset, read_manifest
 from .preprocess import (
     ALIGNMENT_RECIPES,
     AlignmentRecipe,
@@ -63,6 +68,7 @@ __all__ = [
     "ActionInstance",
     "AlignmentRecipe",
     "NTUSampleName",
+    "SkeletonDataset",
     "SkeletonSequence",
     "UAVSampleName",
     "align_view",
@@ -85,9 +91,11 @@ __all__ = [
     "parse_pkummd_name",
     "parse_uav_name",
     "pose_to_clip",
+    "prepare_dataset",
     "preprocess_3d",
     "pyskl_to_clip",
     "random_crop_resize",
+    "read_manifest",
     "read_ntu_skeleton",
     "read_pkummd_labels",
     "read_pkummd_skeleton",
