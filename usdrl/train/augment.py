@@ -382,15 +382,34 @@ def _after_crop(x: torch.Tensor, generator, config: AugmentConfig, layout) -> to
     return x
 
 
+def _augment_crops(x: torch.Tensor, num_frames: torch.Tensor | None, source: torch.Tensor, generator,
+                   config: AugmentConfig, layout) -> torch.Tensor:
+    """Crop-resize sample ``source[i]`` for view ``i``, then the spatial step and the enabled extras."""
+    start, length = draw_crop(_valid_lengths(x, num_frames)[source], generator, config)
+    views = random_spatial(crop_resize(x, start, length, config.output_frames, source), generator, config)
+    if any(config.rotation_degrees):
+        views = random_rotation(views, generator, config)
+    if config.flip_prob:
+        if layout is None:
+            raise ConfigError("flip_prob > 0 needs the skeleton layout (its left/right joint pairs)")
+        views = random_flip(views, layout, generator, config)
+    if config.noise_std:
+        views = gaussian_noise(views, generator, config)
+    if config.temporal_mask_prob:
+        views = random_temporal_mask(views, generator, config)
+    return views
+
+
 def augment(x: torch.Tensor, num_frames: torch.Tensor | None = None, generator: torch.Generator | None = None,
             config: AugmentConfig | None = None, layout: SkeletonLayout | str | None = None) -> torch.Tensor:
     """One augmented view of every sample: ``(N, C, T, V, M) -> (N, C, output_frames, V, M)``.
 
-    :func:`random_crop_resize`, :func:`random_spatial`, then the enabled extras
-    (rotation, flip, noise, temporal mask). ``layout`` is needed only for flips.
+    Crop-resize, the spatial step, then the enabled extras (rotation, flip, noise,
+    temporal mask). ``layout`` is needed only for flips.
     """
-    config = config or AugmentConfig()
-    return _after_crop(random_crop_resize(x, num_frames, generator, config), generator, config, layout)
+    _check_batch(x)
+    return _augment_crops(x, num_frames, torch.arange(len(x), device=x.device), generator,
+                          config or AugmentConfig(), layout)
 
 
 def make_views(x: torch.Tensor, num_frames: torch.Tensor | None = None, num_views: int = 4,
@@ -398,14 +417,12 @@ def make_views(x: torch.Tensor, num_frames: torch.Tensor | None = None, num_view
                layout: SkeletonLayout | str | None = None) -> torch.Tensor:
     """``num_views`` independent :func:`augment` views of every sample, all drawn in one batched pass.
 
-    ``x (N, C, T, V, M)``, ``num_frames (N,)`` -> ``(num_views, N, C, output_frames, V, M)``.
+    ``x (N, C, T, V, M)``, ``num_frames (N,)`` -> ``(num_views, N, C, output_frames, V, M)``. The
+    crops read ``x`` in place (it is not copied per view).
     """
     _check_batch(x)
     if num_views < 1:
         raise ConfigError(f"num_views must be >= 1, got {num_views}")
-    config = config or AugmentConfig()
-    lengths = _valid_lengths(x, num_frames).repeat(num_views)
-    start, length = draw_crop(lengths, generator, config)
-    source = torch.arange(x.shape[0], device=x.device).repeat(num_views)
-    views = _after_crop(crop_resize(x, start, length, config.output_frames, source), generator, config, layout)
+    source = torch.arange(len(x), device=x.device).repeat(num_views)
+    views = _augment_crops(x, num_frames, source, generator, config or AugmentConfig(), layout)
     return rearrange(views, "(k n) c t v m -> k n c t v m", k=num_views)
