@@ -1,6 +1,6 @@
 """Proof that pretraining learns: MG-FD/MPCT pretraining on synthetic actions, then a linear probe.
 
-Usage: python benchmarks/pretrain_synthetic.py [--minutes 8] [--preset tiny] [--out /tmp/usdrl-pretrain]
+Usage: python benchmarks/pretrain_synthetic.py [--minutes 8] [--preset tiny] [--out RUN_PARENT]
 
 Pretrains a small USDRL on unlabelled synthetic clips for a bounded time, then trains a
 linear classifier on the frozen global features of independently drawn labelled clips
@@ -12,6 +12,7 @@ encoder. Clips are centred on the spine per frame but not rotated, so the camera
 import argparse
 import logging
 import math
+import tempfile
 import time
 
 import numpy as np
@@ -64,9 +65,10 @@ def main() -> None:
     parser.add_argument("--clips", type=int, default=2048, help="unlabelled pretraining clips")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--out", default="/tmp/usdrl-pretrain-synthetic")
+    parser.add_argument("--out", help="parent folder of the runs (default: a new temporary folder)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    out = args.out or tempfile.mkdtemp(prefix="usdrl-pretrain-synthetic-")
 
     model_config = USDRLConfig.from_preset(args.preset, dataset="synthetic")
     unlabelled = make_clips(args.clips, seed=0)
@@ -76,7 +78,7 @@ def main() -> None:
     # time one epoch's worth of steps, then fit the epoch count to the budget
     config = PretrainConfig(epochs=1, batch_size=args.batch_size, lr=args.lr, lr_milestones=[], save_every=10**6)
     start = time.perf_counter()
-    Pretrainer(model_config, config, centred(unlabelled), unlabelled.num_frames, f"{args.out}/timing",
+    Pretrainer(model_config, config, centred(unlabelled), unlabelled.num_frames, f"{out}/timing",
                show_progress_bar=False).fit()
     epoch_seconds = time.perf_counter() - start
     epochs = max(1, math.floor(args.minutes * 60 / epoch_seconds))
@@ -85,7 +87,7 @@ def main() -> None:
     logger.info("pretraining %s (%d clips, batch %d x %d views) for %d epochs (%.1f s each)", args.preset,
                 args.clips, args.batch_size, config.num_views, epochs, epoch_seconds)
     start = time.perf_counter()
-    pretrained = Pretrainer(model_config, config, centred(unlabelled), unlabelled.num_frames, f"{args.out}/run",
+    pretrained = Pretrainer(model_config, config, centred(unlabelled), unlabelled.num_frames, f"{out}/run",
                             show_progress_bar=False).fit()
     logger.info("pretrained in %.1f min", (time.perf_counter() - start) / 60)
 
