@@ -222,11 +222,12 @@ def test_views_are_checked():
         tiny(modality="multi").forward_features(x, "fusion")
 
 
-def test_grad_checkpointing_gives_the_same_gradients():
+@pytest.mark.parametrize("encoder", ["dste", "sttr"])
+def test_grad_checkpointing_gives_the_same_gradients(encoder):
     x = clips(3, USDRLConfig.from_preset("tiny"))
     grads = []
     for enable in (False, True):
-        model = tiny(num_classes=3).train()
+        model = tiny(num_classes=3, encoder=encoder, drop_path=0.2).train()
         model.set_grad_checkpointing(enable)
         torch.manual_seed(5)  # the same drop-path draws
         model(x).square().sum().backward()

@@ -108,7 +108,7 @@ def test_bf16_and_grad_checkpointing(clips, tmp_path):
     trainer, _ = run(clips, tmp_path / "bf16", epochs=1, precision="bf16", grad_checkpointing=True, grad_clip=1.0)
     lines = metrics(tmp_path / "bf16")
     assert all(np.isfinite(m["loss"]) and m["grad_norm"] >= 0 for m in lines)
-    assert trainer.module.model.encoder.temporal.grad_checkpointing
+    assert all(layer.grad_checkpointing for layer in trainer.module.model.encoder.temporal.layers)
 
 
 def test_multimodal_pretraining(clips, tmp_path):

@@ -143,7 +143,23 @@ class DenseShiftAttentionParams(nn.Module):
         self.mlp = MLP(dim, mlp_hidden, nn.GELU)
 
 
-class DSTLayer(nn.Module):
+class _Checkpointable(nn.Module):
+    """A layer that can recompute parts of its forward pass in the backward pass.
+
+    With ``grad_checkpointing`` set (and gradients enabled), :meth:`_run` keeps only the
+    inputs of ``fn`` and recomputes its activations when the gradients are needed (with
+    the same random draws); otherwise it simply calls ``fn``.
+    """
+
+    grad_checkpointing = False
+
+    def _run(self, fn, *args):
+        if self.grad_checkpointing and torch.is_grad_enabled():
+            return checkpoint(fn, *args, use_reentrant=False)
+        return fn(*args)
+
+
+class DSTLayer(_Checkpointable):
     """Dense spatio-temporal layer: ``alpha * CA(x) + (1 - alpha) * DSA(x)``.
 
     One attention module serves CA and both DSA branches. With DP = drop path::
@@ -168,21 +184,28 @@ class DSTLayer(nn.Module):
         self.dsa = DenseShiftAttentionParams(dim, mlp_hidden, num_tokens, gap, causal)
         self.drop_path = DropPath(drop_path)
 
+    def _conv_attention(self, x: torch.Tensor) -> torch.Tensor:
+        ca, dp = self.ca, self.drop_path
+        u = x + F.relu(ca.pointwise(x))
+        a = x + dp(self.attn(ca.norm1(u), causal=self.causal))
+        return dp(ca.mlp(ca.norm2(a)))
+
     def _dsa_branch(self, h: torch.Tensor) -> torch.Tensor:
         dsa, dp = self.dsa, self.drop_path
         h = h + dp(self.attn(dsa.norm1(h), causal=self.causal))
         return h + dp(dsa.mlp(dsa.norm2(h)))
 
+    def _shifted_dsa_branch(self, x: torch.Tensor) -> torch.Tensor:
+        return self._dsa_branch(self.dsa.shift(x))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        ca, dp = self.ca, self.drop_path
-        u = x + F.relu(ca.pointwise(x))
-        a = x + dp(self.attn(ca.norm1(u), causal=self.causal))
-        ca_out = dp(ca.mlp(ca.norm2(a)))
-        dsa_sum = self._dsa_branch(self.dsa.shift(x)) + self._dsa_branch(x)   # DSA = dsa_sum / 2
+        # Checkpointing recomputes CA and each DSA branch separately: a third of a layer at a time.
+        ca_out = self._run(self._conv_attention, x)
+        dsa_sum = self._run(self._shifted_dsa_branch, x) + self._run(self._dsa_branch, x)  # DSA = dsa_sum / 2
         return torch.add(self.alpha * ca_out, dsa_sum, alpha=0.5 * (1.0 - self.alpha))
 
 
-class TransformerLayer(nn.Module):
+class TransformerLayer(_Checkpointable):
     """A post-norm transformer layer with a ReLU feed-forward (the STTR baseline).
 
     ``x = LN1(x + attn(x)); x = LN2(x + FFN(x))``. Input and output are ``(n, l, d)``.
@@ -197,9 +220,12 @@ class TransformerLayer(nn.Module):
         self.norm2 = nn.LayerNorm(dim)
         self.drop_path = DropPath(drop_path)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def _layer(self, x: torch.Tensor) -> torch.Tensor:
         x = self.norm1(x + self.drop_path(self.attn(x, causal=self.causal)))
         return self.norm2(x + self.drop_path(self.ffn(x)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._run(self._layer, x)
 
 
 def sinusoid_table(length: int, dim: int) -> torch.Tensor:
@@ -235,7 +261,6 @@ class Stream(nn.Module):
             self.embed = _embedding(input_dim, dim)
         self.layers = nn.ModuleList(layers)
         self.repeat_pos = repeat_pos
-        self.grad_checkpointing = False
 
     def embed_tokens(self, tokens: dict[str, torch.Tensor]) -> torch.Tensor:
         """Embed ``{modality: (n, l, d_in)}``: one modality, or all three for the fused view."""
@@ -252,10 +277,7 @@ class Stream(nn.Module):
         for i, layer in enumerate(self.layers):
             if i == 0 or self.repeat_pos:
                 x = x + pos
-            if self.grad_checkpointing and torch.is_grad_enabled():
-                x = checkpoint(layer, x, use_reentrant=False)  # recompute in backward; same RNG draws
-            else:
-                x = layer(x)
+            x = layer(x)
         return x
 
 

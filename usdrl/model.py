@@ -108,10 +108,12 @@ class USDRL(
                            if num_classes else None)
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
-        """Recompute each layer's activations in the backward pass instead of storing them
-        (less memory, about a third more compute; the same gradients)."""
-        self.encoder.temporal.grad_checkpointing = enable
-        self.encoder.spatial.grad_checkpointing = enable
+        """Recompute activations in the backward pass instead of storing them (a DST layer's CA
+        and DSA branches one at a time; an STTR layer whole): less memory, about a third more
+        compute, the same gradients."""
+        for stream in (self.encoder.temporal, self.encoder.spatial):
+            for layer in stream.layers:
+                layer.grad_checkpointing = enable
 
     def _device(self) -> torch.device:
         return next(self.parameters()).device
