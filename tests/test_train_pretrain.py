@@ -43,7 +43,7 @@ def metrics(run_dir):
 
 def test_a_run_writes_checkpoints_metrics_and_a_loadable_model(clips, tmp_path):
     _, model = run(clips, tmp_path / "run")
-    names = sorted(p.name for p in (tmp_path / "run").iterdir())
+    names = sorted(p.name for p in (tmp_path / "run").iterdir() if p.name != "tensorboard")
     assert names == ["checkpoint_0001.pt", "checkpoint_0002.pt", "metrics.jsonl", "model"]
     lines = metrics(tmp_path / "run")
     assert [(m["epoch"], m["step"]) for m in lines] == [(0, 1), (0, 2), (0, 3), (1, 4), (1, 5), (1, 6)]
@@ -53,6 +53,17 @@ def test_a_run_writes_checkpoints_metrics_and_a_loadable_model(clips, tmp_path):
     x = torch.randn(2, *MODEL.input_shape)
     torch.testing.assert_close(loaded.encode(x), model.encode(x))
     assert (tmp_path / "run" / "model" / "projectors.safetensors").is_file()
+
+
+def test_metrics_also_go_to_tensorboard(clips, tmp_path):
+    event_accumulator = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator")
+    run(clips, tmp_path / "run", epochs=1)
+    events = event_accumulator.EventAccumulator(str(tmp_path / "run" / "tensorboard"))
+    events.Reload()
+    losses = [(e.step, e.value) for e in events.Scalars("loss")]
+    expected = [(m["step"], m["loss"]) for m in metrics(tmp_path / "run")]
+    assert [step for step, _ in losses] == [step for step, _ in expected] == [1, 2, 3]
+    np.testing.assert_allclose([v for _, v in losses], [v for _, v in expected], rtol=1e-6)
 
 
 def test_resuming_replays_the_uninterrupted_run(clips, straight, tmp_path):

@@ -163,6 +163,15 @@ def _seed(*parts: int) -> int:
     return value
 
 
+def _tensorboard(run_dir: Path):
+    """A TensorBoard writer into ``run_dir/tensorboard`` when TensorBoard is installed, else ``None``."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        return None
+    return SummaryWriter(str(run_dir / "tensorboard"))
+
+
 def latest_checkpoint(run_dir: str | os.PathLike) -> Path | None:
     """The newest ``checkpoint_NNNN.pt`` of a run folder, or ``None``."""
     found = [(int(m[1]), path) for path in Path(run_dir).glob("checkpoint_*.pt")
@@ -210,6 +219,7 @@ class Pretrainer:
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=config.precision == "fp16")
         self.criterion = MGFDLoss(config.loss)
         self.epoch = self.step = 0
+        self._writer = None
         if checkpoint is not None:
             self._restore(checkpoint)
         self.network = (nn.parallel.DistributedDataParallel(self.module) if self.world > 1 else self.module)
@@ -288,13 +298,26 @@ class Pretrainer:
     def fit(self) -> USDRL:
         """Train from the current epoch to ``config.epochs``; returns the trained encoder.
 
-        Writes ``checkpoint_NNNN.pt`` every ``save_every`` epochs and after the last, and
-        the final ``save_pretrained`` folder ``model/`` (with ``projectors.safetensors``).
+        Writes ``checkpoint_NNNN.pt`` every ``save_every`` epochs and after the last, the
+        metrics (``metrics.jsonl``, and TensorBoard event files under ``tensorboard/`` when
+        TensorBoard is installed) and the final ``save_pretrained`` folder ``model/`` (with
+        ``projectors.safetensors``).
         """
-        config = self.config
         if self.rank == 0:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             self._trim_metrics()
+        self._writer = _tensorboard(self.run_dir) if self.rank == 0 else None
+        try:
+            self._fit()
+        finally:
+            if self._writer is not None:
+                self._writer.close()
+        if self.rank == 0:
+            self._save_final()
+        return self.module.model
+
+    def _fit(self) -> None:
+        config = self.config
         self.module.train()
         with tqdm(total=(config.epochs - self.epoch) * self.steps_per_epoch, disable=not self.show_progress_bar,
                   unit="step") as bar:
@@ -312,15 +335,16 @@ class Pretrainer:
                 self.epoch += 1
                 if self.epoch % config.save_every == 0 or self.epoch == config.epochs:
                     self.save_checkpoint()
-        if self.rank == 0:
-            self._save_final()
-        return self.module.model
 
     # ---- files -------------------------------------------------------------------------
     def _log(self, record: dict) -> None:
         if self.rank == 0:
             with open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8") as f:
                 f.write(json.dumps(record) + "\n")
+        if self._writer is not None:
+            for name, value in record.items():
+                if name not in ("epoch", "step"):
+                    self._writer.add_scalar(name, value, record["step"])
 
     def _trim_metrics(self) -> None:
         """Drop metric lines a killed run wrote after its last checkpoint (they are replayed)."""
