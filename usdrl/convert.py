@@ -58,6 +58,14 @@ _STTR_SUBLAYER = [(r"self_attn\.", "attn."), (r"linear1\.", "ffn.fc1."), (r"line
 _STREAMS = {"t": "temporal", "s": "spatial"}
 
 
+def save_projectors(tensors: dict[str, torch.Tensor], folder: str | os.PathLike) -> Path:
+    """Write projector weights (``{temporal,spatial,instance}.<index>.<param>``) to
+    ``folder/projectors.safetensors`` atomically, beside a ``save_pretrained`` model."""
+    path = Path(folder) / PROJECTORS_FILE
+    tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
+    return atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata={"format": "pt"}))
+
+
 @dataclass
 class ReferenceCheckpoint:
     """A reference checkpoint converted to usdrl: the model, the pretraining projectors
@@ -72,8 +80,7 @@ class ReferenceCheckpoint:
         out = Path(out_dir)
         self.model.save_pretrained(out)
         if self.projectors:
-            tensors = {k: v.contiguous() for k, v in self.projectors.items()}
-            atomic_write(out / PROJECTORS_FILE, lambda tmp: save_file(tensors, tmp, metadata={"format": "pt"}))
+            save_projectors(self.projectors, out)
         return out
 
 

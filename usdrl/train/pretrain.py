@@ -24,14 +24,13 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from einops import rearrange
-from safetensors.torch import save_file
 from torch import nn
 from tqdm.auto import tqdm
 
 from .._io import atomic_write
 from .._version import __version__
 from ..config import USDRLConfig
-from ..convert import PROJECTORS_FILE
+from ..convert import save_projectors
 from ..errors import ConfigError, InputError, USDRLError
 from ..model import USDRL
 from .augment import AugmentConfig, make_views
@@ -372,7 +371,6 @@ class Pretrainer:
     def _save_final(self) -> None:
         folder = self.run_dir / "model"
         self.module.model.save_pretrained(folder)
-        projectors = {k: v.detach().cpu().contiguous() for k, v in self.module.projectors.state_dict().items()}
-        atomic_write(folder / PROJECTORS_FILE, lambda tmp: save_file(projectors, tmp, metadata={"format": "pt"}))
+        save_projectors(self.module.projectors.state_dict(), folder)
         logger.info("wrote the pretrained model to %s", folder)
 
