@@ -25,7 +25,7 @@ from .encoder import Encoder, dense_feature, global_feature
 from .errors import CheckpointError, ConfigError, InputError
 from .heads import ClassifierHead, FrameClassifierHead
 from .hub import CONFIG_FILE, WEIGHTS_FILE, resolve_model_files
-from .skeleton import get_layout
+from .skeleton import SkeletonLayout
 
 logger = logging.getLogger(__name__)
 
@@ -78,13 +78,17 @@ class USDRL(
     def __init__(self, config: USDRLConfig | dict | None = None, **overrides):
         super().__init__()
         self.config = _as_config(config, overrides)
-        self.layout = get_layout(self.config.layout)
         self.encoder = Encoder(self.config)
         self.head = ClassifierHead(self.num_features, self.config.num_classes) if self.config.num_classes else None
         self.frame_head = (FrameClassifierHead(self.num_dense_features, self.config.num_frame_classes)
                            if self.config.num_frame_classes else None)
 
     # ---- sizes -----------------------------------------------------------------------
+    @property
+    def layout(self) -> SkeletonLayout:
+        """The joint layout of the inputs (``config.layout``)."""
+        return self.encoder.layout
+
     @property
     def num_features(self) -> int:
         """Width of :meth:`encode`'s embeddings (2H)."""
