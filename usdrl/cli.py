@@ -176,6 +176,38 @@ def _add_pretrain(commands) -> None:
     pretrain.set_defaults(run=_pretrain)
 
 
+def _eval_detection(args: argparse.Namespace) -> None:
+    from .tasks.detection_eval import eval_detection_folders
+
+    thresholds = args.iou or [0.1, 0.2, 0.3, 0.4, 0.5]
+    results = eval_detection_folders(args.gt_dir, args.pred_dir, thresholds,
+                                     label_slots=None if args.present_classes else 52)
+    if args.json:
+        sys.stdout.write(json.dumps({str(iou): values for iou, values in results.items()}) + "\n")
+        return
+    lines = [f"IoU {iou:g}: mAP_a {100 * v['mAP_a']:.2f}  mAP_v {100 * v['mAP_v']:.2f}" for iou, v in results.items()]
+    sys.stdout.write("\n".join(lines) + "\n")
+
+
+def _add_eval_detection(commands) -> None:
+    evaluate = commands.add_parser(
+        "eval-detection", help="mAP of PKU-MMD-format detection files (the official protocol)",
+        description="Evaluate temporal action detection as the official PKU-MMD script does: one file per video "
+                    "in each folder, same names, lines 'label,start,end,score' (ground truth: "
+                    "'label,start,end,confidence'). The videos evaluated are the files of PRED_DIR. mAP_a is the "
+                    "mean AP over the 52 label slots (background and absent classes count 0, as in the official "
+                    "script), mAP_v the mean AP over videos; fractions in [0, 1] with --json.")
+    evaluate.add_argument("gt_dir", metavar="GT_DIR", help="folder of ground-truth label files")
+    evaluate.add_argument("pred_dir", metavar="PRED_DIR", help="folder of proposal files")
+    evaluate.add_argument("--iou", type=float, action="append",
+                          help="IoU threshold (repeat for several; default 0.1 0.2 0.3 0.4 0.5)")
+    evaluate.add_argument("--present-classes", action="store_true",
+                          help="average mAP_a over the classes present in the ground truth instead of 52 slots")
+    evaluate.add_argument("--json", action="store_true",
+                          help="print one JSON object {iou: {mAP_a, mAP_v}} with fractions in [0, 1]")
+    evaluate.set_defaults(run=_eval_detection)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="usdrl", description="USDRL skeleton action models.")
     parser.add_argument("--version", action="version", version=f"usdrl {__version__}")
@@ -210,6 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_prepare(commands)
     _add_pretrain(commands)
+    _add_eval_detection(commands)
     return parser
 
 

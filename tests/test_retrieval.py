@@ -1,0 +1,102 @@
+import numpy as np
+import pytest
+import torch
+
+from usdrl.errors import InputError
+from usdrl.tasks import knn_classify, nearest_neighbours, retrieval_accuracy
+
+
+def brute_force(query, gallery, k, metric):
+    q, g = torch.as_tensor(query, dtype=torch.float64), torch.as_tensor(gallery, dtype=torch.float64)
+    if metric == "cosine":
+        q, g = torch.nn.functional.normalize(q, dim=1), torch.nn.functional.normalize(g, dim=1)
+    sim = -torch.cdist(q, g) if metric == "euclidean" else q @ g.T
+    order = torch.sort(sim, dim=1, descending=True, stable=True).indices[:, :k]
+    return order, sim.gather(1, order)
+
+
+@pytest.mark.parametrize("metric", ["cosine", "dot", "euclidean"])
+@pytest.mark.parametrize("chunk_size", [1, 2, 7, 64, 4096])
+@pytest.mark.parametrize("k", [1, 3])
+def test_neighbours_match_brute_force(metric, chunk_size, k):
+    rng = np.random.default_rng(0)
+    query, gallery = rng.normal(size=(23, 8)), rng.normal(size=(41, 8))   # chunk 1, 2 < k; 4096 > gallery
+    idx, sim = nearest_neighbours(query, gallery, k, chunk_size=chunk_size, metric=metric)
+    ref_idx, ref_sim = brute_force(query, gallery, k, metric)
+    assert idx.shape == (23, k) and idx.dtype == torch.int64 and sim.dtype == torch.float64  # float64 in, float64 out
+    np.testing.assert_array_equal(idx.numpy(), ref_idx.numpy())
+    np.testing.assert_allclose(sim.numpy(), ref_sim.numpy(), rtol=1e-5, atol=1e-5)
+
+
+def test_knn_classify_votes_and_ties():
+    query = torch.tensor([[1.0, 0.0]])
+    # cosine similarities to the query: 1, 0.8, 0.6, 0, -1
+    gallery = torch.tensor([[1.0, 0.0], [0.8, 0.6], [0.6, 0.8], [0.0, 1.0], [-1.0, 0.0]])
+    labels = torch.tensor([5, 7, 7, 5, 9])
+    assert knn_classify(query, gallery, labels, k=1)[0].tolist() == [5]
+    assert knn_classify(query, gallery, labels, k=2)[0].tolist() == [5]   # 1 vote each; sums 1 vs 0.8
+    assert knn_classify(query, gallery, labels, k=3)[0].tolist() == [7]   # votes 7: 2, 5: 1
+    assert knn_classify(query, gallery, labels, k=4)[0].tolist() == [7]   # 2 - 2; sums 7: 1.4, 5: 1.0
+    pred, idx, sim = knn_classify(query, gallery, labels, k=5, chunk_size=2)
+    assert pred.tolist() == [7] and idx.tolist() == [[0, 1, 2, 3, 4]]     # 5: 2 votes (sum 1), 7: 2 (1.4), 9: 1
+    np.testing.assert_allclose(sim.numpy(), [[1, 0.8, 0.6, 0, -1]], atol=1e-6)
+    # exact tie in votes and summed similarity -> smallest label
+    assert knn_classify(query, torch.tensor([[0.0, 1.0], [0.0, -1.0]]), torch.tensor([4, 3]), k=2)[0].tolist() == [3]
+
+
+def test_equal_similarities_rank_lower_index_first():
+    gallery = np.ones((10, 3))
+    idx, _ = nearest_neighbours(np.ones((2, 3)), gallery, 4, chunk_size=3)
+    assert idx.tolist() == [[0, 1, 2, 3]] * 2
+
+
+def test_knn_classify_matches_brute_force_majority():
+    rng = np.random.default_rng(1)
+    query, gallery = rng.normal(size=(30, 5)).astype(np.float32), rng.normal(size=(50, 5)).astype(np.float32)
+    labels = rng.integers(0, 4, size=50)
+    pred, idx, sim = knn_classify(query, gallery, labels, k=5, chunk_size=8)
+    for row in range(30):
+        neigh = labels[idx[row].numpy()]
+        votes = {c: (int((neigh == c).sum()), float(sim[row][neigh == c].sum())) for c in set(neigh.tolist())}
+        expected = min(votes, key=lambda c: (-votes[c][0], -votes[c][1], c))
+        assert pred[row].item() == expected
+
+
+def test_retrieval_accuracy_and_validation():
+    gallery = torch.eye(4)
+    query = torch.tensor([[1.0, 0.1, 0, 0], [0, 0, 1.0, 0.2], [0, 0, 0.1, 1.0]])
+    out = retrieval_accuracy(query, gallery, torch.tensor([0, 2, 1]), torch.tensor([0, 1, 2, 3]))
+    # nearest: 0, 2, 3 -> labels 0, 2, 3 vs 0, 2, 1 -> 2/3
+    assert out["accuracy"] == pytest.approx(2 / 3)
+    assert out["neighbours"].tolist() == [[0], [2], [3]] and out["predictions"].tolist() == [0, 2, 3]
+    with pytest.raises(InputError, match="k must be in 1..4"):
+        knn_classify(query, gallery, torch.arange(4), k=5)
+    with pytest.raises(InputError, match="same feature size"):
+        knn_classify(query[:, :3], gallery, torch.arange(4))
+    with pytest.raises(InputError, match="integers"):
+        knn_classify(query, gallery, torch.zeros(4))
+    with pytest.raises(InputError, match="metric"):
+        knn_classify(query, gallery, torch.arange(4), metric="manhattan")
+    with pytest.raises(InputError, match="one label per query"):
+        retrieval_accuracy(query, gallery, torch.tensor([0]), torch.arange(4))
+
+
+def test_large_gallery_is_chunked():
+    """A 20k gallery with chunk 1024 gives the brute-force neighbours of a few queries."""
+    rng = np.random.default_rng(2)
+    gallery = torch.from_numpy(rng.normal(size=(20000, 16)).astype(np.float32))
+    query = gallery[[5, 12345, 19999]] + 0.01
+    idx, _ = nearest_neighbours(query, gallery, 2, chunk_size=1024)
+    np.testing.assert_array_equal(idx.numpy(), brute_force(query, gallery, 2, "cosine")[0].numpy())
+    assert idx[:, 0].tolist() == [5, 12345, 19999]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+def test_gpu_matches_cpu():
+    rng = np.random.default_rng(3)
+    query, gallery = torch.randn(100, 32), torch.from_numpy(rng.normal(size=(500, 32)).astype(np.float32))
+    labels = torch.from_numpy(rng.integers(0, 10, size=500))
+    cpu = knn_classify(query, gallery, labels, k=3, chunk_size=64)
+    gpu = knn_classify(query.cuda(), gallery, labels, k=3, chunk_size=64)
+    assert gpu[0].is_cuda
+    np.testing.assert_array_equal(gpu[1].cpu().numpy(), cpu[1].numpy())
