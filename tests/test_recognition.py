@@ -1,0 +1,91 @@
+"""Linear evaluation: the protocol on fixed features, and end to end on a prepared synthetic dataset."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from usdrl import USDRL, InputError, USDRLConfig
+from usdrl.cli import main
+from usdrl.data import SkeletonDataset
+from usdrl.data.synthetic_files import write_synthetic_ntu
+from usdrl.tasks.recognition import ProbeConfig, linear_probe, train_linear_head
+
+
+def blobs(n_per_class, num_classes, dim, spread, seed):
+    g = torch.Generator().manual_seed(seed)
+    centres = torch.randn(num_classes, dim, generator=torch.Generator().manual_seed(99)) * 3
+    labels = torch.arange(num_classes).repeat_interleave(n_per_class)
+    return centres[labels] + spread * torch.randn(len(labels), dim, generator=g), labels
+
+
+def test_separable_features_are_learnt_perfectly_and_history_follows_the_schedule():
+    train_x, train_y = blobs(20, 4, 8, 0.1, seed=1)
+    test_x, test_y = blobs(10, 4, 8, 0.1, seed=2)
+    config = ProbeConfig(lr=0.1, epochs=12, lr_milestones=[8], eval_every=5, batch_size=16)
+    head, result = train_linear_head(train_x, train_y, test_x, test_y, 4, config)
+    assert [epoch for epoch, _, _ in result.history] == [5, 10, 12]
+    assert result.last_top1 == 1.0 and result.best_top1 == 1.0 and result.best_epoch == 5
+    np.testing.assert_array_equal(result.confusion, np.diag([10, 10, 10, 10]))
+    assert (head(test_x).argmax(1) == test_y).all()
+
+
+def test_best_is_the_maximum_of_the_evaluations_and_last_the_final_one():
+    train_x, train_y = blobs(15, 6, 8, 4.0, seed=3)   # overlapping classes: accuracy moves between evaluations
+    test_x, test_y = blobs(15, 6, 8, 4.0, seed=4)
+    _, result = train_linear_head(train_x, train_y, test_x, test_y, 6, ProbeConfig(lr=0.05, epochs=30))
+    assert result.best_top1 == max(top1 for _, top1, _ in result.history)
+    assert result.last_top1 == result.history[-1][1] and result.history[-1][0] == 30
+    assert 1 / 6 < result.last_top1 < 1.0 and result.best_top5 >= result.best_top1
+    assert result.confusion.sum() == len(test_y)
+
+
+def test_standardisation_is_folded_into_the_returned_head():
+    train_x, train_y = blobs(20, 4, 8, 0.5, seed=1)
+    train_x = train_x * torch.linspace(0.01, 100, 8) + 50   # wildly different scales and offsets
+    config = ProbeConfig(lr=0.1, epochs=10, batch_size=16, standardize=True)
+    head, result = train_linear_head(train_x, train_y, train_x, train_y, 4, config)
+    assert result.last_top1 == 1.0 and (head(train_x).argmax(1) == train_y).all()
+
+
+def test_bad_inputs_are_refused():
+    x, y = blobs(5, 3, 4, 0.1, seed=0)
+    with pytest.raises(InputError, match="labels must be"):
+        train_linear_head(x, y, x, y + 1, 3)
+    with pytest.raises(InputError, match="one width"):
+        train_linear_head(x, y, x[:, :2], y, 3)
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory):
+    root = tmp_path_factory.mktemp("probe")
+    write_synthetic_ntu(root / "raw", 400, seed=0)
+    assert main(["prepare", "ntu60", str(root / "raw"), str(root / "prepared"), "--benchmark", "xsub",
+                 "--workers", "1"]) == 0
+    return root / "prepared"
+
+
+def test_linear_probe_on_a_prepared_dataset_sets_the_head(prepared):
+    torch.manual_seed(0)
+    model = USDRL(USDRLConfig.from_preset("tiny"))
+    train, test = SkeletonDataset(prepared, "train"), SkeletonDataset(prepared, "test")
+    config = ProbeConfig(lr=0.05, epochs=60, batch_size=32, standardize=True)
+    result = linear_probe(model, train, test, num_classes=60, config=config)
+    assert model.head.out_features == 60
+    clips = torch.stack([test[i][0] if isinstance(test[i][0], torch.Tensor) else torch.from_numpy(test[i][0])
+                         for i in range(len(test))])
+    predictions = model.eval()(clips).argmax(1).numpy()
+    assert float((predictions == test.labels).mean()) == pytest.approx(result.last_top1)
+    assert result.best_top1 > 0.3   # chance is 1/29 on the synthetic classes
+
+
+def test_cli_linear_probe(prepared, tmp_path, capsys):
+    torch.manual_seed(0)
+    USDRL(USDRLConfig.from_preset("tiny")).save_pretrained(tmp_path / "encoder")
+    assert main(["linear-probe", str(tmp_path / "encoder"), "--data", str(prepared), "--epochs", "10", "--lr",
+                 "0.05", "--out", str(tmp_path / "probed"), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert set(result) >= {"best_top1", "best_epoch", "last_top1", "last_top5", "history"}
+    model = USDRL.from_pretrained(tmp_path / "probed")
+    assert model.config.num_classes == 60 and model.config.protocol == "linear probe on ntu60 xsub"
