@@ -10,7 +10,8 @@ from usdrl import USDRL, InputError, USDRLConfig
 from usdrl.cli import main
 from usdrl.data import SkeletonDataset
 from usdrl.data.synthetic_files import write_synthetic_ntu
-from usdrl.tasks.recognition import ProbeConfig, linear_probe, train_linear_head
+from usdrl.tasks.recognition import ProbeConfig, encode_dataset, linear_probe, train_linear_head
+from usdrl.tasks.retrieval import retrieval_accuracy
 
 
 def blobs(n_per_class, num_classes, dim, spread, seed):
@@ -89,3 +90,16 @@ def test_cli_linear_probe(prepared, tmp_path, capsys):
     assert set(result) >= {"best_top1", "best_epoch", "last_top1", "last_top5", "history"}
     model = USDRL.from_pretrained(tmp_path / "probed")
     assert model.config.num_classes == 60 and model.config.protocol == "linear probe on ntu60 xsub"
+
+
+def test_cli_knn_matches_the_python_api(prepared, tmp_path, capsys):
+    torch.manual_seed(0)
+    model = USDRL(USDRLConfig.from_preset("tiny"))
+    model.save_pretrained(tmp_path / "encoder")
+    assert main(["knn", str(tmp_path / "encoder"), "--data", str(prepared), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    (gallery, gallery_labels), (query, query_labels) = (encode_dataset(model.eval(), SkeletonDataset(prepared, s))
+                                                        for s in ("train", "test"))
+    expected = retrieval_accuracy(query, gallery, query_labels, gallery_labels)["accuracy"]
+    assert result == {"accuracy": pytest.approx(expected), "k": 1, "queries": len(query), "gallery": len(gallery)}
+    assert expected > 0.3   # far above chance (1/29) even for a random encoder on aligned synthetic clips

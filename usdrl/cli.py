@@ -254,6 +254,41 @@ def _add_linear_probe(commands) -> None:
     probe.set_defaults(run=_linear_probe)
 
 
+def _knn(args: argparse.Namespace) -> None:
+    from .data.prepared import SkeletonDataset
+    from .model import USDRL
+    from .tasks.recognition import encode_dataset
+    from .tasks.retrieval import retrieval_accuracy
+
+    model = USDRL.from_pretrained(args.model)
+    datasets = [SkeletonDataset(args.data, split, num_frames=model.config.num_frames)
+                for split in (args.gallery_split, args.query_split)]
+    datasets[0].check_config(model.config)
+    (gallery, gallery_labels), (query, query_labels) = (encode_dataset(model, d) for d in datasets)
+    result = retrieval_accuracy(query, gallery, query_labels, gallery_labels, k=args.k)
+    if args.json:
+        sys.stdout.write(json.dumps({"accuracy": result["accuracy"], "k": args.k, "queries": len(query),
+                                     "gallery": len(gallery)}) + "\n")
+        return
+    sys.stdout.write(f"kNN-{args.k} accuracy {100 * result['accuracy']:.2f}% ({len(query)} queries, "
+                     f"{len(gallery)} gallery clips)\n")
+
+
+def _add_knn(commands) -> None:
+    knn = commands.add_parser(
+        "knn", help="kNN retrieval accuracy of a frozen encoder on a prepared dataset",
+        description="The retrieval protocol of the paper: global features L2-normalised, the train split as the "
+                    "gallery and the test split as the queries, cosine similarity, k nearest neighbours vote "
+                    "(default k = 1).")
+    knn.add_argument("model", metavar="MODEL", help="the pretrained encoder (folder, registered name or Hub repo)")
+    knn.add_argument("--data", required=True, metavar="PREPARED", help="a prepared dataset folder")
+    knn.add_argument("--gallery-split", default="train", help="gallery split (default: train)")
+    knn.add_argument("--query-split", default="test", help="query split (default: test)")
+    knn.add_argument("-k", type=int, default=1, help="neighbours that vote (default: 1)")
+    knn.add_argument("--json", action="store_true", help="print one JSON object")
+    knn.set_defaults(run=_knn)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="usdrl", description="USDRL skeleton action models.")
     parser.add_argument("--version", action="version", version=f"usdrl {__version__}")
@@ -290,6 +325,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_pretrain(commands)
     _add_eval_detection(commands)
     _add_linear_probe(commands)
+    _add_knn(commands)
     return parser
 
 
