@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from usdrl import USDRL, InputError, USDRLConfig
+from usdrl import USDRL, ConfigError, InputError, USDRLConfig
 from usdrl.cli import main
 from usdrl.data import SkeletonDataset
 from usdrl.data.synthetic_files import write_synthetic_ntu
+from usdrl.tasks.early import early_prediction
 from usdrl.tasks.recognition import ProbeConfig, encode_dataset, linear_probe, train_linear_head
 from usdrl.tasks.retrieval import retrieval_accuracy
 
@@ -103,3 +104,23 @@ def test_cli_knn_matches_the_python_api(prepared, tmp_path, capsys):
     expected = retrieval_accuracy(query, gallery, query_labels, gallery_labels)["accuracy"]
     assert result == {"accuracy": pytest.approx(expected), "k": 1, "queries": len(query), "gallery": len(gallery)}
     assert expected > 0.3   # far above chance (1/29) even for a random encoder on aligned synthetic clips
+
+
+def test_early_prediction_curve(prepared, tmp_path, capsys):
+    torch.manual_seed(0)
+    model = USDRL(USDRLConfig.from_preset("tiny"))
+    config = ProbeConfig(lr=0.05, epochs=60, batch_size=32, standardize=True)
+    result = linear_probe(model, SkeletonDataset(prepared, "train"), SkeletonDataset(prepared, "test"),
+                          num_classes=60, config=config)
+    model.eval().save_pretrained(tmp_path / "probed")
+    curve = early_prediction(model, prepared, ratios=(0.2, 0.6, 1.0))
+    assert list(curve.accuracy) == [0.2, 0.6, 1.0]
+    assert curve.accuracy[1.0] == pytest.approx(result.last_top1)   # observing everything is plain recognition
+    assert curve.accuracy[0.2] < curve.accuracy[1.0]
+    assert curve.area == pytest.approx(0.2 * (curve.accuracy[0.2] + 2 * curve.accuracy[0.6] + curve.accuracy[1.0]))
+    assert main(["early-prediction", str(tmp_path / "probed"), "--data", str(prepared), "--ratio", "0.2",
+                 "--ratio", "1.0", "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["accuracy"] == pytest.approx({"0.2": curve.accuracy[0.2], "1.0": curve.accuracy[1.0]})
+    with pytest.raises(ConfigError, match="needs a model with a clip-level head"):
+        early_prediction(USDRL(USDRLConfig.from_preset("tiny")), prepared)

@@ -289,6 +289,35 @@ def _add_knn(commands) -> None:
     knn.set_defaults(run=_knn)
 
 
+def _early_prediction(args: argparse.Namespace) -> None:
+    from .model import USDRL
+    from .tasks.early import RATIOS, early_prediction
+
+    model = USDRL.from_pretrained(args.model)
+    result = early_prediction(model, args.data, args.split, ratios=args.ratio or RATIOS)
+    if args.json:
+        sys.stdout.write(json.dumps({"accuracy": {str(k): v for k, v in result.accuracy.items()},
+                                     "area": result.area}) + "\n")
+        return
+    lines = [f"observed {100 * ratio:3.0f}%: top-1 {100 * value:.2f}%" for ratio, value in result.accuracy.items()]
+    sys.stdout.write("\n".join(lines + [f"area under the curve: {result.area:.4f}"]) + "\n")
+
+
+def _add_early_prediction(commands) -> None:
+    early = commands.add_parser(
+        "early-prediction", help="accuracy from the first 10%%...100%% of each clip",
+        description="Evaluate a model with a clip-level head (e.g. the --out of linear-probe) on the observed "
+                    "prefixes of a prepared split: the first max(3, floor(n * r)) frames of each clip, resampled. "
+                    "Prints the accuracy per observation ratio and the area under that curve.")
+    early.add_argument("model", metavar="MODEL", help="a model with a classifier head")
+    early.add_argument("--data", required=True, metavar="PREPARED", help="a prepared dataset folder")
+    early.add_argument("--split", default="test", help="split to evaluate (default: test)")
+    early.add_argument("--ratio", type=float, action="append",
+                       help="observation ratio in (0, 1] (repeat for several; default 0.1, 0.2, ..., 1.0)")
+    early.add_argument("--json", action="store_true", help="print one JSON object")
+    early.set_defaults(run=_early_prediction)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="usdrl", description="USDRL skeleton action models.")
     parser.add_argument("--version", action="version", version=f"usdrl {__version__}")
@@ -326,6 +355,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_eval_detection(commands)
     _add_linear_probe(commands)
     _add_knn(commands)
+    _add_early_prediction(commands)
     return parser
 
 
