@@ -1,0 +1,164 @@
+"""Full finetuning, semi-supervised subsets and score-level ensembles (spec §6.4, §6.5).
+
+The reference release has no finetuning code and the paper's hyperparameters were not
+available, so the recipe here is this library's choice (documented in ``FinetuneConfig``):
+AdamW, a linear warm-up then cosine decay, optional layer-wise learning-rate decay, and
+whatever temporal sampling the training dataset applies (random crops recommended).
+"""
+
+import logging
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.utils.data
+from torch import nn
+
+from ..errors import ConfigError, InputError
+from ..model import USDRL
+from .metrics import confusion_matrix, topk_accuracy
+from .recognition import ProbeResult
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class FinetuneConfig:
+    """Finetuning settings (this library's recipe; the paper's were not available).
+
+    Attributes:
+        epochs, batch_size: training length and clips per step.
+        lr: peak AdamW learning rate of the head; the encoder's layers get
+            ``lr * layer_decay ** depth`` counted from the top (``layer_decay=1``: one rate for all).
+        warmup_epochs: linear warm-up from 0, then cosine decay to 0.
+        weight_decay, label_smoothing: AdamW and loss settings.
+        eval_every: epochs between test evaluations (and after the last).
+        seed: seeds the head, the sample order and the crops.
+    """
+
+    epochs: int = 100
+    batch_size: int = 64
+    lr: float = 5e-4
+    warmup_epochs: int = 5
+    layer_decay: float = 1.0
+    weight_decay: float = 0.05
+    label_smoothing: float = 0.0
+    eval_every: int = 5
+    seed: int = 0
+
+    def __post_init__(self):
+        if not 0 < self.layer_decay <= 1:
+            raise ConfigError(f"layer_decay must be in (0, 1], got {self.layer_decay}")
+        for name in ("epochs", "batch_size", "eval_every"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+
+
+def _depth(name: str, num_layers: int) -> int:
+    """Depth of a parameter from the input: embeddings and positions 0, layer ``i`` ``i + 1``, heads on top."""
+    for stream in ("temporal", "spatial"):
+        prefix = f"encoder.{stream}.layers."
+        if name.startswith(prefix):
+            return int(name[len(prefix):].split(".", 1)[0]) + 1
+    return num_layers + 1 if name.startswith(("head.", "frame_head.")) else 0
+
+
+def parameter_groups(model: USDRL, lr: float, layer_decay: float) -> list[dict]:
+    """Optimiser groups with layer-wise learning rates ``lr * layer_decay ** (top - depth)``."""
+    top = model.config.num_layers + 1
+    groups: dict[int, list] = {}
+    for name, parameter in model.named_parameters():
+        groups.setdefault(_depth(name, model.config.num_layers), []).append(parameter)
+    return [{"params": params, "lr": lr * layer_decay ** (top - depth), "base_lr": lr * layer_decay ** (top - depth)}
+            for depth, params in sorted(groups.items())]
+
+
+def _schedule(step: int, total: int, warmup: int) -> float:
+    """Learning-rate factor: linear warm-up over ``warmup`` steps, then cosine decay to 0 at ``total``."""
+    if step < warmup:
+        return (step + 1) / warmup
+    return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
+
+
+def _evaluate(model: USDRL, loader) -> tuple[torch.Tensor, torch.Tensor]:
+    model.eval()
+    scores, labels = [], []
+    with torch.inference_mode():
+        for clips, batch_labels in loader:
+            scores.append(model(clips))
+            labels.append(torch.as_tensor(batch_labels).long())
+    return torch.cat(scores), torch.cat(labels)
+
+
+def finetune(model: USDRL, train, test, *, num_classes: int, config: FinetuneConfig | None = None,
+             num_workers: int = 0, class_names: list[str] | None = None) -> ProbeResult:
+    """Train every parameter of ``model`` with a fresh ``num_classes`` head on ``train``; evaluate on ``test``.
+
+    ``train`` and ``test`` are datasets of ``(clip (C, T, V, M), label)`` items (e.g.
+    ``SkeletonDataset(path, "train", sampling="random_crop")`` and ``SkeletonDataset(path, "test")``,
+    or a :func:`labelled_subset` of one). Returns best and last top-1/top-5 as :class:`ProbeResult`.
+    """
+    config = config or FinetuneConfig()
+    torch.manual_seed(config.seed)
+    model.reset_classifier(num_classes, class_names)
+    generator = torch.Generator().manual_seed(config.seed)
+    train_loader = torch.utils.data.DataLoader(train, batch_size=config.batch_size, shuffle=True, drop_last=False,
+                                               generator=generator, num_workers=num_workers)
+    test_loader = torch.utils.data.DataLoader(test, batch_size=config.batch_size, num_workers=num_workers)
+    optimizer = torch.optim.AdamW(parameter_groups(model, config.lr, config.layer_decay), lr=config.lr,
+                                  weight_decay=config.weight_decay)
+    total, warmup = config.epochs * len(train_loader), config.warmup_epochs * len(train_loader)
+    criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+    k5 = min(5, num_classes)
+    history, step = [], 0
+    for epoch in range(1, config.epochs + 1):
+        model.train()
+        for clips, labels in train_loader:
+            for group in optimizer.param_groups:
+                group["lr"] = group["base_lr"] * _schedule(step, total, warmup)
+            loss = criterion(model(clips), torch.as_tensor(labels).long())
+            if not torch.isfinite(loss):
+                raise InputError(f"finetuning diverged at epoch {epoch} (loss {loss.item()}); lower the lr")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            step += 1
+        if epoch % config.eval_every == 0 or epoch == config.epochs:
+            scores, labels = _evaluate(model, test_loader)
+            accuracy = topk_accuracy(scores, labels, k=(1, k5))
+            history.append((epoch, accuracy["top1"], accuracy[f"top{k5}"]))
+            logger.info("epoch %d: loss %.4f, test top-1 %.2f%%", epoch, loss.item(), 100 * accuracy["top1"])
+    best = max(history, key=lambda row: row[1])
+    model.eval()
+    return ProbeResult(best_top1=best[1], best_top5=best[2], best_epoch=best[0], last_top1=history[-1][1],
+                       last_top5=history[-1][2], history=history,
+                       confusion=confusion_matrix(scores.argmax(1), labels, num_classes))
+
+
+def labelled_subset(labels, fraction: float, *, balanced: bool = True, seed: int = 0) -> np.ndarray:
+    """Indices of a labelled subset of ``fraction`` of the samples (the semi-supervised protocol).
+
+    ``balanced=True`` takes ``max(1, round(n_c * fraction))`` samples of every class ``c``;
+    ``balanced=False`` reproduces the reference: shuffle all indices (seed 0 in the reference)
+    and keep the first ``floor(N * fraction)``. Returns sorted indices.
+    """
+    labels = np.asarray(labels)
+    if not 0 < fraction <= 1:
+        raise ConfigError(f"fraction must be in (0, 1], got {fraction}")
+    rng = np.random.default_rng(seed)
+    if not balanced:
+        return np.sort(rng.permutation(len(labels))[: int(len(labels) * fraction)])
+    chosen = [rng.permutation(np.flatnonzero(labels == c))[: max(1, round(np.sum(labels == c) * fraction))]
+              for c in np.unique(labels)]
+    return np.sort(np.concatenate(chosen))
+
+
+def ensemble_scores(*scores: torch.Tensor) -> torch.Tensor:
+    """Score-level ensemble (the "3s" of joint, motion and bone models): the sum of softmax scores.
+
+    Each input is ``(N, K)`` logits of one model on the same clips; returns ``(N, K)``.
+    """
+    if not scores or any(s.shape != scores[0].shape or s.ndim != 2 for s in scores):
+        raise InputError(f"expected logits (N, K) of one shape, got {[tuple(s.shape) for s in scores]}")
+    return torch.stack([s.softmax(dim=-1) for s in scores]).sum(0)
