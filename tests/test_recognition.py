@@ -124,3 +124,15 @@ def test_early_prediction_curve(prepared, tmp_path, capsys):
     assert printed["accuracy"] == pytest.approx({"0.2": curve.accuracy[0.2], "1.0": curve.accuracy[1.0]})
     with pytest.raises(ConfigError, match="needs a model with a clip-level head"):
         early_prediction(USDRL(USDRLConfig.from_preset("tiny")), prepared)
+
+
+def test_cli_finetune_on_a_labelled_fraction(prepared, tmp_path, capsys):
+    torch.manual_seed(0)
+    USDRL(USDRLConfig.from_preset("tiny", hidden_size=32, num_heads=1)).save_pretrained(tmp_path / "encoder")
+    assert main(["finetune", str(tmp_path / "encoder"), "--data", str(prepared), "--fraction", "0.1", "--epochs",
+                 "2", "--batch-size", "8", "--out", str(tmp_path / "tuned"), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    train_labels = SkeletonDataset(prepared, "train").labels
+    expected = sum(max(1, round(np.sum(train_labels == c) * 0.1)) for c in np.unique(train_labels))
+    assert result["train_clips"] == expected and [h[0] for h in result["history"]] == [2]
+    assert USDRL.from_pretrained(tmp_path / "tuned").config.num_classes == 60
