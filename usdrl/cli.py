@@ -372,6 +372,49 @@ def _add_finetune(commands) -> None:
     tune.set_defaults(run=_finetune)
 
 
+def _detect(args: argparse.Namespace) -> None:
+    from .data.prepared import SkeletonDataset
+    from .model import USDRL
+    from .tasks.detection import DetectionConfig, detect_dataset, train_detector
+    from .tasks.finetune import FinetuneConfig
+
+    model = USDRL.from_pretrained(args.model)
+    if args.train_epochs:
+        windows = SkeletonDataset(args.data, args.train_split, sampling="windows",
+                                  num_frames=model.config.num_frames, window_stride=args.stride)
+        windows.check_config(model.config)
+        train_detector(model, windows, num_classes=windows.num_classes,
+                       config=FinetuneConfig(epochs=args.train_epochs))
+        if args.save_model:
+            model.save_pretrained(args.save_model)
+    config = DetectionConfig(stride=args.stride, threshold=args.threshold, min_length=args.min_length,
+                             nms_iou=args.nms)
+    proposals = detect_dataset(model, args.data, args.split, config=config, out_dir=args.out)
+    count = sum(len(rows) for rows in proposals.values())
+    sys.stdout.write(f"wrote {count} proposals for {len(proposals)} videos to {args.out}\n")
+
+
+def _add_detect(commands) -> None:
+    detect = commands.add_parser(
+        "detect", help="temporal action detection on a prepared untrimmed split (PKU-MMD format output)",
+        description="Detect actions in the untrimmed sequences of a prepared dataset with a model's frame-wise "
+                    "head (trained first with --train-epochs on the train split's windows): sliding windows, "
+                    "overlapping scores averaged, proposals from runs of frames above --threshold; one "
+                    "'label,start,end,score' file per video in OUT, ready for usdrl eval-detection.")
+    detect.add_argument("model", metavar="MODEL", help="a model (folder, registered name or Hub repo)")
+    detect.add_argument("--data", required=True, metavar="PREPARED", help="a prepared PKU-MMD dataset folder")
+    detect.add_argument("--out", required=True, help="folder for the proposal files")
+    detect.add_argument("--split", default="test_untrimmed", help="split to detect on (default: test_untrimmed)")
+    detect.add_argument("--train-epochs", type=int, help="first train a frame-wise head and the encoder this long")
+    detect.add_argument("--train-split", default="train_untrimmed", help="split to train on")
+    detect.add_argument("--save-model", help="write the trained detector here (save_pretrained folder)")
+    detect.add_argument("--stride", type=int, help="frames between windows (default: the window length)")
+    detect.add_argument("--threshold", type=float, default=0.02, help="proposal threshold (default: 0.02)")
+    detect.add_argument("--min-length", type=int, default=1, help="shortest proposal in frames (default: 1)")
+    detect.add_argument("--nms", type=float, help="temporal NMS IoU (default: none, as the reference)")
+    detect.set_defaults(run=_detect)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="usdrl", description="USDRL skeleton action models.")
     parser.add_argument("--version", action="version", version=f"usdrl {__version__}")
@@ -411,6 +454,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_knn(commands)
     _add_early_prediction(commands)
     _add_finetune(commands)
+    _add_detect(commands)
     return parser
 
 

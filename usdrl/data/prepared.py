@@ -939,6 +939,14 @@ class SkeletonDataset(torch.utils.data.Dataset):
         sample's valid frames (:attr:`lengths`); what batched pipelines such as pretraining read."""
         return self._open()
 
+    @property
+    def frame_labels(self) -> np.ndarray:
+        """Untrimmed splits: per-frame labels ``(N, Tmax)`` (0 = background, -1 after each sequence)."""
+        if self.kind != UNTRIMMED:
+            raise ConfigError(f"split {self.split!r} holds {self.kind}; only untrimmed splits have frame labels")
+        self._open()
+        return self._frame_labels
+
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
         state.update(_data=None, _frame_labels=None, _pid=None, _rng=None, _rng_key=None)

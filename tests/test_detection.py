@@ -1,0 +1,95 @@
+"""Detection: sliding-window frame scores, proposals, training and the official mAP on synthetic PKU-MMD."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from usdrl import USDRL, ConfigError, USDRLConfig
+from usdrl.cli import main
+from usdrl.data import SkeletonDataset
+from usdrl.data.synthetic_files import write_synthetic_pkummd
+from usdrl.tasks.detection import (
+    DetectionConfig,
+    _window_starts,
+    detect_dataset,
+    evaluate_detection,
+    frame_scores,
+    ground_truth,
+    train_detector,
+)
+from usdrl.tasks.finetune import FinetuneConfig
+
+
+def test_window_starts_cover_the_sequence():
+    assert _window_starts(130, 64, 64) == [0, 64, 128]
+    assert _window_starts(64, 64, 32) == [0]
+    assert _window_starts(10, 64, 16) == [0]
+    assert _window_starts(100, 64, 16) == [0, 16, 32, 48]
+
+
+def test_overlapping_window_scores_are_averaged():
+    torch.manual_seed(0)
+    model = USDRL(USDRLConfig.from_preset("tiny", num_frames=16, num_frame_classes=3)).eval()
+    sequence = np.random.default_rng(0).normal(size=(3, 40, 25, 2)).astype(np.float32)
+    scores = frame_scores(model, sequence, stride=8)
+    assert scores.shape == (40, 3)
+    torch.testing.assert_close(scores.sum(1), torch.ones(40))
+    padded = np.zeros((3, 48, 25, 2), dtype=np.float32)
+    padded[:, :40] = sequence
+    with torch.no_grad():
+        windows = {s: model.forward_frames(torch.from_numpy(padded[None, :, s:s + 16]))[0].softmax(-1)
+                   for s in (0, 8, 16, 24, 32)}
+    # frame 20 lies in the windows starting at 8 and 16; frame 3 only in the first
+    torch.testing.assert_close(scores[20], (windows[8][12] + windows[16][4]) / 2)
+    torch.testing.assert_close(scores[3], windows[0][3])
+    with pytest.raises(ConfigError, match="frame-wise head"):
+        frame_scores(USDRL(USDRLConfig.from_preset("tiny")), sequence)
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory):
+    root = tmp_path_factory.mktemp("detection")
+    write_synthetic_pkummd(root / "raw", 12, phase=1, seed=0)
+    assert main(["prepare", "pkummd1", str(root / "raw"), str(root / "prepared"), "--benchmark", "xsub",
+                 "--workers", "1"]) == 0
+    return root / "prepared"
+
+
+def test_train_detect_and_evaluate(prepared, tmp_path):
+    torch.manual_seed(0)
+    model = USDRL(USDRLConfig.from_preset("tiny", hidden_size=32, num_heads=1))
+    windows = SkeletonDataset(prepared, "train_untrimmed", sampling="windows", window_stride=32)
+    losses = train_detector(model, windows, num_classes=52,
+                            config=FinetuneConfig(epochs=4, batch_size=8, lr=2e-3, warmup_epochs=1))
+    assert len(losses) == 4 and losses[-1] < losses[0]
+    truth = ground_truth(prepared)
+    assert all(label >= 1 for segments in truth.values() for label, _, _ in segments)
+    proposals = detect_dataset(model, prepared, config=DetectionConfig(stride=32, threshold=0.3),
+                               out_dir=tmp_path / "proposals")
+    assert set(proposals) == set(truth)
+    files = sorted(p.name for p in (tmp_path / "proposals").iterdir())
+    assert len(files) == len(truth)
+    results = evaluate_detection(model, prepared, config=DetectionConfig(stride=32, threshold=0.3),
+                                 iou_thresholds=(0.1, 0.5))
+    assert set(results) == {0.1, 0.5}
+    assert all(0.0 <= v["mAP_a"] <= 1.0 and 0.0 <= v["mAP_v"] <= 1.0 for v in results.values())
+    assert results[0.1]["mAP_v"] >= results[0.5]["mAP_v"]
+
+
+def test_cli_detect_then_evaluate(prepared, tmp_path, capsys):
+    torch.manual_seed(0)
+    USDRL(USDRLConfig.from_preset("tiny", hidden_size=32, num_heads=1)).save_pretrained(tmp_path / "encoder")
+    assert main(["detect", str(tmp_path / "encoder"), "--data", str(prepared), "--out", str(tmp_path / "pred"),
+                 "--train-epochs", "1", "--save-model", str(tmp_path / "detector"), "--threshold", "0.3"]) == 0
+    assert "proposals for" in capsys.readouterr().out
+    assert USDRL.from_pretrained(tmp_path / "detector").config.num_frame_classes == 52
+    gt_dir = tmp_path / "gt"
+    gt_dir.mkdir()
+    for name, segments in ground_truth(prepared).items():
+        lines = "".join(f"{label},{start},{end},1\n" for label, start, end in segments)
+        (gt_dir / f"{name}.txt").write_text(lines)
+    assert main(["eval-detection", str(gt_dir), str(tmp_path / "pred"), "--iou", "0.5", "--json"]) == 0
+    scores = json.loads(capsys.readouterr().out)["0.5"]
+    assert 0.0 <= scores["mAP_a"] <= 1.0 and 0.0 <= scores["mAP_v"] <= 1.0

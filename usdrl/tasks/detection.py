@@ -1,0 +1,150 @@
+"""Temporal action detection on untrimmed sequences (PKU-MMD I protocol, spec §6.8).
+
+Training: every parameter of the model and a frame-wise head (background = class 0) are
+trained with per-frame cross-entropy on windows of untrimmed sequences
+(``SkeletonDataset(path, "train_untrimmed", sampling="windows")``); frames past a
+sequence's end (label -1) are ignored.
+
+Inference: a whole sequence is cut into windows of the model's frames every ``stride``
+frames (overlaps allowed, the last window reaching the end); each frame's class
+probabilities are the average over the windows that contain it. Proposals are the
+maximal runs of frames whose probability of an action class exceeds a threshold
+(:func:`usdrl.tasks.metrics.proposals_from_scores`), written one file per video in the
+official ``label,start,end,score`` format.
+"""
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.utils.data
+from torch import nn
+
+from ..data.prepared import IGNORE_LABEL, SkeletonDataset
+from ..errors import ConfigError, InputError
+from ..model import USDRL
+from .finetune import FinetuneConfig, _schedule, parameter_groups
+from .metrics import detection_map, proposals_from_scores, segments_of
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class DetectionConfig:
+    """Inference settings: window ``stride`` (default: the window length, i.e. no overlap),
+    proposal ``threshold`` (0.02 in the reference), ``min_length`` and optional temporal ``nms_iou``."""
+
+    stride: int | None = None
+    threshold: float = 0.02
+    min_length: int = 1
+    nms_iou: float | None = None
+
+
+def train_detector(model: USDRL, windows, *, num_classes: int, config: FinetuneConfig | None = None,
+                   num_workers: int = 0) -> list[float]:
+    """Train ``model`` with a fresh frame-wise head of ``num_classes`` (background included) on
+    ``(clip (C, T, V, M), frame labels (T,))`` windows; returns the mean loss of every epoch."""
+    config = config or FinetuneConfig()
+    torch.manual_seed(config.seed)
+    model.reset_frame_classifier(num_classes)
+    loader = torch.utils.data.DataLoader(windows, batch_size=config.batch_size, shuffle=True,
+                                         generator=torch.Generator().manual_seed(config.seed), num_workers=num_workers)
+    optimizer = torch.optim.AdamW(parameter_groups(model, config.lr, config.layer_decay), lr=config.lr,
+                                  weight_decay=config.weight_decay)
+    criterion = nn.CrossEntropyLoss(ignore_index=IGNORE_LABEL, label_smoothing=config.label_smoothing)
+    total, warmup = config.epochs * len(loader), config.warmup_epochs * len(loader)
+    losses, step = [], 0
+    model.train()
+    for epoch in range(1, config.epochs + 1):
+        epoch_losses = []
+        for clips, labels in loader:
+            for group in optimizer.param_groups:
+                group["lr"] = group["base_lr"] * _schedule(step, total, warmup)
+            logits = model.forward_frames(clips)                       # (B, T, K)
+            loss = criterion(logits.flatten(0, 1), torch.as_tensor(labels).long().flatten())
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            epoch_losses.append(loss.item())
+            step += 1
+        losses.append(float(np.mean(epoch_losses)))
+        logger.info("epoch %d: frame loss %.4f", epoch, losses[-1])
+    model.eval()
+    return losses
+
+
+def _window_starts(length: int, window: int, stride: int) -> list[int]:
+    """Window starts every ``stride`` frames until the sequence is covered (the last one may overhang)."""
+    starts = list(range(0, max(1, length - window + stride), stride))
+    return [s for s in starts if s < length] or [0]
+
+
+def frame_scores(model: USDRL, sequence: np.ndarray, *, stride: int | None = None,
+                 batch_size: int = 64) -> torch.Tensor:
+    """Per-frame class probabilities ``(T, K)`` of one untrimmed sequence ``(C, T, V, M)``.
+
+    Windows of ``model.config.num_frames`` frames start every ``stride`` frames (default: no
+    overlap); frames past the end of the sequence are zero-padded; every frame's
+    probabilities are averaged over the windows that contain it.
+    """
+    if model.frame_head is None:
+        raise ConfigError("detection needs a model with a frame-wise head (train one with train_detector)")
+    sequence = np.asarray(sequence, dtype=np.float32)
+    if sequence.ndim != 4 or sequence.shape[1] < 1:
+        raise InputError(f"expected one sequence (C, T, V, M), got shape {sequence.shape}")
+    window = model.config.num_frames
+    stride = stride or window
+    if not 1 <= stride <= window:
+        raise ConfigError(f"stride must be in 1..{window}, got {stride}")
+    length = sequence.shape[1]
+    starts = _window_starts(length, window, stride)
+    padded = np.zeros((sequence.shape[0], starts[-1] + window, *sequence.shape[2:]), dtype=np.float32)
+    padded[:, :length] = sequence
+    clips = torch.from_numpy(np.stack([padded[:, s:s + window] for s in starts]))
+    model.eval()
+    with torch.inference_mode():
+        probabilities = torch.cat([model.forward_frames(batch).softmax(-1) for batch in clips.split(batch_size)])
+    total = torch.zeros(padded.shape[1], probabilities.shape[-1])
+    count = torch.zeros(padded.shape[1], 1)
+    for start, p in zip(starts, probabilities, strict=True):
+        total[start:start + window] += p
+        count[start:start + window] += 1
+    return (total / count)[:length]
+
+
+def detect_dataset(model: USDRL, data, split: str = "test_untrimmed", *, config: DetectionConfig | None = None,
+                   out_dir=None) -> dict[str, list[tuple[int, int, int, float]]]:
+    """Proposals ``{video: [(label, start, end, score)]}`` for every sequence of a prepared untrimmed
+    split; with ``out_dir``, also one official-format file per video (``<video>.txt``)."""
+    config = config or DetectionConfig()
+    dataset = SkeletonDataset(data, split, sampling="windows", num_frames=model.config.num_frames)
+    clips = dataset.padded_clips
+    proposals = {}
+    for index, name in enumerate(dataset.names):
+        scores = frame_scores(model, clips[index, :, : dataset.lengths[index]], stride=config.stride).numpy()
+        proposals[name] = proposals_from_scores(scores, config.threshold, background=0,
+                                                min_length=config.min_length, nms_iou=config.nms_iou)
+    if out_dir is not None:
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        for name, rows in proposals.items():
+            lines = "".join(f"{label},{start},{end},{score:.6f}\n" for label, start, end, score in rows)
+            (out / f"{Path(name).stem}.txt").write_text(lines, encoding="utf-8")
+    return proposals
+
+
+def ground_truth(data, split: str = "test_untrimmed") -> dict[str, list[tuple[int, int, int]]]:
+    """``{video: [(label, start, end)]}`` action segments (background excluded) from a prepared split's
+    per-frame labels."""
+    dataset = SkeletonDataset(data, split, sampling="windows")
+    labels = dataset.frame_labels
+    return {name: segments_of(labels[i, : dataset.lengths[i]], bg_class=0) for i, name in enumerate(dataset.names)}
+
+
+def evaluate_detection(model: USDRL, data, split: str = "test_untrimmed", *, config: DetectionConfig | None = None,
+                       iou_thresholds=(0.1, 0.2, 0.3, 0.4, 0.5)) -> dict[float, dict[str, float]]:
+    """mAP_a and mAP_v (official PKU-MMD definitions) of ``model`` on a prepared untrimmed split."""
+    return detection_map(ground_truth(data, split), detect_dataset(model, data, split, config=config),
+                         iou_thresholds)
