@@ -15,8 +15,10 @@ from usdrl.tasks.detection import (
     _window_starts,
     detect_dataset,
     evaluate_detection,
+    evaluate_segmentation,
     frame_scores,
     ground_truth,
+    smoothing_loss,
     train_detector,
 )
 from usdrl.tasks.finetune import FinetuneConfig
@@ -93,3 +95,28 @@ def test_cli_detect_then_evaluate(prepared, tmp_path, capsys):
     assert main(["eval-detection", str(gt_dir), str(tmp_path / "pred"), "--iou", "0.5", "--json"]) == 0
     scores = json.loads(capsys.readouterr().out)["0.5"]
     assert 0.0 <= scores["mAP_a"] <= 1.0 and 0.0 <= scores["mAP_v"] <= 1.0
+
+
+def test_smoothing_loss_hand_worked():
+    logits = torch.log(torch.tensor([[[0.5, 0.5], [0.5, 0.5], [0.9, 0.1]]]))
+    labels = torch.tensor([[0, 0, -1]])
+    assert smoothing_loss(logits, labels).item() == 0.0            # identical frames; the padded pair is ignored
+    labels = torch.tensor([[0, 0, 1]])
+    expected = ((np.log(0.9) - np.log(0.5)) ** 2 + (np.log(0.1) - np.log(0.5)) ** 2) / 2 / 2   # pairs, classes
+    assert smoothing_loss(logits, labels).item() == pytest.approx(expected, rel=1e-5)
+    assert smoothing_loss(logits, labels, clamp=0.1).item() == pytest.approx(0.01 * 2 / 2 / 2)
+
+
+def test_segmentation_on_phase_two(tmp_path):
+    write_synthetic_pkummd(tmp_path / "raw", 8, phase=2, seed=1)
+    assert main(["prepare", "pkummd2", str(tmp_path / "raw"), str(tmp_path / "prepared"), "--benchmark", "xsub",
+                 "--workers", "1"]) == 0
+    torch.manual_seed(0)
+    model = USDRL(USDRLConfig.from_preset("tiny", hidden_size=32, num_heads=1))
+    windows = SkeletonDataset(tmp_path / "prepared", "train_untrimmed", sampling="windows")
+    losses = train_detector(model, windows, num_classes=52, smoothing=0.15,
+                            config=FinetuneConfig(epochs=3, batch_size=8, lr=2e-3, warmup_epochs=1))
+    assert losses[-1] < losses[0]
+    metrics = evaluate_segmentation(model, tmp_path / "prepared")
+    assert set(metrics) == {"Acc", "Edit", "F1@10", "F1@25", "F1@50"}
+    assert 0 <= metrics["Acc"] <= 100 and metrics["F1@10"] >= metrics["F1@50"]

@@ -1,4 +1,4 @@
-"""Temporal action detection on untrimmed sequences (PKU-MMD I protocol, spec §6.8).
+"""Temporal action detection (PKU-MMD I, spec §6.8) and segmentation (PKU-MMD II, §6.9).
 
 Training: every parameter of the model and a frame-wise head (background = class 0) are
 trained with per-frame cross-entropy on windows of untrimmed sequences
@@ -26,7 +26,7 @@ from ..data.prepared import IGNORE_LABEL, SkeletonDataset
 from ..errors import ConfigError, InputError
 from ..model import USDRL
 from .finetune import FinetuneConfig, _schedule, parameter_groups
-from .metrics import detection_map, proposals_from_scores, segments_of
+from .metrics import detection_map, proposals_from_scores, segmentation_metrics, segments_of
 
 logger = logging.getLogger(__name__)
 
@@ -42,10 +42,24 @@ class DetectionConfig:
     nms_iou: float | None = None
 
 
+def smoothing_loss(logits: torch.Tensor, labels: torch.Tensor, clamp: float = 4.0) -> torch.Tensor:
+    """MS-TCN's truncated mean squared error between the log-probabilities of neighbouring frames.
+
+    ``logits (B, T, K)``; ``labels (B, T)`` mark padding with -1 (pairs touching it are left
+    out). ``mean(min((log p_t - log p_{t-1})^2, clamp^2))``, the previous frame detached.
+    """
+    log_p = logits.log_softmax(-1)
+    delta = (log_p[:, 1:] - log_p[:, :-1].detach()).square().clamp(max=clamp**2)
+    valid = ((labels[:, 1:] != IGNORE_LABEL) & (labels[:, :-1] != IGNORE_LABEL)).unsqueeze(-1)
+    return (delta * valid).sum() / valid.sum().clamp(min=1) / logits.shape[-1]
+
+
 def train_detector(model: USDRL, windows, *, num_classes: int, config: FinetuneConfig | None = None,
-                   num_workers: int = 0) -> list[float]:
+                   smoothing: float = 0.0, num_workers: int = 0) -> list[float]:
     """Train ``model`` with a fresh frame-wise head of ``num_classes`` (background included) on
-    ``(clip (C, T, V, M), frame labels (T,))`` windows; returns the mean loss of every epoch."""
+    ``(clip (C, T, V, M), frame labels (T,))`` windows; returns the mean loss of every epoch.
+
+    ``smoothing`` weights :func:`smoothing_loss` (MS-TCN uses 0.15 for segmentation)."""
     config = config or FinetuneConfig()
     torch.manual_seed(config.seed)
     model.reset_frame_classifier(num_classes)
@@ -63,7 +77,10 @@ def train_detector(model: USDRL, windows, *, num_classes: int, config: FinetuneC
             for group in optimizer.param_groups:
                 group["lr"] = group["base_lr"] * _schedule(step, total, warmup)
             logits = model.forward_frames(clips)                       # (B, T, K)
-            loss = criterion(logits.flatten(0, 1), torch.as_tensor(labels).long().flatten())
+            labels = torch.as_tensor(labels).long()
+            loss = criterion(logits.flatten(0, 1), labels.flatten())
+            if smoothing:
+                loss = loss + smoothing * smoothing_loss(logits, labels)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -141,6 +158,20 @@ def ground_truth(data, split: str = "test_untrimmed") -> dict[str, list[tuple[in
     dataset = SkeletonDataset(data, split, sampling="windows")
     labels = dataset.frame_labels
     return {name: segments_of(labels[i, : dataset.lengths[i]], bg_class=0) for i, name in enumerate(dataset.names)}
+
+
+def evaluate_segmentation(model: USDRL, data, split: str = "test_untrimmed", *, stride: int | None = None,
+                          overlaps=(0.1, 0.25, 0.5)) -> dict[str, float]:
+    """Action segmentation (PKU-MMD II): frame accuracy, Edit and F1@overlaps of the per-frame
+    argmax over whole sequences (windows of any number, overlaps averaged), background = 0."""
+    dataset = SkeletonDataset(data, split, sampling="windows", num_frames=model.config.num_frames)
+    clips, labels = dataset.padded_clips, dataset.frame_labels
+    predictions, truths = [], []
+    for index in range(len(dataset.names)):
+        length = int(dataset.lengths[index])
+        predictions.append(frame_scores(model, clips[index, :, :length], stride=stride).argmax(1).numpy())
+        truths.append(np.asarray(labels[index, :length]))
+    return segmentation_metrics(predictions, truths, overlaps, bg_class=0)
 
 
 def evaluate_detection(model: USDRL, data, split: str = "test_untrimmed", *, config: DetectionConfig | None = None,
