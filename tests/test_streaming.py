@@ -1,0 +1,54 @@
+"""Streaming detection reproduces the offline detector on a recorded sequence."""
+
+import numpy as np
+import pytest
+import torch
+
+from usdrl import USDRL, ConfigError, InputError, USDRLConfig
+from usdrl.data.synthetic import make_untrimmed
+from usdrl.tasks.detection import frame_scores
+from usdrl.tasks.metrics import proposals_from_scores
+from usdrl.tasks.streaming import StreamingDetector
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return USDRL(USDRLConfig.from_preset("tiny", num_frames=16, num_frame_classes=6)).eval()
+
+
+@pytest.mark.parametrize("stride", [16, 8, 5])
+def test_streaming_matches_offline_scores_and_proposals(model, stride):
+    sequence = make_untrimmed(seed=0).data[:, :101]               # (3, 101, 25, 2)
+    offline = frame_scores(model, sequence, stride=stride).numpy()
+    detector = StreamingDetector(model, stride=stride, threshold=0.2)
+    rng = np.random.default_rng(0)
+    outputs, t = [], 0
+    while t < sequence.shape[1]:
+        size = int(rng.integers(1, 9))
+        outputs.append(detector.push(sequence[:, t:t + size]))
+        t += size
+    outputs.append(detector.finish())
+    assert [o.first_frame for o in outputs] == sorted(o.first_frame for o in outputs)
+    online = np.concatenate([o.scores for o in outputs])
+    np.testing.assert_allclose(online, offline, rtol=1e-5, atol=1e-6)
+    actions = sorted(a for o in outputs for a in o.actions)
+    expected = sorted(proposals_from_scores(offline, 0.2, background=0))
+    assert [a[:3] for a in actions] == [e[:3] for e in expected]
+    np.testing.assert_allclose([a[3] for a in actions], [e[3] for e in expected], rtol=1e-5)
+
+
+def test_latency_is_bounded_by_the_window(model):
+    detector = StreamingDetector(model)                            # stride = window = 16
+    emitted = 0
+    for t in range(40):
+        emitted += len(detector.push(np.zeros((3, 25, 2), dtype=np.float32)).scores)
+        assert t + 1 - emitted < 16                                # a frame is final at most 15 frames later
+    assert emitted == 32 and len(detector.finish().scores) == 8
+
+
+def test_bad_frames_and_models_are_refused(model):
+    with pytest.raises(InputError, match=r"C, V, M = \(3, 25, 2\)"):
+        StreamingDetector(model).push(np.zeros((3, 4, 17, 2)))
+    with pytest.raises(ConfigError, match="frame-wise head"):
+        StreamingDetector(USDRL(USDRLConfig.from_preset("tiny")))
