@@ -208,9 +208,32 @@ def _add_eval_detection(commands) -> None:
     evaluate.set_defaults(run=_eval_detection)
 
 
-def _linear_probe(args: argparse.Namespace) -> None:
+MODEL_HELP = "the pretrained encoder (folder, registered name or Hub repo)"
+
+
+def _task_parser(commands, name: str, *, help: str, description: str, model_help: str = MODEL_HELP,
+                 data_help: str = "a prepared dataset folder") -> argparse.ArgumentParser:
+    """A task subcommand taking ``MODEL`` and ``--data PREPARED``."""
+    parser = commands.add_parser(name, help=help, description=description)
+    parser.add_argument("model", metavar="MODEL", help=model_help)
+    parser.add_argument("--data", required=True, metavar="PREPARED", help=data_help)
+    return parser
+
+
+def _report_recognition(result, as_json: bool, **extra) -> None:
+    """Print a :class:`~usdrl.tasks.recognition.ProbeResult`: one JSON object, or one line."""
     from dataclasses import asdict
 
+    if as_json:
+        summary = {k: v for k, v in asdict(result).items() if k != "confusion"}
+        sys.stdout.write(json.dumps({**summary, **extra}) + "\n")
+        return
+    details = "".join(f"; {key.replace('_', ' ')} {value}" for key, value in extra.items())
+    sys.stdout.write(f"top-1 best {100 * result.best_top1:.2f}% (epoch {result.best_epoch}), last "
+                     f"{100 * result.last_top1:.2f}%; top-5 last {100 * result.last_top5:.2f}%{details}\n")
+
+
+def _linear_probe(args: argparse.Namespace) -> None:
     from .data.prepared import SkeletonDataset
     from .model import USDRL
     from .tasks.recognition import ProbeConfig, linear_probe
@@ -226,23 +249,16 @@ def _linear_probe(args: argparse.Namespace) -> None:
         manifest = train.manifest
         model.config = model.config.replace(protocol=f"linear probe on {manifest['source']} {manifest['benchmark']}")
         model.save_pretrained(args.out)
-    summary = {k: v for k, v in asdict(result).items() if k != "confusion"}
-    if args.json:
-        sys.stdout.write(json.dumps(summary) + "\n")
-        return
-    sys.stdout.write(f"top-1 best {100 * result.best_top1:.2f}% (epoch {result.best_epoch}), last "
-                     f"{100 * result.last_top1:.2f}%; top-5 last {100 * result.last_top5:.2f}%\n")
+    _report_recognition(result, args.json)
 
 
 def _add_linear_probe(commands) -> None:
-    probe = commands.add_parser(
-        "linear-probe", help="linear evaluation of a frozen encoder on a prepared dataset",
+    probe = _task_parser(
+        commands, "linear-probe", help="linear evaluation of a frozen encoder on a prepared dataset",
         description="Train a linear classifier on the frozen global features of MODEL (a folder, registered name "
                     "or Hub repo) with the reference protocol: SGD momentum 0.9, batch 512, 160 epochs, lr x0.1 "
                     "at epochs 120 and 140, the test split evaluated every 5 epochs. Reports the best evaluation "
                     "(the reference's figure) and the last.")
-    probe.add_argument("model", metavar="MODEL", help="the pretrained encoder")
-    probe.add_argument("--data", required=True, metavar="PREPARED", help="a prepared dataset folder")
     probe.add_argument("--train-split", default="train", help="split to train the head on (default: train)")
     probe.add_argument("--test-split", default="test", help="split to evaluate on (default: test)")
     probe.add_argument("--lr", type=float, help="learning rate (default 0.006; the reference uses 0.03 for NTU-60 "
@@ -275,13 +291,11 @@ def _knn(args: argparse.Namespace) -> None:
 
 
 def _add_knn(commands) -> None:
-    knn = commands.add_parser(
-        "knn", help="kNN retrieval accuracy of a frozen encoder on a prepared dataset",
+    knn = _task_parser(
+        commands, "knn", help="kNN retrieval accuracy of a frozen encoder on a prepared dataset",
         description="The retrieval protocol of the paper: global features L2-normalised, the train split as the "
                     "gallery and the test split as the queries, cosine similarity, k nearest neighbours vote "
                     "(default k = 1).")
-    knn.add_argument("model", metavar="MODEL", help="the pretrained encoder (folder, registered name or Hub repo)")
-    knn.add_argument("--data", required=True, metavar="PREPARED", help="a prepared dataset folder")
     knn.add_argument("--gallery-split", default="train", help="gallery split (default: train)")
     knn.add_argument("--query-split", default="test", help="query split (default: test)")
     knn.add_argument("-k", type=int, default=1, help="neighbours that vote (default: 1)")
@@ -304,13 +318,12 @@ def _early_prediction(args: argparse.Namespace) -> None:
 
 
 def _add_early_prediction(commands) -> None:
-    early = commands.add_parser(
-        "early-prediction", help="accuracy from the first 10%%...100%% of each clip",
+    early = _task_parser(
+        commands, "early-prediction", model_help="a model with a classifier head",
+        help="accuracy from the first 10%%...100%% of each clip",
         description="Evaluate a model with a clip-level head (e.g. the --out of linear-probe) on the observed "
                     "prefixes of a prepared split: the first max(3, floor(n * r)) frames of each clip, resampled. "
                     "Prints the accuracy per observation ratio and the area under that curve.")
-    early.add_argument("model", metavar="MODEL", help="a model with a classifier head")
-    early.add_argument("--data", required=True, metavar="PREPARED", help="a prepared dataset folder")
     early.add_argument("--split", default="test", help="split to evaluate (default: test)")
     early.add_argument("--ratio", type=float, action="append",
                        help="observation ratio in (0, 1] (repeat for several; default 0.1, 0.2, ..., 1.0)")
@@ -319,8 +332,6 @@ def _add_early_prediction(commands) -> None:
 
 
 def _finetune(args: argparse.Namespace) -> None:
-    from dataclasses import asdict
-
     import torch.utils.data
 
     from .data.prepared import SkeletonDataset
@@ -341,23 +352,17 @@ def _finetune(args: argparse.Namespace) -> None:
     result = finetune(model, train, test, num_classes=num_classes, config=config)
     if args.out:
         model.save_pretrained(args.out)
-    if args.json:
-        summary = {k: v for k, v in asdict(result).items() if k != "confusion"}
-        sys.stdout.write(json.dumps({**summary, "train_clips": len(train)}) + "\n")
-        return
-    sys.stdout.write(f"top-1 best {100 * result.best_top1:.2f}% (epoch {result.best_epoch}), last "
-                     f"{100 * result.last_top1:.2f}% ({len(train)} labelled training clips)\n")
+    _report_recognition(result, args.json, train_clips=len(train))
 
 
 def _add_finetune(commands) -> None:
-    tune = commands.add_parser(
-        "finetune", help="finetune a pretrained encoder with a new head (optionally on 1%%/10%% of the labels)",
+    tune = _task_parser(
+        commands, "finetune",
+        help="finetune a pretrained encoder with a new head (optionally on 1%%/10%% of the labels)",
         description="Train every parameter of MODEL with a fresh classifier on the train split of a prepared "
                     "dataset (random temporal crops; AdamW, warm-up then cosine decay), evaluating on the test "
                     "split. --fraction 0.01 or 0.1 gives the semi-supervised protocol (class-balanced by default; "
                     "--unbalanced reproduces the reference's plain random subset).")
-    tune.add_argument("model", metavar="MODEL", help="the pretrained encoder (folder, registered name or Hub repo)")
-    tune.add_argument("--data", required=True, metavar="PREPARED", help="a prepared dataset folder")
     tune.add_argument("--train-split", default="train", help="split to train on (default: train)")
     tune.add_argument("--test-split", default="test", help="split to evaluate on (default: test)")
     tune.add_argument("--fraction", type=float, default=1.0, help="fraction of the labelled training clips")
@@ -395,14 +400,13 @@ def _detect(args: argparse.Namespace) -> None:
 
 
 def _add_detect(commands) -> None:
-    detect = commands.add_parser(
-        "detect", help="temporal action detection on a prepared untrimmed split (PKU-MMD format output)",
+    detect = _task_parser(
+        commands, "detect", data_help="a prepared PKU-MMD dataset folder",
+        help="temporal action detection on a prepared untrimmed split (PKU-MMD format output)",
         description="Detect actions in the untrimmed sequences of a prepared dataset with a model's frame-wise "
                     "head (trained first with --train-epochs on the train split's windows): sliding windows, "
                     "overlapping scores averaged, proposals from runs of frames above --threshold; one "
                     "'label,start,end,score' file per video in OUT, ready for usdrl eval-detection.")
-    detect.add_argument("model", metavar="MODEL", help="a model (folder, registered name or Hub repo)")
-    detect.add_argument("--data", required=True, metavar="PREPARED", help="a prepared PKU-MMD dataset folder")
     detect.add_argument("--out", required=True, help="folder for the proposal files")
     detect.add_argument("--split", default="test_untrimmed", help="split to detect on (default: test_untrimmed)")
     detect.add_argument("--train-epochs", type=int, help="first train a frame-wise head and the encoder this long")
