@@ -25,7 +25,7 @@ from torch import nn
 from ..data.prepared import IGNORE_LABEL, SkeletonDataset
 from ..errors import ConfigError, InputError
 from ..model import USDRL
-from .finetune import FinetuneConfig, _schedule, parameter_groups
+from .finetune import FinetuneConfig, make_optimizer
 from .metrics import detection_map, proposals_from_scores, segmentation_metrics, segments_of
 
 logger = logging.getLogger(__name__)
@@ -65,17 +65,14 @@ def train_detector(model: USDRL, windows, *, num_classes: int, config: FinetuneC
     model.reset_frame_classifier(num_classes)
     loader = torch.utils.data.DataLoader(windows, batch_size=config.batch_size, shuffle=True,
                                          generator=torch.Generator().manual_seed(config.seed), num_workers=num_workers)
-    optimizer = torch.optim.AdamW(parameter_groups(model, config.lr, config.layer_decay), lr=config.lr,
-                                  weight_decay=config.weight_decay)
+    optimizer, set_lr = make_optimizer(model, config, len(loader))
     criterion = nn.CrossEntropyLoss(ignore_index=IGNORE_LABEL, label_smoothing=config.label_smoothing)
-    total, warmup = config.epochs * len(loader), config.warmup_epochs * len(loader)
     losses, step = [], 0
     model.train()
     for epoch in range(1, config.epochs + 1):
         epoch_losses = []
         for clips, labels in loader:
-            for group in optimizer.param_groups:
-                group["lr"] = group["base_lr"] * _schedule(step, total, warmup)
+            set_lr(step)
             logits = model.forward_frames(clips)                       # (B, T, K)
             labels = torch.as_tensor(labels).long()
             loss = criterion(logits.flatten(0, 1), labels.flatten())

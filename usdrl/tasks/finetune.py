@@ -74,6 +74,19 @@ def parameter_groups(model: USDRL, lr: float, layer_decay: float) -> list[dict]:
             for depth, params in sorted(groups.items())]
 
 
+def make_optimizer(model: USDRL, config: FinetuneConfig, steps_per_epoch: int):
+    """AdamW over :func:`parameter_groups` and ``set_lr(step)``, which applies the warm-up + cosine schedule."""
+    optimizer = torch.optim.AdamW(parameter_groups(model, config.lr, config.layer_decay), lr=config.lr,
+                                  weight_decay=config.weight_decay)
+    total, warmup = config.epochs * steps_per_epoch, config.warmup_epochs * steps_per_epoch
+
+    def set_lr(step: int) -> None:
+        for group in optimizer.param_groups:
+            group["lr"] = group["base_lr"] * _schedule(step, total, warmup)
+
+    return optimizer, set_lr
+
+
 def _schedule(step: int, total: int, warmup: int) -> float:
     """Learning-rate factor: linear warm-up over ``warmup`` steps, then cosine decay to 0 at ``total``."""
     if step < warmup:
@@ -106,17 +119,14 @@ def finetune(model: USDRL, train, test, *, num_classes: int, config: FinetuneCon
     train_loader = torch.utils.data.DataLoader(train, batch_size=config.batch_size, shuffle=True, drop_last=False,
                                                generator=generator, num_workers=num_workers)
     test_loader = torch.utils.data.DataLoader(test, batch_size=config.batch_size, num_workers=num_workers)
-    optimizer = torch.optim.AdamW(parameter_groups(model, config.lr, config.layer_decay), lr=config.lr,
-                                  weight_decay=config.weight_decay)
-    total, warmup = config.epochs * len(train_loader), config.warmup_epochs * len(train_loader)
+    optimizer, set_lr = make_optimizer(model, config, len(train_loader))
     criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
     k5 = min(5, num_classes)
     history, step = [], 0
     for epoch in range(1, config.epochs + 1):
         model.train()
         for clips, labels in train_loader:
-            for group in optimizer.param_groups:
-                group["lr"] = group["base_lr"] * _schedule(step, total, warmup)
+            set_lr(step)
             loss = criterion(model(clips), torch.as_tensor(labels).long())
             if not torch.isfinite(loss):
                 raise InputError(f"finetuning diverged at epoch {epoch} (loss {loss.item()}); lower the lr")
@@ -129,11 +139,8 @@ def finetune(model: USDRL, train, test, *, num_classes: int, config: FinetuneCon
             accuracy = topk_accuracy(scores, labels, k=(1, k5))
             history.append((epoch, accuracy["top1"], accuracy[f"top{k5}"]))
             logger.info("epoch %d: loss %.4f, test top-1 %.2f%%", epoch, loss.item(), 100 * accuracy["top1"])
-    best = max(history, key=lambda row: row[1])
     model.eval()
-    return ProbeResult(best_top1=best[1], best_top5=best[2], best_epoch=best[0], last_top1=history[-1][1],
-                       last_top5=history[-1][2], history=history,
-                       confusion=confusion_matrix(scores.argmax(1), labels, num_classes))
+    return ProbeResult.from_history(history, confusion_matrix(scores.argmax(1), labels, num_classes))
 
 
 def labelled_subset(labels, fraction: float, *, balanced: bool = True, seed: int = 0) -> np.ndarray:

@@ -74,6 +74,13 @@ class ProbeResult:
     history: list[tuple[int, float, float]]
     confusion: np.ndarray
 
+    @classmethod
+    def from_history(cls, history: list[tuple[int, float, float]], confusion: np.ndarray) -> "ProbeResult":
+        """The result of evaluations ``[(epoch, top1, top5)]`` (the last one is the final model)."""
+        best = max(history, key=lambda row: row[1])
+        return cls(best_top1=best[1], best_top5=best[2], best_epoch=best[0], last_top1=history[-1][1],
+                   last_top5=history[-1][2], history=history, confusion=confusion)
+
 
 def _evaluate(head: nn.Linear, features: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
     with torch.no_grad():
@@ -116,16 +123,12 @@ def train_linear_head(train_features: torch.Tensor, train_labels: torch.Tensor, 
             scores = _evaluate(head, test_features, test_labels)
             history.append((epoch, scores["top1"], scores[f"top{top5_k}"]))
             logger.info("epoch %d: top-1 %.2f%%", epoch, 100 * scores["top1"])
-    best = max(history, key=lambda row: row[1])
     with torch.no_grad():
         predictions = head(test_features).argmax(1)
         if config.standardize:  # fold the standardisation into the head: it then takes raw features
             head.bias -= head.weight @ (mean / std)
             head.weight /= std
-    result = ProbeResult(best_top1=best[1], best_top5=best[2], best_epoch=best[0], last_top1=history[-1][1],
-                         last_top5=history[-1][2], history=history,
-                         confusion=confusion_matrix(predictions, test_labels, num_classes))
-    return head, result
+    return head, ProbeResult.from_history(history, confusion_matrix(predictions, test_labels, num_classes))
 
 
 def encode_dataset(model: USDRL, dataset, *, batch_size: int = 64, num_workers: int = 0,
