@@ -32,3 +32,23 @@ def matmul_peak(dtype: torch.dtype = torch.float32, device: str = "cpu") -> floa
 
         best = max(best, 2 * m * k * n / best_time(lambda a=a, b=b: _synced(torch.mm(a, b)), repeats=5) / 1e9)
     return best
+
+
+def pretrain_within(minutes: float, model_config, data, num_frames, out, *, batch_size: int, lr: float):
+    """Pretrain for about ``minutes``: one timed epoch, then as many epochs as fit (lr x0.1 at 80%).
+
+    ``data (N, C, T, V, M)`` and ``num_frames (N,)`` as :class:`usdrl.train.pretrain.Pretrainer` takes
+    them; runs go to ``out/timing`` and ``out/run``. Returns ``(encoder, epochs, seconds per epoch)``.
+    """
+    from usdrl.train.pretrain import PretrainConfig, Pretrainer
+
+    def run(epochs: int, folder: str):
+        config = PretrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, lr_milestones=[int(epochs * 0.8)],
+                                save_every=max(1, epochs // 4))
+        return Pretrainer(model_config, config, data, num_frames, f"{out}/{folder}", show_progress_bar=False).fit()
+
+    start = time.perf_counter()
+    run(1, "timing")
+    epoch_seconds = time.perf_counter() - start
+    epochs = max(1, int(minutes * 60 / epoch_seconds))
+    return run(epochs, "run"), epochs, epoch_seconds

@@ -11,18 +11,17 @@ encoder. Clips are centred on the spine per frame but not rotated, so the camera
 
 import argparse
 import logging
-import math
 import tempfile
 import time
 
 import numpy as np
 import torch
+from _common import pretrain_within
 
 from usdrl import USDRL, USDRLConfig
 from usdrl.data.preprocess import center_on_joint, resample
 from usdrl.data.synthetic import NUM_CLASSES, make_clips
 from usdrl.skeleton import NTU25
-from usdrl.train.pretrain import PretrainConfig, Pretrainer
 
 logger = logging.getLogger("pretrain_synthetic")
 
@@ -75,21 +74,12 @@ def main() -> None:
     probe_train = make_clips(10 * NUM_CLASSES, seed=1)
     probe_test = make_clips(10 * NUM_CLASSES, seed=2)
 
-    # time one epoch's worth of steps, then fit the epoch count to the budget
-    config = PretrainConfig(epochs=1, batch_size=args.batch_size, lr=args.lr, lr_milestones=[], save_every=10**6)
     start = time.perf_counter()
-    Pretrainer(model_config, config, centred(unlabelled), unlabelled.num_frames, f"{out}/timing",
-               show_progress_bar=False).fit()
-    epoch_seconds = time.perf_counter() - start
-    epochs = max(1, math.floor(args.minutes * 60 / epoch_seconds))
-    config = PretrainConfig(epochs=epochs, batch_size=args.batch_size, lr=args.lr,
-                            lr_milestones=[int(epochs * 0.8)], save_every=max(1, epochs // 4))
-    logger.info("pretraining %s (%d clips, batch %d x %d views) for %d epochs (%.1f s each)", args.preset,
-                args.clips, args.batch_size, config.num_views, epochs, epoch_seconds)
-    start = time.perf_counter()
-    pretrained = Pretrainer(model_config, config, centred(unlabelled), unlabelled.num_frames, f"{out}/run",
-                            show_progress_bar=False).fit()
-    logger.info("pretrained in %.1f min", (time.perf_counter() - start) / 60)
+    pretrained, epochs, epoch_seconds = pretrain_within(args.minutes, model_config, centred(unlabelled),
+                                                        unlabelled.num_frames, out, batch_size=args.batch_size,
+                                                        lr=args.lr)
+    logger.info("pretrained %s (%d clips, batch %d x 4 views) for %d epochs of %.1f s: %.1f min", args.preset,
+                args.clips, args.batch_size, epochs, epoch_seconds, (time.perf_counter() - start) / 60)
 
     torch.manual_seed(0)
     random_init = USDRL(model_config)

@@ -12,12 +12,11 @@ the figures side by side.
 import argparse
 import copy
 import logging
-import math
 import tempfile
-import time
 from pathlib import Path
 
 import torch
+from _common import pretrain_within
 
 from usdrl import USDRL, USDRLConfig
 from usdrl.data import SkeletonDataset, prepare_dataset
@@ -26,23 +25,8 @@ from usdrl.tasks.early import early_prediction
 from usdrl.tasks.finetune import FinetuneConfig, finetune
 from usdrl.tasks.recognition import ProbeConfig, encode_dataset, linear_probe
 from usdrl.tasks.retrieval import retrieval_accuracy
-from usdrl.train.pretrain import PretrainConfig, Pretrainer
 
 logger = logging.getLogger("tasks_synthetic")
-
-
-def pretrain(config: USDRLConfig, train: SkeletonDataset, minutes: float, out: Path) -> USDRL:
-    """Pretrain for about ``minutes`` (the epoch count is fitted to the budget after a timed epoch)."""
-    def settings(epochs):
-        return PretrainConfig(epochs=epochs, batch_size=64, lr=1e-3, lr_milestones=[int(epochs * 0.8)],
-                              save_every=max(1, epochs))
-
-    start = time.perf_counter()
-    Pretrainer(config, settings(1), train.padded_clips, train.lengths, out / "timing", show_progress_bar=False).fit()
-    epochs = max(1, math.floor(minutes * 60 / (time.perf_counter() - start)))
-    logger.info("pretraining for %d epochs", epochs)
-    return Pretrainer(config, settings(epochs), train.padded_clips, train.lengths, out / "run",
-                      show_progress_bar=False).fit()
 
 
 def evaluate(model: USDRL, prepared: Path) -> dict[str, float]:
@@ -81,7 +65,9 @@ def main() -> None:
     logger.info("synthetic NTU-60 x-sub: %d training and %d test clips", len(train),
                 len(SkeletonDataset(prepared, "test")))
     config = USDRLConfig.from_preset(args.preset)
-    pretrained = pretrain(config, train, args.minutes, out)
+    pretrained, epochs, _ = pretrain_within(args.minutes, config, train.padded_clips, train.lengths, out,
+                                            batch_size=64, lr=1e-3)
+    logger.info("pretrained for %d epochs", epochs)
     torch.manual_seed(0)
     results = {"random init": evaluate(USDRL(config), prepared), "pretrained": evaluate(pretrained, prepared)}
     logger.info("%-24s %12s %12s", "top-1 (%)", "random init", "pretrained")
