@@ -1,0 +1,125 @@
+"""Data and training commands: ``prepare``, ``pretrain``."""
+
+import argparse
+import json
+import sys
+import textwrap
+
+
+def _prepare(args: argparse.Namespace) -> None:
+    from ..data.prepared import prepare_dataset, read_manifest
+
+    out = prepare_dataset(args.source, args.raw, args.out, benchmark=args.benchmark, workers=args.workers,
+                          overwrite=args.overwrite, padding=args.padding, legacy_2d_norm=args.legacy_2d_norm)
+    manifest = read_manifest(out)
+    counts = ", ".join(f"{name} {split['count']}" for name, split in manifest["splits"].items())
+    sys.stdout.write(f"wrote {out} ({manifest['source']} {manifest['benchmark']}, layout {manifest['layout']}): "
+                     f"{counts}\n")
+
+
+def _add_prepare(commands) -> None:
+    from ..data.prepared import BENCHMARKS, RAW_LAYOUTS
+
+    def paragraph(text: str, indent: str = "  ", hang: str = "    ") -> str:
+        return textwrap.fill(text, width=100, initial_indent=indent, subsequent_indent=hang, break_on_hyphens=False)
+
+    layouts = "\n".join(paragraph(f"{source}: RAW is {text}.") for source, text in RAW_LAYOUTS.items())
+    benchmarks = paragraph("; ".join(f"{source}: {', '.join(names)}" for source, names in BENCHMARKS.items()))
+    prepare = commands.add_parser(
+        "prepare", help="convert a raw dataset into memory-mappable arrays for training",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=paragraph(
+            "Read a raw skeleton dataset, preprocess it (NTU and PKU-MMD clips: top-2 bodies, empty frames "
+            "filled, ntu view alignment; PKU-MMD sequences: ntu alignment only; UAV-Human: as NTU with uav "
+            "alignment, at most 300 frames; ntu2d: 2D normalisation and padding to 3 channels) and write "
+            "OUT/manifest.json and, per split, data.npy (N, C, T, V, M) float32, num_frames.npy, labels.npy and "
+            "names.json (and frame_labels.npy for untrimmed PKU-MMD sequences). pkummd1/pkummd2 write train/test "
+            "(clips cut by the label files) and train_untrimmed/test_untrimmed (whole sequences with per-frame "
+            "labels). OUT appears only when complete. Use -v for a progress bar.", indent="", hang=""),
+        epilog=f"raw folder layouts:\n{layouts}\n\nbenchmarks per source:\n{benchmarks}")
+    prepare.add_argument("source", metavar="SOURCE", choices=list(BENCHMARKS),
+                         help=f"dataset of the raw files: {', '.join(BENCHMARKS)}")
+    prepare.add_argument("raw", metavar="RAW", help="the raw dataset: a folder, or the pickle for ntu2d (see below)")
+    prepare.add_argument("out", metavar="OUT", help="folder to create (must not exist unless --overwrite)")
+    protocols = sorted({name for names in BENCHMARKS.values() for name in names})
+    prepare.add_argument("--benchmark", required=True, choices=protocols,
+                         help="evaluation protocol, i.e. the official train/test split (valid ones per source below)")
+    prepare.add_argument("--workers", type=int, help="processes parsing files (default: CPU count, at most 8)")
+    prepare.add_argument("--overwrite", action="store_true", help="replace an existing prepared dataset at OUT")
+    prepare.add_argument("--padding", choices=["confidence", "zero"], default="confidence",
+                         help="ntu2d: third channel of the 2D keypoints (default: confidence)")
+    prepare.add_argument("--legacy-2d-norm", action="store_true",
+                         help="ntu2d: reproduce the reference NTU-2D scaling (joints 0 and 1 only) instead of "
+                              "x / width, y / height")
+    prepare.set_defaults(run=_prepare)
+
+
+def _pretrain(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from ..config import USDRLConfig
+    from ..data.prepared import MANIFEST, SkeletonDataset
+    from ..errors import ConfigError
+    from ..train.pretrain import PretrainConfig, Pretrainer
+
+    data = Path(args.data)
+    dataset = SkeletonDataset(data, "train" if (data / MANIFEST).is_file() else None)
+    try:
+        settings = json.loads(Path(args.config).read_text(encoding="utf-8")) if args.config else {}
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{args.config}: not valid JSON ({exc})") from None
+    unknown = sorted(set(settings) - {"model", "pretrain"}) if isinstance(settings, dict) else ["(not an object)"]
+    if unknown:
+        raise ConfigError(f"{args.config}: unknown sections {unknown}; expected 'model' and/or 'pretrain'")
+    manifest = dataset.manifest
+    model = {"layout": manifest["layout"], "in_channels": manifest["num_channels"],
+             "num_persons": manifest["num_persons"], **settings.get("model", {})}
+    if args.modality:
+        model["modality"] = args.modality
+    model_config = USDRLConfig.from_preset(args.preset, **model)
+    options = {"epochs": args.epochs, "batch_size": args.batch_size, "save_every": args.save_every,
+               "seed": args.seed, "lr": args.lr, "precision": args.precision}
+    pretrain = {**settings.get("pretrain", {}), **{k: v for k, v in options.items() if v is not None}}
+    if args.grad_checkpointing:
+        pretrain["grad_checkpointing"] = True
+    config = PretrainConfig.from_dict(pretrain)
+    metadata = {"dataset": manifest["source"], "protocol": manifest["benchmark"],
+                "description": "self-supervised MG-FD/MPCT pretraining with usdrl"}
+    trainer = Pretrainer(model_config, config, dataset.padded_clips, dataset.lengths, args.out, resume=args.resume,
+                         metadata=metadata)
+    trainer.fit()
+    if trainer.rank == 0:
+        sys.stdout.write(f"wrote {Path(args.out) / 'model'} after {trainer.epoch} epochs ({trainer.step} steps)\n")
+
+
+def _add_pretrain(commands) -> None:
+    pretrain = commands.add_parser(
+        "pretrain", help="self-supervised MG-FD/MPCT pretraining on a prepared dataset",
+        description="Pretrain a USDRL encoder on the clips of a prepared dataset (labels unused). The run folder "
+                    "gets metrics.jsonl (one JSON object per step), checkpoint_NNNN.pt files and model/, the final "
+                    "save_pretrained folder. Several processes: torchrun --nproc_per_node=N -m usdrl.cli pretrain "
+                    "... (DistributedDataParallel; --batch-size is the total over all processes).")
+    pretrain.add_argument("--data", required=True, metavar="PREPARED",
+                          help="a prepared dataset folder (its train split is used) or one split folder")
+    pretrain.add_argument("--out", required=True, metavar="RUN_DIR", help="run folder (checkpoints, metrics, model/)")
+    pretrain.add_argument("--config", help="JSON file with optional 'model' (USDRLConfig fields) and 'pretrain' "
+                                           "(PretrainConfig fields: augment, loss, lr_milestones, ...) sections; "
+                                           "the options below override it")
+    pretrain.add_argument("--preset", choices=["base", "small", "tiny"], default="base",
+                          help="encoder size (default: base, the reference architecture)")
+    pretrain.add_argument("--modality", choices=["joint", "motion", "bone", "multi"],
+                          help="input modality; multi trains one multi-modal model (default: joint)")
+    pretrain.add_argument("--epochs", type=int, help="epochs (default: 451, the reference schedule)")
+    pretrain.add_argument("--batch-size", type=int, help="clips per step over all processes (default: 256)")
+    pretrain.add_argument("--lr", type=float, help="Adam learning rate (default: 5e-4)")
+    pretrain.add_argument("--precision", choices=["fp32", "bf16", "fp16"], help="default: fp32")
+    pretrain.add_argument("--grad-checkpointing", action="store_true", help="recompute activations (less memory)")
+    pretrain.add_argument("--save-every", type=int, help="checkpoint every N epochs (default: 50)")
+    pretrain.add_argument("--seed", type=int, help="seed of the initial weights, sample order and augmentations")
+    pretrain.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in RUN_DIR")
+    pretrain.set_defaults(run=_pretrain)
+
+
+def register(commands) -> None:
+    _add_prepare(commands)
+    _add_pretrain(commands)
