@@ -7,6 +7,7 @@ from .errors import (
     ConfigError,
     DataFormatError,
     InputError,
+    MissingDependencyError,
     USDRLError,
     WeightsNotFoundError,
 )
@@ -24,6 +25,7 @@ __all__ = [
     "ConfigError",
     "DataFormatError",
     "InputError",
+    "MissingDependencyError",
     "PretrainedWeights",
     "SkeletonLayout",
     "USDRLConfig",

@@ -6,16 +6,25 @@ from collections.abc import Callable
 from pathlib import Path
 
 
+def _file_mode() -> int:
+    """The mode ``open()`` gives a new file: 0o666 less the process umask."""
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
     """Call ``write(tmp_path)`` on a temporary file beside ``path``, then rename it over ``path``.
 
-    A crash or an exception in ``write`` leaves ``path`` untouched and no temporary file.
+    A crash or an exception in ``write`` leaves ``path`` untouched and no temporary file. The
+    file gets the permissions a plain ``open()`` would give it (not the private temporary ones).
     """
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     try:
+        os.chmod(tmp_path, _file_mode())
         write(tmp_path)
         with open(tmp_path, "rb") as f:
             os.fsync(f.fileno())

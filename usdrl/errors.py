@@ -28,3 +28,7 @@ class WeightsNotFoundError(USDRLError, OSError):
 
 class DataFormatError(USDRLError, ValueError):
     """A data file is malformed; the message names the file and the line or field."""
+
+
+class MissingDependencyError(USDRLError, ImportError):
+    """An optional feature needs a package that is not installed; the message says how to get it."""

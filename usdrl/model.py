@@ -13,7 +13,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from huggingface_hub import PyTorchModelHubMixin
+from huggingface_hub import ModelCard, ModelCardData, PyTorchModelHubMixin, get_token
+from huggingface_hub.errors import LocalTokenNotFoundError
 from safetensors.torch import load_file, save_file
 from torch import nn
 from tqdm.auto import tqdm
@@ -58,6 +59,48 @@ def _resolve_dtype(dtype) -> torch.dtype:
     return dtype
 
 
+# The model card written by save_pretrained / push_to_hub (a Jinja template; see USDRL.generate_model_card).
+_MODEL_CARD = """---
+{{ card_data }}
+---
+
+# {{ repo_id or "USDRL " ~ config.encoder | upper ~ " model" }}
+
+A [USDRL]({{ paper_url }}) model for skeleton-based action understanding, for the `usdrl`
+Python library (`pip install usdrl`).
+{%- if config.description %}
+
+{{ config.description }}
+{%- endif %}
+
+| | |
+|---|---|
+| Encoder | {{ config.encoder | upper }}, hidden size {{ config.hidden_size }}, {{ config.num_layers }} layers \
+per stream, {{ config.num_heads }} attention head(s) |
+| Input | joint coordinates `(N, {{ config.input_shape | join(", ") }})`: batch, channels, frames, joints, persons |
+| Layout | `{{ config.layout }}` ({{ config.num_joints }} joints), {{ config.num_frames }} frames, \
+{{ config.num_persons }} person(s) |
+| Modality | {{ config.modality }} |
+| Training data | {{ config.dataset or "not recorded" }}\
+{% if config.protocol %}, protocol {{ config.protocol }}{% endif %} |
+| Heads | {{ heads }} |
+
+## Usage
+
+```python
+import torch
+from usdrl import USDRL
+
+model = USDRL.from_pretrained("{{ repo_id or "path/to/this/folder" }}")
+clips = torch.randn(8, {{ config.input_shape | join(", ") }})  # joint coordinates (N, C, T, V, M)
+embeddings = model.encode(clips)  # (8, {{ config.num_features }})
+{%- if config.num_classes %}
+predicted = model(clips).argmax(-1)  # (8,) class indices
+{%- endif %}
+```
+"""
+
+
 class USDRL(
     nn.Module,
     PyTorchModelHubMixin,
@@ -65,6 +108,7 @@ class USDRL(
     tags=["skeleton", "action-recognition", "self-supervised", "usdrl"],
     paper_url="https://arxiv.org/abs/2508.12586",
     license="mit",
+    model_card_template=_MODEL_CARD,
 ):
     """USDRL encoder (DSTE or STTR) with optional clip-level and frame-wise heads.
 
@@ -276,6 +320,17 @@ class USDRL(
                                     **push_to_hub_kwargs)
         return None
 
+    def export_onnx(self, path: str | os.PathLike, **kwargs):
+        """Write an ONNX file: input ``skeleton (N, C, T, V, M)`` with dynamic N, output ``embedding``
+        ``(N, 2H)``, ``logits`` ``(N, num_classes)`` or ``frames`` ``(N, T, num_frame_classes)``.
+
+        Keyword arguments as in :func:`usdrl.export.export_onnx` (``output``, ``opset``, ``batch_size``,
+        ``check``, ``rtol``, ``dynamo``); returns its :class:`usdrl.export.OnnxExport` report.
+        """
+        from .export import export_onnx
+
+        return export_onnx(self, path, **kwargs)
+
     def _save_pretrained(self, save_directory: Path) -> None:
         state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
         metadata = {"format": "pt", "usdrl_version": __version__}
@@ -346,3 +401,31 @@ class USDRL(
                     lines.append(f"  {title}: {', '.join(items[:8])}{more}")
             raise CheckpointError("\n".join(lines))
         self.load_state_dict(state, strict=True)
+
+    # ---- publishing -------------------------------------------------------------------
+    def push_to_hub(self, repo_id: str, *, token: str | None = None, model_card_kwargs: dict | None = None,
+                    **kwargs):
+        """Upload ``config.json``, ``model.safetensors`` and a model card to the Hub repo ``repo_id`` as one
+        commit, creating the repo if needed; returns the commit info (``.oid`` is the new revision).
+
+        Needs a write token: ``token=``, the ``HF_TOKEN`` variable or ``hf auth login``. Other keyword
+        arguments (``commit_message``, ``private``, ``branch``, ...) as in ``huggingface_hub``'s mixin.
+        """
+        if token is None and get_token() is None:
+            raise LocalTokenNotFoundError(f"pushing to the Hub repo {repo_id!r} needs a write token: pass "
+                                          "token=..., set HF_TOKEN or log in with `hf auth login`")
+        card = {"repo_id": repo_id, **(model_card_kwargs or {})}
+        return super().push_to_hub(repo_id, token=token, model_card_kwargs=card, **kwargs)
+
+    def generate_model_card(self, *args, **kwargs) -> ModelCard:
+        """The model card: front matter with ``library_name: usdrl``, the licence and tags (with the encoder
+        and training dataset), then the config (layout, frames, modality, dataset, protocol, heads) and a
+        usage snippet loading ``repo_id`` (a keyword argument; push_to_hub passes it)."""
+        info = self._hub_mixin_info
+        data = ModelCardData(**info.model_card_data.to_dict())
+        data.tags = sorted(set(data.tags or []) | {self.config.encoder, self.config.dataset} - {None})
+        heads = [f"{kind} ({n} classes)" for kind, n in (("clip classifier", self.config.num_classes),
+                                                         ("frame-wise", self.config.num_frame_classes)) if n]
+        return ModelCard.from_template(data, template_str=info.model_card_template, paper_url=info.paper_url,
+                                       config=self.config, heads=", ".join(heads) or "none: an encoder",
+                                       **{"repo_id": None, **kwargs})

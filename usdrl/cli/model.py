@@ -1,4 +1,4 @@
-"""Model commands: ``info``, ``convert``, ``download``."""
+"""Model commands: ``info``, ``convert``, ``download``, ``export-onnx``."""
 
 import argparse
 import json
@@ -53,6 +53,15 @@ def _download(args: argparse.Namespace) -> None:
     sys.stdout.write(f"{config_file.parent}\n")
 
 
+def _export_onnx(args: argparse.Namespace) -> None:
+    from ..export import export_onnx
+    from ..model import USDRL
+
+    model = USDRL.from_pretrained(args.model)
+    report = export_onnx(model, args.out, output=args.output, opset=args.opset, check=not args.no_check)
+    sys.stdout.write(report.summary() + "\n")
+
+
 def register(commands) -> None:
     info = commands.add_parser("info", help="version, registered weights, torch and devices")
     info.add_argument("--json", action="store_true", help="print one JSON object")
@@ -78,3 +87,14 @@ def register(commands) -> None:
     download.add_argument("--revision", help="branch, tag or commit")
     download.add_argument("--cache-dir", help="cache folder (default: the Hugging Face cache)")
     download.set_defaults(run=_download)
+
+    export = commands.add_parser("export-onnx", help="export a model to ONNX (input skeleton (N, C, T, V, M))")
+    export.add_argument("model", help="model folder, registered name or Hub repo id org/name")
+    export.add_argument("out", help="the .onnx file to write")
+    export.add_argument("--output", choices=["embedding", "logits", "frames"], default="embedding",
+                        help="what the graph returns: global features (N, 2H), clip logits (N, classes; needs a "
+                             "classifier head) or frame logits (N, T, classes; needs a frame head)")
+    export.add_argument("--opset", type=int, help="ONNX opset version (default: the exporter's)")
+    export.add_argument("--no-check", action="store_true",
+                        help="skip running the file with onnxruntime and comparing to PyTorch")
+    export.set_defaults(run=_export_onnx)
