@@ -74,10 +74,10 @@ def test_linear_probe_on_a_prepared_dataset_sets_the_head(prepared):
     train, test = SkeletonDataset(prepared, "train"), SkeletonDataset(prepared, "test")
     config = ProbeConfig(lr=0.05, epochs=60, batch_size=32, standardize=True)
     result = linear_probe(model, train, test, num_classes=60, config=config)
-    assert model.head.out_features == 60
+    assert model.head.out_features == 60 and not model.training  # ready to predict
     clips = torch.stack([test[i][0] if isinstance(test[i][0], torch.Tensor) else torch.from_numpy(test[i][0])
                          for i in range(len(test))])
-    predictions = model.eval()(clips).argmax(1).numpy()
+    predictions = model(clips).argmax(1).numpy()
     assert float((predictions == test.labels).mean()) == pytest.approx(result.last_top1)
     assert result.best_top1 > 0.3   # chance is 1/29 on the synthetic classes
 

@@ -661,7 +661,8 @@ def prepare_dataset(
         workers: processes parsing files (default: the CPU count, at most 8); 1 parses in this
             process. ``ntu2d`` always converts in this process (the pickle is already in memory).
         overwrite: replace an existing prepared dataset at ``out``.
-        padding, legacy_2d_norm: ``ntu2d`` only, see :class:`Recipe2D`.
+        padding: ``ntu2d`` only, see :class:`Recipe2D`.
+        legacy_2d_norm: ``ntu2d`` only, see :class:`Recipe2D`.
         show_progress_bar: a tqdm bar over the files; ``None`` shows it when this logger is at
             INFO or below.
 

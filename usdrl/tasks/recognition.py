@@ -146,15 +146,19 @@ def encode_dataset(model: USDRL, dataset, *, batch_size: int = 64, num_workers: 
 def linear_probe(model: USDRL, train, test, *, num_classes: int, config: ProbeConfig | None = None,
                  batch_size: int = 64, num_workers: int = 0, device=None,
                  class_names: list[str] | None = None) -> ProbeResult:
-    """Linear evaluation of ``model``'s frozen global features; the trained head becomes ``model.head``.
+    """Linear evaluation of ``model``'s frozen global features; the trained head becomes ``model.head``
+    and the model is left in eval mode.
 
     Args:
         model: the encoder (its weights are not changed; its head is replaced).
-        train, test: datasets of ``(clip (C, T, V, M), label)`` items with deterministic
-            sampling (their features are computed once), e.g. ``SkeletonDataset(path, "train")``.
+        train: a dataset of ``(clip (C, T, V, M), label)`` items with deterministic sampling
+            (its features are computed once), e.g. ``SkeletonDataset(path, "train")``.
+        test: the evaluation dataset, alike.
         num_classes: classes of the head.
         config: the protocol (:class:`ProbeConfig`).
-        batch_size, num_workers, device: how the features are computed.
+        batch_size: clips per forward pass when computing features.
+        num_workers: data-loading processes.
+        device: where the features are computed (default: the model's device).
         class_names: stored in the model's config with the head.
     """
     train_features, train_labels = encode_dataset(model, train, batch_size=batch_size, num_workers=num_workers,
@@ -164,4 +168,5 @@ def linear_probe(model: USDRL, train, test, *, num_classes: int, config: ProbeCo
     head, result = train_linear_head(train_features, train_labels, test_features, test_labels, num_classes, config)
     model.reset_classifier(num_classes, class_names)
     model.head.load_state_dict(head.state_dict())
+    model.eval()  # ready to predict, as after finetune()
     return result
