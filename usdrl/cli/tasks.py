@@ -1,22 +1,36 @@
 """Downstream task commands: ``linear-probe``, ``knn``, ``finetune``, ``early-prediction``, ``detect``,
-``eval-detection``."""
+``segment``, ``eval-detection``."""
 
 import argparse
 import json
 import sys
 
+IOU_THRESHOLDS = [0.1, 0.2, 0.3, 0.4, 0.5]
+
+
+def _map_lines(results: dict) -> str:
+    """``{iou: {mAP_a, mAP_v}}`` as one line per threshold, in percent."""
+    return "".join(f"IoU {iou:g}: mAP_a {100 * v['mAP_a']:.2f}  mAP_v {100 * v['mAP_v']:.2f}\n"
+                   for iou, v in results.items())
+
+
+def _add_map_options(parser: argparse.ArgumentParser) -> None:
+    """``--iou`` and ``--present-classes``, as the mAP of ``eval-detection`` and ``detect --eval`` take them."""
+    parser.add_argument("--iou", type=float, action="append",
+                        help="IoU threshold (repeat for several; default 0.1 0.2 0.3 0.4 0.5)")
+    parser.add_argument("--present-classes", action="store_true",
+                        help="average mAP_a over the classes present in the ground truth instead of 52 slots")
+
 
 def _eval_detection(args: argparse.Namespace) -> None:
     from ..tasks.detection_eval import eval_detection_folders
 
-    thresholds = args.iou or [0.1, 0.2, 0.3, 0.4, 0.5]
-    results = eval_detection_folders(args.gt_dir, args.pred_dir, thresholds,
+    results = eval_detection_folders(args.gt_dir, args.pred_dir, args.iou or IOU_THRESHOLDS,
                                      label_slots=None if args.present_classes else 52)
     if args.json:
         sys.stdout.write(json.dumps({str(iou): values for iou, values in results.items()}) + "\n")
         return
-    lines = [f"IoU {iou:g}: mAP_a {100 * v['mAP_a']:.2f}  mAP_v {100 * v['mAP_v']:.2f}" for iou, v in results.items()]
-    sys.stdout.write("\n".join(lines) + "\n")
+    sys.stdout.write(_map_lines(results))
 
 
 def _add_eval_detection(commands) -> None:
@@ -29,10 +43,7 @@ def _add_eval_detection(commands) -> None:
                     "script), mAP_v the mean AP over videos; fractions in [0, 1] with --json.")
     evaluate.add_argument("gt_dir", metavar="GT_DIR", help="folder of ground-truth label files")
     evaluate.add_argument("pred_dir", metavar="PRED_DIR", help="folder of proposal files")
-    evaluate.add_argument("--iou", type=float, action="append",
-                          help="IoU threshold (repeat for several; default 0.1 0.2 0.3 0.4 0.5)")
-    evaluate.add_argument("--present-classes", action="store_true",
-                          help="average mAP_a over the classes present in the ground truth instead of 52 slots")
+    _add_map_options(evaluate)
     evaluate.add_argument("--json", action="store_true",
                           help="print one JSON object {iou: {mAP_a, mAP_v}} with fractions in [0, 1]")
     evaluate.set_defaults(run=_eval_detection)
@@ -207,26 +218,80 @@ def _add_finetune(commands) -> None:
     tune.set_defaults(run=_finetune)
 
 
-def _detect(args: argparse.Namespace) -> None:
+def _frame_model(args: argparse.Namespace):
+    """MODEL with a frame-wise head for the untrimmed split ``args.split``, and that split's dataset.
+
+    The split is opened (and a model without training checked against it) before any work, so a
+    bad split or model fails at once. With ``--train-epochs`` a fresh frame-wise head and the
+    encoder are first trained on the windows of ``--train-split`` (per-frame cross-entropy, plus
+    ``--smoothing`` times the MS-TCN smoothing loss), then saved to ``--save-model`` if given.
+    """
     from ..data.prepared import SkeletonDataset
+    from ..errors import ConfigError
     from ..model import USDRL
-    from ..tasks.detection import DetectionConfig, detect_dataset, train_detector
+    from ..tasks.detection import train_detector
     from ..tasks.finetune import FinetuneConfig
 
+    if args.save_model and not args.train_epochs:
+        raise ConfigError("--save-model needs --train-epochs (without training there is nothing new to save)")
     model = USDRL.from_pretrained(args.model)
-    if args.train_epochs:
-        windows = SkeletonDataset(args.data, args.train_split, sampling="windows",
-                                  num_frames=model.config.num_frames, window_stride=args.stride)
-        windows.check_config(model.config)
-        train_detector(model, windows, num_classes=windows.num_classes,
-                       config=FinetuneConfig(epochs=args.train_epochs))
-        if args.save_model:
-            model.save_pretrained(args.save_model)
+    frames = model.config.num_frames
+    target = SkeletonDataset(args.data, args.split, sampling="windows", num_frames=frames)
+    if not args.train_epochs:
+        if model.frame_head is None:
+            raise ConfigError(f"{args.model} has no frame-wise head; train one first with --train-epochs N")
+        target.check_config(model.config)
+        return model, target
+    windows = SkeletonDataset(args.data, args.train_split, sampling="windows", num_frames=frames,
+                              window_stride=args.stride)
+    windows.check_config(model.config.replace(num_frame_classes=0))      # the head is replaced anyway
+    options = {"lr": args.lr, "batch_size": args.batch_size}
+    config = FinetuneConfig(epochs=args.train_epochs, **{k: v for k, v in options.items() if v is not None})
+    train_detector(model, windows, num_classes=windows.num_classes, config=config, smoothing=args.smoothing)
+    if args.save_model:
+        model.save_pretrained(args.save_model)
+    return model, target
+
+
+def _add_frame_training(parser: argparse.ArgumentParser, *, smoothing: float) -> None:
+    """The options of :func:`_frame_model`: the evaluated split, the optional training step and the stride."""
+    parser.add_argument("--split", default="test_untrimmed",
+                        help="untrimmed split to run on (default: test_untrimmed)")
+    parser.add_argument("--stride", type=int,
+                        help="frames between windows, for inference and training (default: the window length)")
+    parser.add_argument("--train-epochs", type=int,
+                        help="first train a fresh frame-wise head and the encoder this many epochs")
+    parser.add_argument("--train-split", default="train_untrimmed",
+                        help="untrimmed split to train on (default: train_untrimmed)")
+    parser.add_argument("--lr", type=float, help="training: peak AdamW learning rate (default: 5e-4)")
+    parser.add_argument("--batch-size", type=int, help="training: windows per step (default: 64)")
+    parser.add_argument("--smoothing", type=float, default=smoothing,
+                        help=f"training: weight of MS-TCN's smoothing loss (default: {smoothing:g})")
+    parser.add_argument("--save-model", help="write the trained model here (save_pretrained folder)")
+
+
+def _detect(args: argparse.Namespace) -> None:
+    from ..tasks.detection import DetectionConfig, detect_dataset, ground_truth
+    from ..tasks.metrics import detection_map
+
+    model, _ = _frame_model(args)
     config = DetectionConfig(stride=args.stride, threshold=args.threshold, min_length=args.min_length,
                              nms_iou=args.nms)
     proposals = detect_dataset(model, args.data, args.split, config=config, out_dir=args.out)
     count = sum(len(rows) for rows in proposals.values())
+    results = None
+    if args.eval:
+        results = detection_map(ground_truth(args.data, args.split), proposals, args.iou or IOU_THRESHOLDS,
+                                label_slots=None if args.present_classes else 52)
+    if args.json:
+        summary = {"proposals": count, "videos": len(proposals), "out": str(args.out)}
+        if results is not None:
+            summary["mAP"] = {str(iou): values for iou, values in results.items()}
+        sys.stdout.write(json.dumps(summary) + "\n")
+        return
     sys.stdout.write(f"wrote {count} proposals for {len(proposals)} videos to {args.out}\n")
+    if results is not None:
+        sys.stdout.write(_map_lines(results))
 
 
 def _add_detect(commands) -> None:
@@ -236,17 +301,53 @@ def _add_detect(commands) -> None:
         description="Detect actions in the untrimmed sequences of a prepared dataset with a model's frame-wise "
                     "head (trained first with --train-epochs on the train split's windows): sliding windows, "
                     "overlapping scores averaged, proposals from runs of frames above --threshold; one "
-                    "'label,start,end,score' file per video in OUT, ready for usdrl eval-detection.")
+                    "'label,start,end,score' file per video in OUT, ready for usdrl eval-detection. --eval "
+                    "scores them at once against the split's own per-frame labels (the official mAP_a, mAP_v).")
     detect.add_argument("--out", required=True, help="folder for the proposal files")
-    detect.add_argument("--split", default="test_untrimmed", help="split to detect on (default: test_untrimmed)")
-    detect.add_argument("--train-epochs", type=int, help="first train a frame-wise head and the encoder this long")
-    detect.add_argument("--train-split", default="train_untrimmed", help="split to train on")
-    detect.add_argument("--save-model", help="write the trained detector here (save_pretrained folder)")
-    detect.add_argument("--stride", type=int, help="frames between windows (default: the window length)")
+    _add_frame_training(detect, smoothing=0.0)
     detect.add_argument("--threshold", type=float, default=0.02, help="proposal threshold (default: 0.02)")
     detect.add_argument("--min-length", type=int, default=1, help="shortest proposal in frames (default: 1)")
     detect.add_argument("--nms", type=float, help="temporal NMS IoU (default: none, as the reference)")
+    detect.add_argument("--eval", action="store_true",
+                        help="also print mAP_a and mAP_v against the split's ground truth")
+    _add_map_options(detect)
+    detect.add_argument("--json", action="store_true",
+                        help="print one JSON object (proposals, videos, out; with --eval mAP {iou: {mAP_a, "
+                             "mAP_v}} as fractions in [0, 1])")
     detect.set_defaults(run=_detect)
+
+
+SEGMENTATION_METRICS = ("Acc", "Edit", "F1@10", "F1@25", "F1@50")
+
+
+def _segment(args: argparse.Namespace) -> None:
+    from ..tasks.detection import evaluate_segmentation
+
+    model, target = _frame_model(args)
+    metrics = evaluate_segmentation(model, args.data, args.split, stride=args.stride)
+    if args.json:
+        summary = {name: metrics[name] / 100 for name in SEGMENTATION_METRICS}
+        sys.stdout.write(json.dumps({**summary, "split": args.split, "sequences": len(target.names)}) + "\n")
+        return
+    sys.stdout.write(f"frame accuracy {metrics['Acc']:.2f}%  Edit {metrics['Edit']:.2f}  "
+                     + "  ".join(f"{name} {metrics[name]:.2f}" for name in SEGMENTATION_METRICS[2:])
+                     + f" ({len(target.names)} sequences of {args.split})\n")
+
+
+def _add_segment(commands) -> None:
+    segment = _task_parser(
+        commands, "segment", data_help="a prepared PKU-MMD (II) dataset folder",
+        help="action segmentation of a prepared untrimmed split (frame accuracy, Edit, F1@k)",
+        description="Label every frame of the untrimmed sequences of a prepared dataset (PKU-MMD II style) with "
+                    "a model's frame-wise head (trained first with --train-epochs on the train split's windows, "
+                    "with MS-TCN's smoothing loss weighted by --smoothing): sliding windows over each whole "
+                    "sequence, overlapping scores averaged, the most probable class per frame, no "
+                    "post-processing. Prints frame accuracy, Edit and F1@{10,25,50} (MS-TCN definitions, "
+                    "background segments ignored by Edit and F1); --json gives them as fractions in [0, 1].")
+    _add_frame_training(segment, smoothing=0.15)
+    segment.add_argument("--json", action="store_true",
+                         help="print one JSON object {Acc, Edit, F1@10, F1@25, F1@50} with fractions in [0, 1]")
+    segment.set_defaults(run=_segment)
 
 
 def register(commands) -> None:
@@ -256,3 +357,4 @@ def register(commands) -> None:
     _add_early_prediction(commands)
     _add_finetune(commands)
     _add_detect(commands)
+    _add_segment(commands)
