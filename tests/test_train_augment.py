@@ -124,6 +124,18 @@ def test_batched_crop_equals_the_per_sample_reference():
     torch.testing.assert_close(crop_resize(x, start[source], length[source], 64, source), out[source])
 
 
+def test_crop_resize_matches_interpolate_for_any_output_size():
+    x = batch(n=3, t=90).double()
+    start, length = torch.tensor([0, 5, 40]), torch.tensor([90, 17, 50])
+    for size in (50, 7, 128):
+        out = crop_resize(x, start, length, size)
+        assert out.shape == (3, 3, size, 25, 2) and out.dtype == torch.float64
+        for i in range(3):
+            signal = rearrange(x[i, :, start[i]:start[i] + length[i]], "c t v m -> 1 (c v m) t")
+            expected = F.interpolate(signal, size=size, mode="linear", align_corners=False)
+            torch.testing.assert_close(out[i], rearrange(expected, "1 (c v m) t -> c t v m", c=3, v=25))
+
+
 def test_crop_draws():
     lengths = torch.tensor([300, 150, 64, 40, 1])
     start, length = draw_crop(lengths.repeat(4000), gen(5))

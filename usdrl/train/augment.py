@@ -17,11 +17,13 @@ Extras the reference lacks, all off by default: :func:`random_rotation`,
 :func:`random_flip`, :func:`gaussian_noise`, :func:`random_temporal_mask`.
 """
 
+import functools
 import math
 from dataclasses import dataclass
 
 import torch
-from einops import rearrange, repeat
+import torch.nn.functional as F
+from einops import rearrange
 
 from ..errors import ConfigError, InputError
 from ..skeleton import SkeletonLayout, get_layout
@@ -114,7 +116,7 @@ def _device(generator: torch.Generator | None) -> torch.device:
 
 def _uniform(shape, low, high, generator, dtype=torch.float32) -> torch.Tensor:
     """``U(low, high)`` of ``shape`` on the generator's device (``low``, ``high`` may be tensors)."""
-    return low + (high - low) * torch.rand(shape, generator=generator, device=_device(generator), dtype=dtype)
+    return torch.rand(shape, generator=generator, device=_device(generator), dtype=dtype).mul_(high - low).add_(low)
 
 
 def _coin(n: int, prob: float, generator) -> torch.Tensor:
@@ -125,7 +127,7 @@ def _coin(n: int, prob: float, generator) -> torch.Tensor:
 def _uniform_int(high: torch.Tensor, generator) -> torch.Tensor:
     """Integers uniform in ``[0, high)`` elementwise, ``high >= 1``."""
     draw = torch.rand(high.shape, generator=generator, device=high.device, dtype=torch.float64)
-    return torch.minimum((draw * high).long(), high - 1)
+    return torch.minimum(draw.mul_(high).long(), high - 1)
 
 
 # --------------------------------------------------------------------------------------
@@ -141,7 +143,7 @@ def _valid_lengths(x: torch.Tensor, num_frames: torch.Tensor | None) -> torch.Te
     lengths = torch.as_tensor(num_frames).long()
     if lengths.shape != (n,):
         raise InputError(f"num_frames must have shape ({n},), got {tuple(lengths.shape)}")
-    if not bool(((lengths >= 1) & (lengths <= t)).all()):
+    if not torch.equal(lengths.clamp(1, t), lengths):
         raise InputError(f"num_frames must lie in 1..{t}, got {lengths.tolist()}")
     return lengths
 
@@ -156,8 +158,27 @@ def draw_crop(num_frames: torch.Tensor, generator: torch.Generator | None = None
     config = config or AugmentConfig()
     n = torch.as_tensor(num_frames).to(_device(generator), torch.long)
     ratio = _uniform(n.shape, config.min_crop_ratio, config.max_crop_ratio, generator, torch.float64)
-    length = torch.minimum(torch.floor(n * ratio).long().clamp_min(config.min_crop_length), n)
+    length = torch.minimum((n * ratio).long().clamp_min_(config.min_crop_length), n)  # n * ratio >= 0: long() floors
     return _uniform_int(n - length + 1, generator), length
+
+
+@functools.lru_cache(maxsize=32)
+def _resize_table(frames: int, size: int, device: torch.device, dtype: torch.dtype,
+                  index: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """The linear resampling of a crop of every length ``0..frames`` to ``size`` frames, as used by
+    :func:`crop_resize`: source frames ``(frames + 1, size, 2)`` (``index``) and weights (``dtype``) of the
+    two crop frames that each output frame reads (row 0 is unused).
+
+    Output frame ``j`` of a crop of ``n`` frames reads position ``p = max(0, (j + 0.5) * n / size - 0.5)``:
+    frames ``floor(p)`` and ``min(floor(p) + 1, n - 1)``, weighted ``1 - w`` and ``w = p - floor(p)``.
+    """
+    length = torch.arange(frames + 1, device=device).clamp_min_(1)[:, None]
+    steps = torch.arange(size, device=device, dtype=torch.float64) + 0.5
+    position = (steps * (length.double() / size) - 0.5).clamp_min_(0)  # (frames + 1, size)
+    low = position.long()  # at most n - 1, as p < n - 1/2
+    weight = position.sub_(low)
+    pairs = torch.stack([low, torch.minimum(low + 1, length - 1)], dim=-1).to(index)
+    return pairs, torch.stack([1 - weight, weight], dim=-1).to(dtype)
 
 
 def crop_resize(x: torch.Tensor, start: torch.Tensor, length: torch.Tensor, size: int = 64,
@@ -167,29 +188,25 @@ def crop_resize(x: torch.Tensor, start: torch.Tensor, length: torch.Tensor, size
     ``start``, ``length``: ``(K,)`` crops; crop ``i`` reads sample ``source[i]`` of ``x (N, C, T, V, M)``
     (default ``source = arange(N)``, ``K = N``). The maths of ``F.interpolate(mode="linear",
     align_corners=False)`` over time (as :func:`usdrl.data.preprocess.resample`): output frame
-    ``j`` reads source position ``max(0, (j + 0.5) * length / size - 0.5)`` of the crop. Only
+    ``j`` is ``(1 - w) x[low] + w x[high]`` at source position ``max(0, (j + 0.5) * length / size - 0.5)``
+    of the crop (``low`` its floor, ``high = min(low + 1, length - 1)``, ``w = position - low``). Only
     frames inside the crops are read.
     """
     _check_batch(x)
     n, c, t, v, m = x.shape
-    source = torch.arange(n, device=x.device) if source is None else source.to(x.device, torch.long)
-    start = start.to(x.device, torch.long)[:, None]
-    last = length.to(x.device, torch.long)[:, None] - 1
-    steps = torch.arange(size, device=x.device, dtype=torch.float64) + 0.5
-    position = (steps * ((last + 1).double() / size) - 0.5).clamp_min(0)  # (K, size)
-    low = torch.minimum(position.long(), last)
-    high = torch.minimum(low + 1, last)
-    weight = rearrange((position - low).to(x.dtype), "k t -> k 1 t 1 1")
-    # x as a table of rows (N * C * T, V * M): frame f of channel d of sample s is row (s * C + d) * T + f.
-    table = x.reshape(n * c * t, v * m)
-    first = (source[:, None, None] * c + torch.arange(c, device=x.device)[:, None]) * t + start[:, None]  # (K, C, 1)
-
-    def frames(index: torch.Tensor) -> torch.Tensor:
-        """Crop frames ``index (K, size)`` of every channel: ``(K, C, size, V, M)``."""
-        rows = table.index_select(0, (first + index[:, None]).flatten())
-        return rearrange(rows, "(k c t) (v m) -> k c t v m", c=c, t=size, v=v)
-
-    return frames(low).lerp_(frames(high), weight)
+    device = x.device
+    index = torch.int32 if n * c * t < 2**31 else torch.long  # embedding_bag takes either; int32 builds faster
+    pairs, weights = _resize_table(t, size, device, x.dtype, index)
+    length = length.to(device, torch.long)
+    source = torch.arange(n, device=device) if source is None else source.to(device, torch.long)
+    # x as a table of rows (N * C * T, V * M): frame f of channel d of sample s is row (s * C + d) * T + f. Output
+    # row (k, d, j) is one embedding bag, the rows of frames start + pairs[length, j] of channel d of sample
+    # source[k], weighted by weights[length, j]: gathers and interpolation in one pass that writes the output once.
+    first = (source * (c * t) + start.to(device, torch.long))[:, None] + torch.arange(0, c * t, t, device=device)
+    rows = first.to(index)[:, :, None, None] + pairs.index_select(0, length)[:, None]  # (K, C, size, 2)
+    out = F.embedding_bag(rows.view(-1, 2), x.reshape(n * c * t, v * m), mode="sum",
+                          per_sample_weights=weights.index_select(0, length)[:, None].expand_as(rows).reshape(-1, 2))
+    return out.view(-1, c, size, v, m)
 
 
 def random_crop_resize(x: torch.Tensor, num_frames: torch.Tensor | None = None,
@@ -223,15 +240,15 @@ def transform_joints(x: torch.Tensor, matrices: torch.Tensor, joints: torch.Tens
         return torch.bmm(matrices, coords).view_as(x)
     # x + mask * (A - I) x, with the mask spread over (v m) so that the product runs on contiguous rows.
     change = torch.bmm(matrices - torch.eye(c, device=x.device, dtype=x.dtype), coords).view(n, c, t, v * m)
-    mask = repeat(joints.to(x.device, x.dtype), "n v -> n 1 1 (v m)", m=m)
+    mask = joints.to(x.device, x.dtype)[:, None, None, :, None].expand(n, 1, 1, v, m).reshape(n, 1, 1, v * m)
     return torch.addcmul(x.reshape(n, c, t, v * m), change, mask, out=change).view_as(x)
 
 
 def _shear_matrices(n: int, channels: int, generator, config: AugmentConfig) -> torch.Tensor:
     """``(n, C, C)``: unit diagonal, off-diagonals ``U(-shear_range, shear_range)``."""
-    eye = torch.eye(channels, device=_device(generator))
-    off = _uniform((n, channels, channels), -config.shear_range, config.shear_range, generator)
-    return torch.where(eye.bool(), eye, off)
+    matrices = _uniform((n, channels, channels), -config.shear_range, config.shear_range, generator)
+    matrices.diagonal(dim1=1, dim2=2).fill_(1)
+    return matrices
 
 
 def _corruption(n: int, joints: int, channels: int, generator, config: AugmentConfig):
@@ -242,11 +259,12 @@ def _corruption(n: int, joints: int, channels: int, generator, config: AugmentCo
     if not config.corrupted_joints <= pool <= joints:
         raise InputError(f"cannot corrupt {config.corrupted_joints} of the first {pool} joints of {joints}")
     device = _device(generator)
-    order = torch.rand(n, pool, generator=generator, device=device).argsort(dim=1)
+    # The joints of the corrupted_joints smallest of pool uniform draws: a uniform random subset.
+    draws = torch.rand(n, pool, generator=generator, device=device)
     chosen = torch.zeros(n, joints, dtype=torch.bool, device=device)
-    chosen.scatter_(1, order[:, :config.corrupted_joints], True)
+    chosen.scatter_(1, draws.topk(config.corrupted_joints, dim=1, largest=False, sorted=False).indices, True)
     mix = _uniform((n, channels, channels), -config.mix_range, config.mix_range, generator)
-    return mix * ~_coin(n, config.zero_mask_prob, generator)[:, None, None], chosen
+    return mix.masked_fill_(_coin(n, config.zero_mask_prob, generator)[:, None, None], 0), chosen
 
 
 def _rotation_matrices(n: int, generator, config: AugmentConfig) -> torch.Tensor:
@@ -385,7 +403,7 @@ def _after_crop(x: torch.Tensor, generator, config: AugmentConfig, layout) -> to
 def _augment_crops(x: torch.Tensor, num_frames: torch.Tensor | None, source: torch.Tensor, generator,
                    config: AugmentConfig, layout) -> torch.Tensor:
     """Crop-resize sample ``source[i]`` for view ``i``, then the spatial step and the enabled extras."""
-    start, length = draw_crop(_valid_lengths(x, num_frames)[source], generator, config)
+    start, length = draw_crop(_valid_lengths(x, num_frames).index_select(0, source), generator, config)
     views = random_spatial(crop_resize(x, start, length, config.output_frames, source), generator, config)
     if any(config.rotation_degrees):
         views = random_rotation(views, generator, config)
@@ -423,6 +441,6 @@ def make_views(x: torch.Tensor, num_frames: torch.Tensor | None = None, num_view
     _check_batch(x)
     if num_views < 1:
         raise ConfigError(f"num_views must be >= 1, got {num_views}")
-    source = torch.arange(len(x), device=x.device).repeat(num_views)
+    source = torch.arange(num_views * len(x), device=x.device) % len(x)
     views = _augment_crops(x, num_frames, source, generator, config or AugmentConfig(), layout)
-    return rearrange(views, "(k n) c t v m -> k n c t v m", k=num_views)
+    return views.unflatten(0, (num_views, len(x)))  # (k n) c t v m -> k n c t v m
