@@ -234,3 +234,15 @@ def test_grad_checkpointing_gives_the_same_gradients(encoder):
         grads.append({n: p.grad.clone() for n, p in model.named_parameters()})
     for name, grad in grads[0].items():
         torch.testing.assert_close(grads[1][name], grad, rtol=1e-5, atol=1e-6, msg=name)
+
+
+def test_saved_files_get_the_permissions_of_a_plain_open(tmp_path):
+    import os
+
+    umask = os.umask(0o027)
+    try:
+        tiny().save_pretrained(tmp_path / "model")
+    finally:
+        os.umask(umask)
+    modes = {path.name: path.stat().st_mode & 0o777 for path in (tmp_path / "model").iterdir()}
+    assert modes == {"config.json": 0o640, "model.safetensors": 0o640, "README.md": 0o640}

@@ -24,8 +24,8 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path
     os.close(fd)
     tmp_path = Path(tmp)
     try:
-        os.chmod(tmp_path, _file_mode())
         write(tmp_path)
+        os.chmod(tmp_path, _file_mode())  # after writing: some writers replace the file
         with open(tmp_path, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp_path, path)

@@ -155,6 +155,17 @@ def resolve_model_files(
     return config_file, _download(repo_id, WEIGHTS_FILE, **kwargs)
 
 
+#: The embedded default weights (inside the package; made by ``benchmarks/make_default_model.py``).
+DEFAULT_MODEL = "usdrl-synthetic-small"
+register_pretrained(PretrainedWeights(
+    name=DEFAULT_MODEL,
+    path=str(Path(__file__).resolve().parent / "pretrained" / DEFAULT_MODEL),
+    description="demo weights shipped with the package: a small DSTE (hidden 128) pretrained on usdrl's "
+                "synthetic actions, with clip and frame heads for its 29 classes; not for real data",
+    metadata={"layout": "ntu25", "num_frames": 64, "modality": "joint", "dataset": "synthetic"},
+))
+
+
 def __getattr__(name: str):
     # The converter builds models, and the model module needs this one: import it lazily.
     if name in ("load_reference_checkpoint", "convert_reference_checkpoint", "ReferenceCheckpoint"):

@@ -1,7 +1,8 @@
 """The ``usdrl`` command line: a thin layer over the Python API.
 
-Each module registers its subcommands: :mod:`.model` (info, convert, download), :mod:`.data`
-(prepare, pretrain), :mod:`.tasks` (the downstream protocols).
+Each module registers its subcommands: :mod:`.inference` (demo, encode), :mod:`.model` (info,
+convert, download, export-onnx), :mod:`.data` (prepare, pretrain), :mod:`.tasks` (the downstream
+protocols).
 
 Exit codes: 0 success, 1 a usdrl error (bad input, missing weights, bad checkpoint, a file
 that cannot be read or written), 2 bad command-line usage (argparse), 130 interrupted.
@@ -14,9 +15,9 @@ import sys
 
 from .._version import __version__
 from ..errors import USDRLError
-from . import data, model, tasks
+from . import data, inference, model, tasks
 
-COMMAND_GROUPS = (model, data, tasks)
+COMMAND_GROUPS = (inference, model, data, tasks)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -57,6 +57,7 @@ from .preprocess import (
     random_crop_resize,
     resample,
     select_bodies,
+    to_model_input,
     top_bodies,
 )
 from .pyskl import annotation_to_clip, clip_to_pyskl, load_pyskl, pose_to_clip, pyskl_to_clip, restricted_load
@@ -107,6 +108,7 @@ __all__ = [
     "select_bodies",
     "split_ntu_samples",
     "split_uav_samples",
+    "to_model_input",
     "top_bodies",
     "write_ntu_skeleton",
     "write_pkummd_labels",

@@ -325,6 +325,21 @@ def resample(data: np.ndarray, size: int = 64, *, num_frames: int | None = None)
     return out.astype(data.dtype)
 
 
+def to_model_input(
+    data: np.ndarray, num_frames: int = 64, recipe: str | AlignmentRecipe = "ntu", *, length: int | None = None
+) -> np.ndarray:
+    """One recorded 3D clip as a model trained on ``usdrl prepare`` data expects it.
+
+    ``(3, T, V, M')`` joint coordinates (the first ``length`` frames valid; default all ``T``)
+    -> ``(3, num_frames, V, 2)`` float32: :func:`preprocess_3d` (the two most active bodies,
+    empty frames filled, centred and rotated by ``recipe``) then :func:`resample` of the valid
+    frames, as ``SkeletonDataset``'s default sampling does.
+    """
+    data = _clip(data, 3)
+    valid = _valid_length(data, length)
+    return resample(preprocess_3d(data[:, :valid], recipe), num_frames).astype(np.float32, copy=False)
+
+
 def observed_length(num_frames: int, ratio: float) -> int:
     """Frames kept for early prediction: ``max(3, floor(num_frames * ratio))``, at most ``num_frames``."""
     ratio = _check_ratio(ratio, "ratio")

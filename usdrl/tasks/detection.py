@@ -2,7 +2,8 @@
 
 Training: every parameter of the model and a frame-wise head (background = class 0) are
 trained with per-frame cross-entropy on windows of untrimmed sequences
-(``SkeletonDataset(path, "train_untrimmed", sampling="windows")``); frames past a
+(``SkeletonDataset(path, "train_untrimmed", sampling="windows")``; :func:`train_detector`), or
+only the head on the frozen encoder's dense features (:func:`frame_probe`); frames past a
 sequence's end (label -1) are ignored.
 
 Inference: a whole sequence is cut into windows of the model's frames every ``stride``
@@ -27,6 +28,7 @@ from ..errors import ConfigError, InputError
 from ..model import USDRL
 from .finetune import FinetuneConfig, make_optimizer
 from .metrics import detection_map, proposals_from_scores, segmentation_metrics, segments_of
+from .recognition import ProbeConfig, ProbeResult, train_linear_head
 
 logger = logging.getLogger(__name__)
 
@@ -87,6 +89,32 @@ def train_detector(model: USDRL, windows, *, num_classes: int, config: FinetuneC
         logger.info("epoch %d: frame loss %.4f", epoch, losses[-1])
     model.eval()
     return losses
+
+
+def frame_probe(model: USDRL, train_windows, test_windows, *, num_classes: int,
+                config: ProbeConfig | None = None, batch_size: int = 64) -> ProbeResult:
+    """Train a frame-wise head on the frozen encoder's dense features (a per-frame linear probe).
+
+    ``train_windows`` / ``test_windows`` yield ``(clip (C, T, V, M), frame labels (T,))`` (e.g.
+    ``SkeletonDataset(path, "train_untrimmed", sampling="windows")``); frames labelled -1 are left
+    out. The dense features ``(windows, T, D)`` are computed once; the encoder is not changed, the
+    trained head becomes ``model.frame_head`` and the model is left in eval mode. Returns the
+    per-frame accuracy history."""
+    def frames(windows) -> tuple[torch.Tensor, torch.Tensor]:
+        loader = torch.utils.data.DataLoader(windows, batch_size=batch_size)
+        features, labels = [], []
+        for clips, frame_labels in loader:
+            features.append(model.dense_features(clips, batch_size=batch_size, show_progress_bar=False))
+            labels.append(torch.as_tensor(frame_labels).long())
+        features, labels = torch.cat(features).flatten(0, 1), torch.cat(labels).flatten()
+        keep = labels != IGNORE_LABEL
+        return features[keep], labels[keep]
+
+    head, result = train_linear_head(*frames(train_windows), *frames(test_windows), num_classes, config)
+    model.reset_frame_classifier(num_classes)
+    model.frame_head.load_state_dict(head.state_dict())
+    model.eval()
+    return result
 
 
 def _window_starts(length: int, window: int, stride: int) -> list[int]:

@@ -1,0 +1,128 @@
+"""The embedded default model, `usdrl demo` (the README's main command) and the pictures."""
+
+import os
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from usdrl import USDRL, USDRLConfig, list_pretrained
+from usdrl.data import to_model_input
+from usdrl.data.synthetic import ACTION_NAMES, NUM_CLASSES, make_clips
+from usdrl.demo import run_demo
+from usdrl.errors import ConfigError
+from usdrl.hub import DEFAULT_MODEL
+from usdrl.viz import animate_skeleton, plot_timeline
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def readme_main_command() -> list[str]:
+    """The last step of the README's first command block (after the set-up), as argv."""
+    block = re.search(r"```bash\n(.*?)\n```", README.read_text(encoding="utf-8"), re.S)[1]
+    return shlex.split(block.split("&&")[-1])
+
+
+def run_cli(argv: list[str], cwd: Path, *, block_matplotlib: bool = False) -> subprocess.CompletedProcess:
+    prelude = "import sys; sys.modules['matplotlib'] = None; " if block_matplotlib else "import sys; "
+    code = prelude + "from usdrl.cli import main; sys.exit(main(sys.argv[1:]))"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    return subprocess.run([sys.executable, "-c", code, *argv], cwd=cwd, capture_output=True, text=True,
+                          timeout=300, env=env)
+
+
+def test_the_default_model_is_embedded_and_loads_offline():
+    assert DEFAULT_MODEL in list_pretrained()
+    model = USDRL.from_pretrained(DEFAULT_MODEL)
+    config = model.config
+    assert (config.layout, config.num_frames, config.modality) == ("ntu25", 64, "joint")
+    assert config.class_names == list(ACTION_NAMES) and config.num_frame_classes == NUM_CLASSES + 1
+    assert "synthetic" in config.dataset and "synthetic" in config.description
+    folder = Path(__file__).resolve().parents[1] / "usdrl" / "pretrained" / DEFAULT_MODEL
+    assert sum(f.stat().st_size for f in folder.iterdir()) < 8_000_000
+
+
+def test_the_default_model_recognises_fresh_synthetic_clips():
+    model = USDRL.from_pretrained(DEFAULT_MODEL)
+    clips = make_clips(2 * NUM_CLASSES, seed=99)
+    inputs = np.stack([to_model_input(c, 64, length=n) for c, n in zip(clips.data, clips.num_frames, strict=True)])
+    with torch.inference_mode():
+        predicted = model(torch.from_numpy(inputs)).argmax(1).numpy()
+    assert np.mean(predicted == clips.labels) > 0.7  # chance: 3.4%
+
+
+def test_the_readme_main_command_runs_the_demo(tmp_path):
+    argv = readme_main_command()
+    assert argv[0] == "usdrl" and argv[1] == "demo"
+    result = run_cli(argv[1:], tmp_path)
+    assert result.returncode == 0, result.stderr
+    out = tmp_path / "usdrl-demo"
+    gif, png = Image.open(out / "clip.gif"), Image.open(out / "timeline.png")
+    assert gif.format == "GIF" and gif.n_frames == 64
+    assert png.format == "PNG" and png.size[0] > 500
+    assert (out / "detections.txt").read_text().strip()
+    for name in ("clip.gif", "timeline.png", "detections.txt"):
+        assert f"usdrl-demo/{name}" in result.stdout
+
+    expected = run_demo(tmp_path / "again", pictures=False)
+    rows = re.findall(r"^\s+\d+\s+(\w+)\s+(\w+)\s+([\d.]+)%", result.stdout, re.M)
+    assert [row[0] for row in rows] == [clip.true_class for clip in expected.clips]
+    assert [row[1] for row in rows] == [clip.predicted_class for clip in expected.clips]
+    assert len(set(row[0] for row in rows)) == 8  # distinct classes
+    assert expected.accuracy >= 0.75
+    assert f"{expected.found(0.5)} of {len(expected.ground_truth)} actions found" in result.stdout
+    assert expected.found(0.5) >= len(expected.ground_truth) - 2
+
+
+def test_the_demo_runs_without_matplotlib_and_says_how_to_get_pictures(tmp_path):
+    result = run_cli(["demo", "--out", "out", "--clips", "3"], tmp_path, block_matplotlib=True)
+    assert result.returncode == 0, result.stderr
+    assert 'pip install "usdrl[viz]"' in result.stdout
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["detections.txt"]
+
+
+def test_the_demo_refuses_a_model_without_the_synthetic_heads(tmp_path):
+    model = USDRL(USDRLConfig.from_preset("tiny", num_classes=29))
+    with pytest.raises(ConfigError, match="frame head"):
+        run_demo(tmp_path, model=model)
+    model.reset_frame_classifier(NUM_CLASSES + 1)
+    with pytest.raises(ConfigError, match="synthetic classes"):
+        run_demo(tmp_path, model=model)
+
+
+def test_pictures_refuse_bad_shapes_and_leave_no_file(tmp_path):
+    with pytest.raises(ValueError, match=r"expected a clip \(C, T, 25, M\)"):
+        animate_skeleton(np.zeros((3, 10, 17, 1)), tmp_path / "a.gif")
+    with pytest.raises(ValueError, match=r"expected scores \(T, 3\)"):
+        plot_timeline(np.zeros((10, 4)), tmp_path / "t.png", class_names=["bg", "a", "b"])
+    assert list(tmp_path.iterdir()) == []
+    clip = np.random.default_rng(0).normal(size=(3, 5, 25, 2)).astype(np.float32)
+    clip[..., 1] = 0  # one absent body
+    animate_skeleton(clip, tmp_path / "a.gif", title="x", fps=10)
+    gif = Image.open(tmp_path / "a.gif")
+    assert gif.n_frames == 5 and gif.info["duration"] == 100
+    scores = np.full((40, 3), 1 / 3)
+    plot_timeline(scores, tmp_path / "t.png", class_names=["bg", "a", "b"], ground_truth=[(1, 0, 10)],
+                  detections=[(2, 5, 20, 0.9)], threshold=0.5)
+    assert Image.open(tmp_path / "t.png").format == "PNG"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.gif", "t.png"]
+
+
+def test_the_readme_ten_lines_run(tmp_path, monkeypatch):
+    from usdrl.data import write_ntu_skeleton
+
+    code = re.search(r"## Ten lines.*?```python\n(.*?)\n```", README.read_text(encoding="utf-8"), re.S)[1]
+    clip = make_clips(1, seed=7)
+    write_ntu_skeleton(tmp_path / "S001C001P001R001A001.skeleton", clip.data[0, :, : clip.num_frames[0]])
+    monkeypatch.chdir(tmp_path)
+    namespace = {}
+    exec(compile(code, "README.md", "exec"), namespace)
+    assert namespace["probabilities"].shape == (1, NUM_CLASSES)
+    assert namespace["embedding"].shape == (1, 256) and namespace["frames"].shape == (1, 64, 256)
+    assert namespace["model"].config.class_names == ["a", "b", "c", "d", "e"]

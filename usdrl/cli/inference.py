@@ -1,0 +1,109 @@
+"""Inference commands: ``demo`` (the library's main job on synthetic data) and ``encode``."""
+
+import argparse
+import sys
+from pathlib import Path
+
+from ..hub import DEFAULT_MODEL
+
+
+def _demo(args: argparse.Namespace) -> None:
+    from ..demo import run_demo
+    from ..viz import VIZ_HINT
+
+    result = run_demo(args.out, model=args.model, num_clips=args.clips, seed=args.seed, pictures=not args.no_pictures)
+    names = result.frame_class_names
+    width = max(len(name) for name in names) + 2
+    lines = [f"Recognition of {len(result.clips)} synthetic clips never seen in training:",
+             f"  {'clip':>4}  {'true class':<{width}}{'predicted':<{width}}{'confidence':>10}"]
+    lines += [f"  {i:>4}  {c.true_class:<{width}}{c.predicted_class:<{width}}{100 * c.confidence:>9.1f}%"
+              f"{'' if c.correct else '  (wrong)'}" for i, c in enumerate(result.clips, 1)]
+    lines += [f"  {sum(c.correct for c in result.clips)} of {len(result.clips)} correct", "",
+              f"Detection in one untrimmed sequence of {result.num_frames} frames "
+              f"({len(result.ground_truth)} actions):",
+              f"  {'true action':<{width}}{'frames':>11}    {'best detection (same class)':<{width + 11}}{'IoU':>5}"]
+    for (label, start, end), iou in zip(result.ground_truth, result.matches, strict=True):
+        same = [d for d in result.detections if d[0] == label]
+        best = max(same, key=lambda d: min(end, d[2]) - max(start, d[1]), default=None)
+        found = f"{names[best[0]]:<{width}}{best[1]:>4}-{best[2]:<6}" if best else f"{'-':<{width + 11}}"
+        lines.append(f"  {names[label]:<{width}}{start:>4}-{end:<6}    {found}{iou:>5.2f}")
+    false_alarms = sum(not any(d[0] == t[0] for t in result.ground_truth) for d in result.detections)
+    lines += [f"  {result.found(0.5)} of {len(result.ground_truth)} actions found at IoU >= 0.5; "
+              f"{len(result.detections)} detections, {false_alarms} of a class not in the sequence", "",
+              "Files:"]
+    lines += [f"  {path}" for path in result.files]
+    if not any(path.suffix == ".gif" for path in result.files) and not args.no_pictures:
+        lines.append(f"  (no pictures: matplotlib is not installed; {VIZ_HINT} to get clip.gif and timeline.png)")
+    sys.stdout.write("\n".join(lines) + "\n")
+
+
+def _encode(args: argparse.Namespace) -> None:
+    import numpy as np
+    import torch
+
+    from .._io import atomic_write
+    from ..data.prepared import MANIFEST, SkeletonDataset
+    from ..errors import InputError
+    from ..model import USDRL
+
+    if args.dense and args.normalize:
+        raise InputError("--normalize applies to clip embeddings, not to --dense per-frame features")
+    model = USDRL.from_pretrained(args.model)
+    embed = model.dense_features if args.dense else model.encode
+    options = dict(batch_size=args.batch_size, device=args.device, dtype=args.dtype, show_progress_bar=False)
+    if args.normalize:
+        options["normalize"] = True
+    source = Path(args.input)
+    if source.is_dir():
+        split = args.split if (source / MANIFEST).is_file() else None
+        if (source / MANIFEST).is_file() and split is None:
+            raise InputError(f"{source} is a prepared dataset: name a split with --split")
+        dataset = SkeletonDataset(source, split, num_frames=model.config.num_frames)
+        dataset.check_config(model.config)
+        loader = torch.utils.data.DataLoader(dataset, batch_size=args.batch_size)
+        features = torch.cat([embed(clips, **options) for clips, _ in loader]).numpy()
+        what = f"{len(dataset)} clips of {source}{f' ({split})' if split else ''}"
+    elif source.suffix == ".npy":
+        features = embed(np.load(source, mmap_mode="r", allow_pickle=False), convert_to_numpy=True, **options)
+        what = f"{len(features)} clips of {source}"
+    else:
+        raise InputError(f"{source}: expected a .npy array (N, C, T, V, M) or a prepared dataset folder")
+    def save(tmp: Path) -> None:
+        with open(tmp, "wb") as f:
+            np.save(f, features.astype(np.float32, copy=False))
+
+    atomic_write(args.out, save)
+    sys.stdout.write(f"wrote {args.out}: {'per-frame ' if args.dense else ''}features "
+                     f"{tuple(features.shape)} of {what}\n")
+
+
+def register(commands) -> None:
+    demo = commands.add_parser(
+        "demo", help="recognise and detect actions with the embedded model, offline, in seconds",
+        description=f"Draw fresh clips and one untrimmed sequence from the synthetic action generator, recognise "
+                    f"the clips and detect the actions of the sequence with {DEFAULT_MODEL} (demo weights "
+                    "shipped with the package), and write detections.txt and, with matplotlib (usdrl[viz]), "
+                    "clip.gif and timeline.png to OUT.")
+    demo.add_argument("--out", default="usdrl-demo", help="folder for the files (default: ./usdrl-demo)")
+    demo.add_argument("--model", default=DEFAULT_MODEL,
+                      help=f"a model with heads for the synthetic classes (default: {DEFAULT_MODEL})")
+    demo.add_argument("--clips", type=int, default=8, help="clips to recognise (default: 8)")
+    demo.add_argument("--seed", type=int, default=2026, help="draws the clips and the sequence (default: 2026)")
+    demo.add_argument("--no-pictures", action="store_true", help="skip the GIF and the timeline")
+    demo.set_defaults(run=_demo)
+
+    encode = commands.add_parser(
+        "encode", help="embed clips (a .npy array or a prepared split) into a .npy file",
+        description="Compute one embedding (N, 2H) per clip, or with --dense per-frame features (N, T, D), "
+                    "with MODEL. INPUT is a .npy array (N, C, T, V, M) of model-ready clips, or a prepared dataset "
+                    "folder with --split (rows in the order of the split's names.json), or one split folder.")
+    encode.add_argument("model", metavar="MODEL", help="the encoder (folder, registered name or Hub repo)")
+    encode.add_argument("input", metavar="INPUT", help=".npy array or prepared dataset / split folder")
+    encode.add_argument("out", metavar="OUT.npy", help="file to write (float32)")
+    encode.add_argument("--split", help="split of a prepared dataset folder, e.g. test")
+    encode.add_argument("--dense", action="store_true", help="per-frame features instead of one vector per clip")
+    encode.add_argument("--normalize", action="store_true", help="L2-normalise each embedding (not with --dense)")
+    encode.add_argument("--batch-size", type=int, default=64, help="clips per forward pass (default: 64)")
+    encode.add_argument("--device", help="e.g. cuda or cpu (default: the model's device)")
+    encode.add_argument("--dtype", choices=["float32", "bfloat16"], help="compute type (default: float32)")
+    encode.set_defaults(run=_encode)

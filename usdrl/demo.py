@@ -1,0 +1,164 @@
+"""The library's main job in one call, offline: recognise clips and detect actions in a long sequence.
+
+:func:`run_demo` draws fresh clips and one untrimmed sequence from the synthetic action
+generator (never seen in training), preprocesses them exactly as ``usdrl prepare`` does,
+classifies the clips with the model's clip head, detects the actions of the sequence with
+its frame-wise head (sliding windows, proposals from runs of frames above a threshold) and,
+with matplotlib installed, draws an animated skeleton and a timeline. ``usdrl demo`` prints
+the result.
+"""
+
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ._io import atomic_write_text
+from .data.prepared import Recipe3D
+from .data.preprocess import to_model_input
+from .data.synthetic import ACTION_NAMES, NUM_CLASSES, TWO_PERSON_CLASSES, make_clips, make_untrimmed
+from .errors import ConfigError, MissingDependencyError
+from .hub import DEFAULT_MODEL
+from .model import USDRL
+from .tasks.detection import frame_scores
+from .tasks.metrics import proposals_from_scores, temporal_iou
+
+logger = logging.getLogger(__name__)
+
+#: Demo detection settings: windows every 16 frames, proposals above 0.5 lasting 8+ frames.
+STRIDE, THRESHOLD, MIN_LENGTH = 16, 0.5, 8
+
+
+@dataclass
+class ClipPrediction:
+    """One recognised clip: its true and predicted class names and the predicted probability."""
+
+    true_class: str
+    predicted_class: str
+    confidence: float
+
+    @property
+    def correct(self) -> bool:
+        return self.true_class == self.predicted_class
+
+
+@dataclass
+class DemoResult:
+    """What :func:`run_demo` found.
+
+    Attributes:
+        clips: one :class:`ClipPrediction` per clip.
+        num_frames: frames of the untrimmed sequence.
+        ground_truth: ``(label, start, end)`` actions of the sequence (frames ``start:end``).
+        detections: ``(label, start, end, score)`` proposals. Labels are frame-head columns:
+            0 is background, ``k + 1`` is ``class_names[k + 1]``.
+        frame_class_names: a name per frame-head column (``"background"`` first).
+        matches: per ground-truth action, the best same-class detection's IoU (0 if none).
+        files: pictures and the detection file written.
+    """
+
+    clips: list[ClipPrediction]
+    num_frames: int
+    ground_truth: list[tuple[int, int, int]]
+    detections: list[tuple[int, int, int, float]]
+    frame_class_names: list[str]
+    matches: list[float]
+    files: list[Path] = field(default_factory=list)
+
+    @property
+    def accuracy(self) -> float:
+        """Fraction of clips classified correctly."""
+        return float(np.mean([clip.correct for clip in self.clips]))
+
+    def found(self, iou: float = 0.5) -> int:
+        """Ground-truth actions with a same-class detection overlapping them by at least ``iou``."""
+        return sum(match >= iou for match in self.matches)
+
+
+def _check_model(model: USDRL) -> list[str]:
+    config = model.config
+    if model.head is None or model.frame_head is None:
+        missing = "clip head" if model.head is None else "frame head"
+        raise ConfigError(f"the demo needs a model with a clip head and a frame-wise head, e.g. {DEFAULT_MODEL!r}; "
+                          f"this one has no {missing}")
+    names = list(config.class_names or [])
+    if names[:NUM_CLASSES] != list(ACTION_NAMES) or config.num_frame_classes != NUM_CLASSES + 1:
+        raise ConfigError(f"the demo's clips are the {NUM_CLASSES} synthetic classes; this model's heads are for "
+                          f"{config.num_classes} classes ({', '.join(names[:3]) or 'unnamed'}...) and "
+                          f"{config.num_frame_classes} frame classes")
+    if config.layout != "ntu25" or config.in_channels != 3:
+        raise ConfigError(f"the demo's skeletons are 3D NTU-25; this model takes layout {config.layout}")
+    return ["background", *names]
+
+
+def _recognise(model: USDRL, num_clips: int, rng: np.random.Generator, seed: int) -> tuple[list, np.ndarray]:
+    classes = rng.choice(NUM_CLASSES, size=num_clips, replace=num_clips > NUM_CLASSES)
+    clips = make_clips(num_clips, seed=seed, classes=classes.tolist())
+    frames = model.config.num_frames
+    inputs = np.stack([to_model_input(clip, frames, length=n) for clip, n in zip(clips.data, clips.num_frames,
+                                                                                  strict=True)])
+    with torch.inference_mode():
+        probabilities = model(torch.from_numpy(inputs)).softmax(-1)
+    confidence, predicted = probabilities.max(-1)
+    names = model.config.class_names
+    predictions = [ClipPrediction(ACTION_NAMES[int(k)], names[int(p)], float(c))
+                   for k, p, c in zip(clips.labels, predicted, confidence, strict=True)]
+    return predictions, inputs
+
+
+def _best_matches(truth, detections) -> list[float]:
+    return [max((temporal_iou((s, e), (ds, de)) for dl, ds, de, _ in detections if dl == label), default=0.0)
+            for label, s, e in truth]
+
+
+def run_demo(out_dir: str | os.PathLike = "usdrl-demo", *, model: str | USDRL = DEFAULT_MODEL, num_clips: int = 8,
+             seed: int = 2026, pictures: bool = True) -> DemoResult:
+    """Recognise ``num_clips`` fresh synthetic clips and detect the actions of one untrimmed sequence.
+
+    Args:
+        out_dir: folder for ``detections.txt`` (official PKU-MMD ``label,start,end,score``
+            lines) and, with matplotlib, ``clip.gif`` (the first clip, animated, with its
+            prediction) and ``timeline.png`` (frame scores, true and detected actions).
+        model: a model with clip and frame heads for the synthetic classes (a name or instance).
+        num_clips: clips to recognise (distinct classes while there are enough).
+        seed: draws the clips and the sequence.
+        pictures: draw the pictures; without matplotlib they are skipped with a log message.
+    """
+    if num_clips < 1:
+        raise ConfigError(f"num_clips must be >= 1, got {num_clips}")
+    model = USDRL.from_pretrained(model) if isinstance(model, str | os.PathLike) else model.eval()
+    frame_names = _check_model(model)
+    rng = np.random.default_rng(seed)
+    clips, inputs = _recognise(model, num_clips, rng, seed)
+
+    one_person = [k for k in range(NUM_CLASSES) if k not in TWO_PERSON_CLASSES]
+    sequence = make_untrimmed(seed=seed, num_actions=(4, 5), classes=one_person)
+    data = Recipe3D("ntu", select_bodies=False, fill_empty_frames=False).apply(sequence.data)
+    scores = frame_scores(model, data, stride=STRIDE).numpy()
+    detections = proposals_from_scores(scores, THRESHOLD, background=0, min_length=MIN_LENGTH)
+    truth = [(k + 1, start, end) for k, start, end in sequence.segments]
+    result = DemoResult(clips, len(scores), truth, detections, frame_names, _best_matches(truth, detections))
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    lines = "".join(f"{label},{start},{end},{score:.4f}\n" for label, start, end, score in detections)
+    result.files.append(atomic_write_text(out / "detections.txt", lines))
+    if pictures:
+        try:
+            result.files += _draw(out, result, inputs[0], scores)
+        except MissingDependencyError as exc:
+            logger.warning("%s", exc)
+    return result
+
+
+def _draw(out: Path, result: DemoResult, clip: np.ndarray, scores: np.ndarray) -> list[Path]:
+    from .viz import animate_skeleton, plot_timeline
+
+    first = result.clips[0]
+    title = f"predicted: {first.predicted_class} ({100 * first.confidence:.0f}%)\ntrue: {first.true_class}"
+    return [animate_skeleton(clip, out / "clip.gif", title=title),
+            plot_timeline(scores, out / "timeline.png", class_names=result.frame_class_names,
+                          ground_truth=result.ground_truth, detections=result.detections, threshold=THRESHOLD)]
