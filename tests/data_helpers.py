@@ -80,3 +80,20 @@ def check_reader_on_bytes(reader, data: bytes, name: str):
         except DataFormatError as err:
             assert name in str(err)
             return None
+
+
+def prepare_synthetic(root: Path, source: str, count: int, *, seed: int = 0) -> tuple[list[Path], Path]:
+    """Write ``count`` synthetic raw files for ``source`` (``ntu60``, ``pkummd1`` or ``pkummd2``) under
+    ``root/raw`` and prepare them with ``usdrl prepare ... --benchmark xsub``; returns the raw files and
+    the prepared folder ``root/prepared``."""
+    from usdrl.cli import main
+    from usdrl.data.synthetic_files import write_synthetic_ntu, write_synthetic_pkummd
+
+    root = Path(root)
+    if source == "ntu60":
+        files = write_synthetic_ntu(root / "raw", count, seed=seed)
+    else:
+        files = write_synthetic_pkummd(root / "raw", count, phase=int(source[-1]), seed=seed)
+    assert main(["prepare", source, str(root / "raw"), str(root / "prepared"), "--benchmark", "xsub",
+                 "--workers", "1"]) == 0
+    return files, root / "prepared"

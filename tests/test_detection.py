@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from data_helpers import prepare_synthetic
 
 from usdrl import USDRL, ConfigError, USDRLConfig
 from usdrl.cli import main
@@ -53,10 +54,7 @@ def test_overlapping_window_scores_are_averaged():
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory):
     root = tmp_path_factory.mktemp("detection")
-    write_synthetic_pkummd(root / "raw", 12, phase=1, seed=0)
-    assert main(["prepare", "pkummd1", str(root / "raw"), str(root / "prepared"), "--benchmark", "xsub",
-                 "--workers", "1"]) == 0
-    return root / "prepared"
+    return prepare_synthetic(root, "pkummd1", 12)[1]
 
 
 def test_train_detect_and_evaluate(prepared, tmp_path):

@@ -3,11 +3,11 @@
 import numpy as np
 import pytest
 import torch
+from data_helpers import prepare_synthetic
 
 from usdrl import USDRL, USDRLConfig
 from usdrl.cli import main
 from usdrl.data import SkeletonDataset, read_ntu_skeleton, to_model_input
-from usdrl.data.synthetic_files import write_synthetic_ntu, write_synthetic_pkummd
 from usdrl.tasks.detection import frame_probe
 from usdrl.tasks.recognition import ProbeConfig
 
@@ -16,10 +16,7 @@ from usdrl.tasks.recognition import ProbeConfig
 def ntu(tmp_path_factory):
     """Raw synthetic NTU files and their prepared dataset."""
     root = tmp_path_factory.mktemp("encode")
-    files = write_synthetic_ntu(root / "raw", 24, seed=5)
-    assert main(["prepare", "ntu60", str(root / "raw"), str(root / "prepared"), "--benchmark", "xsub",
-                 "--workers", "1"]) == 0
-    return files, root / "prepared"
+    return prepare_synthetic(root, "ntu60", 24, seed=5)
 
 
 @pytest.fixture(scope="module")
@@ -82,9 +79,7 @@ def test_encode_errors_exit_1_with_a_message(model_dir, ntu, tmp_path, capsys):
 
 
 def test_frame_probe_trains_only_the_frame_head(tmp_path):
-    write_synthetic_pkummd(tmp_path / "raw", 8, seed=0)
-    assert main(["prepare", "pkummd1", str(tmp_path / "raw"), str(tmp_path / "prepared"), "--benchmark", "xsub",
-                 "--workers", "1"]) == 0
+    prepare_synthetic(tmp_path, "pkummd1", 8)
     torch.manual_seed(0)
     model = USDRL(USDRLConfig.from_preset("tiny", num_frames=32))
     before = {k: v.clone() for k, v in model.state_dict().items()}

@@ -5,11 +5,11 @@ import json
 import numpy as np
 import pytest
 import torch
+from data_helpers import prepare_synthetic
 
 from usdrl import USDRL, ConfigError, InputError, USDRLConfig
 from usdrl.cli import main
 from usdrl.data import SkeletonDataset
-from usdrl.data.synthetic_files import write_synthetic_ntu
 from usdrl.tasks.early import early_prediction
 from usdrl.tasks.recognition import ProbeConfig, encode_dataset, linear_probe, train_linear_head
 from usdrl.tasks.retrieval import retrieval_accuracy
@@ -62,10 +62,7 @@ def test_bad_inputs_are_refused():
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory):
     root = tmp_path_factory.mktemp("probe")
-    write_synthetic_ntu(root / "raw", 400, seed=0)
-    assert main(["prepare", "ntu60", str(root / "raw"), str(root / "prepared"), "--benchmark", "xsub",
-                 "--workers", "1"]) == 0
-    return root / "prepared"
+    return prepare_synthetic(root, "ntu60", 400)[1]
 
 
 def test_linear_probe_on_a_prepared_dataset_sets_the_head(prepared):

@@ -4,10 +4,10 @@ import json
 
 import pytest
 import torch
+from data_helpers import prepare_synthetic
 
 from usdrl import USDRL, USDRLConfig
 from usdrl.cli import main
-from usdrl.data.synthetic_files import write_synthetic_pkummd
 
 METRICS = {"Acc", "Edit", "F1@10", "F1@25", "F1@50"}
 
@@ -15,10 +15,7 @@ METRICS = {"Acc", "Edit", "F1@10", "F1@25", "F1@50"}
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory):
     root = tmp_path_factory.mktemp("segmentation")
-    write_synthetic_pkummd(root / "raw", 6, phase=2, seed=3)
-    assert main(["prepare", "pkummd2", str(root / "raw"), str(root / "prepared"), "--benchmark", "xsub",
-                 "--workers", "1"]) == 0
-    return root / "prepared"
+    return prepare_synthetic(root, "pkummd2", 6, seed=3)[1]
 
 
 @pytest.fixture(scope="module")
