@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ._io import atomic_write
-from .errors import MissingDependencyError
+from .errors import InputError, MissingDependencyError
 from .skeleton import SkeletonLayout, get_layout
 
 VIZ_HINT = 'pip install "usdrl[viz]"'
@@ -44,7 +44,7 @@ def animate_skeleton(clip, path: str | os.PathLike, *, layout: str | SkeletonLay
     layout = layout if isinstance(layout, SkeletonLayout) else get_layout(layout)
     clip = np.asarray(clip, dtype=np.float32)
     if clip.ndim != 4 or clip.shape[0] < 2 or clip.shape[2] != layout.num_joints:
-        raise ValueError(f"expected a clip (C, T, {layout.num_joints}, M) for layout {layout.name}, "
+        raise InputError(f"expected a clip (C, T, {layout.num_joints}, M) for layout {layout.name}, "
                          f"got shape {clip.shape}")
     present = np.abs(clip).sum(axis=(0, 1, 2)) > 0                     # (M,)
     xy = clip[:2][..., present]                                         # (2, T, V, M')
@@ -96,7 +96,7 @@ def plot_timeline(scores, path: str | os.PathLike, *, class_names: Sequence[str]
     plt = _pyplot()
     scores = np.asarray(scores, dtype=np.float32)
     if scores.ndim != 2 or scores.shape[1] != len(class_names):
-        raise ValueError(f"expected scores (T, {len(class_names)}) for {len(class_names)} class names, "
+        raise InputError(f"expected scores (T, {len(class_names)}) for {len(class_names)} class names, "
                          f"got shape {scores.shape}")
     seconds = np.arange(len(scores)) / fps
     shown = sorted({int(row[0]) for row in (*ground_truth, *detections)} - {background})
