@@ -89,6 +89,13 @@ def test_cli_linear_probe(prepared, tmp_path, capsys):
     model = USDRL.from_pretrained(tmp_path / "probed")
     assert model.config.num_classes == 60 and model.config.protocol == "linear probe on ntu60 xsub"
 
+    # a model whose head is for other classes (e.g. transfer from another dataset): the task replaces it
+    model.reset_classifier(5)
+    model.save_pretrained(tmp_path / "five")
+    assert main(["linear-probe", str(tmp_path / "five"), "--data", str(prepared), "--epochs", "5", "--out",
+                 str(tmp_path / "again")]) == 0
+    assert USDRL.from_pretrained(tmp_path / "again").config.num_classes == 60
+
 
 def test_cli_knn_matches_the_python_api(prepared, tmp_path, capsys):
     torch.manual_seed(0)

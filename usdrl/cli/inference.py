@@ -59,7 +59,7 @@ def _encode(args: argparse.Namespace) -> None:
         if (source / MANIFEST).is_file() and split is None:
             raise InputError(f"{source} is a prepared dataset: name a split with --split")
         dataset = SkeletonDataset(source, split, num_frames=model.config.num_frames)
-        dataset.check_config(model.config)
+        dataset.check_config(model.config, head=False)
         loader = torch.utils.data.DataLoader(dataset, batch_size=args.batch_size)
         features = torch.cat([embed(clips, **options) for clips, _ in loader]).numpy()
         what = f"{len(dataset)} clips of {source}{f' ({split})' if split else ''}"

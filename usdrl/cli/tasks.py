@@ -82,7 +82,7 @@ def _linear_probe(args: argparse.Namespace) -> None:
     model = USDRL.from_pretrained(args.model)
     train = SkeletonDataset(args.data, args.train_split, num_frames=model.config.num_frames)
     test = SkeletonDataset(args.data, args.test_split, num_frames=model.config.num_frames)
-    train.check_config(model.config)
+    train.check_config(model.config, head=False)
     options = {"lr": args.lr, "epochs": args.epochs, "batch_size": args.batch_size}
     config = ProbeConfig(**{k: v for k, v in options.items() if v is not None})
     result = linear_probe(model, train, test, num_classes=train.num_classes, config=config)
@@ -120,7 +120,7 @@ def _knn(args: argparse.Namespace) -> None:
     model = USDRL.from_pretrained(args.model)
     datasets = [SkeletonDataset(args.data, split, num_frames=model.config.num_frames)
                 for split in (args.gallery_split, args.query_split)]
-    datasets[0].check_config(model.config)
+    datasets[0].check_config(model.config, head=False)
     (gallery, gallery_labels), (query, query_labels) = (encode_dataset(model, d) for d in datasets)
     result = retrieval_accuracy(query, gallery, query_labels, gallery_labels, k=args.k)
     if args.json:
@@ -183,7 +183,7 @@ def _finetune(args: argparse.Namespace) -> None:
     frames = model.config.num_frames
     train = SkeletonDataset(args.data, args.train_split, sampling="random_crop", num_frames=frames, seed=args.seed)
     test = SkeletonDataset(args.data, args.test_split, num_frames=frames)
-    train.check_config(model.config)
+    train.check_config(model.config, head=False)
     num_classes = train.num_classes
     if args.fraction < 1:
         indices = labelled_subset(train.labels, args.fraction, balanced=not args.unbalanced, seed=args.seed)
@@ -244,7 +244,7 @@ def _frame_model(args: argparse.Namespace):
         return model, target
     windows = SkeletonDataset(args.data, args.train_split, sampling="windows", num_frames=frames,
                               window_stride=args.stride)
-    windows.check_config(model.config.replace(num_frame_classes=0))      # the head is replaced anyway
+    windows.check_config(model.config, head=False)  # the head is replaced
     options = {"lr": args.lr, "batch_size": args.batch_size}
     config = FinetuneConfig(epochs=args.train_epochs, **{k: v for k, v in options.items() if v is not None})
     train_detector(model, windows, num_classes=windows.num_classes, config=config, smoothing=args.smoothing)

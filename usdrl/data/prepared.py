@@ -905,24 +905,46 @@ class SkeletonDataset(torch.utils.data.Dataset):
             self._names = json.loads((self.path / "names.json").read_text(encoding="utf-8"))
         return self._names
 
-    def check_config(self, config) -> None:
-        """Raise ConfigError naming every way a :class:`~usdrl.config.USDRLConfig` does not fit this data.
+    def check_config(self, config, *, head: bool = True) -> None:
+        """Raise ConfigError naming every way a :class:`~usdrl.config.USDRLConfig` does not fit this data,
+        each kind of mismatch on its own line with what to do about it.
 
-        Checked: layout, joints, persons, channels, frames, and the classes of the head that
-        the labels are for (clip head, or frame head for windows) when the config has one.
+        Checked: layout, joints, persons, channels, frames, and (with ``head``) the classes of the
+        head that the labels are for (clip head, or frame head for windows) when the config has
+        one. Tasks that replace the head or do not use it pass ``head=False``.
         """
         channels, frames, joints, persons = self.input_shape
-        pairs = {"layout": (config.layout, self.layout), "joints": (config.num_joints, joints),
-                 "persons": (config.num_persons, persons), "channels": (config.in_channels, channels),
-                 "frames": (config.num_frames, frames)}
-        head = "num_frame_classes" if self.sampling == "windows" else "num_classes"
-        if getattr(config, head):
-            pairs[head] = (getattr(config, head), self.num_classes)
-        problems = [f"{what} {mine!r} in the config, {theirs!r} in the data" for what, (mine, theirs) in pairs.items()
-                    if mine != theirs]
+        if self.sampling == "windows":
+            classes, reset, trainers = "num_frame_classes", "reset_frame_classifier", "train_detector and frame_probe"
+        else:
+            classes, reset, trainers = "num_classes", "reset_classifier", "linear_probe and finetune"
+        # (compared fields, what to do when any of them differs)
+        kinds = [
+            ({"layout": (config.layout, self.layout), "joints": (config.num_joints, joints)},
+             f"use a model pretrained (or converted) for layout {self.layout!r}, e.g. "
+             f"`usdrl pretrain --data {self.path.parent}`"),
+            ({"persons": (config.num_persons, persons), "channels": (config.in_channels, channels)},
+             f"prepared data always has {NUM_PERSONS} persons (an all-zero one pads one-person clips) and "
+             f"{NUM_CHANNELS} channels (xyz, or x, y and score/zero for 2D data), so use a model with "
+             f"num_persons={NUM_PERSONS}, in_channels={NUM_CHANNELS}"),
+            ({"frames": (config.num_frames, frames)},
+             f"open the dataset with num_frames={config.num_frames} (SkeletonDataset "
+             + ("cuts windows of that length)" if self.sampling == "windows" else "resamples each clip to it)")),
+        ]
+        if head and getattr(config, classes):
+            kinds.append(({classes: (getattr(config, classes), self.num_classes)},
+                          f"`model.{reset}({self.num_classes})` gives the model a fresh head for this data "
+                          f"({trainers} do that themselves)"))
+        problems = []
+        for pairs, hint in kinds:
+            found = [f"{what} {mine!r} in the config, {theirs!r} in the data" for what, (mine, theirs) in pairs.items()
+                     if mine != theirs]
+            if found:
+                problems.append("; ".join(found) + f": {hint}")
         if problems:
             raise ConfigError(f"the model config does not fit {self.path} ({self.manifest['source']} "
-                              f"{self.manifest['benchmark']}, sampling {self.sampling}): " + "; ".join(problems))
+                              f"{self.manifest['benchmark']}, sampling {self.sampling}):\n  "
+                              + "\n  ".join(problems))
 
     # -- access ------------------------------------------------------------------------
     def _open(self) -> np.ndarray:
