@@ -140,3 +140,30 @@ def test_cli_finetune_on_a_labelled_fraction(prepared, tmp_path, capsys):
     expected = sum(max(1, round(np.sum(train_labels == c) * 0.1)) for c in np.unique(train_labels))
     assert result["train_clips"] == expected and [h[0] for h in result["history"]] == [2]
     assert USDRL.from_pretrained(tmp_path / "tuned").config.num_classes == 60
+
+
+def test_cli_confusion_and_ensemble_of_two_modalities(prepared, tmp_path, capsys):
+    from usdrl.tasks.finetune import ensemble_scores, predict_dataset
+
+    folders = []
+    for modality in ("joint", "motion"):
+        torch.manual_seed(0)
+        USDRL(USDRLConfig.from_preset("tiny", modality=modality)).save_pretrained(tmp_path / modality)
+        folders.append(str(tmp_path / f"{modality}-probed"))
+        assert main(["linear-probe", str(tmp_path / modality), "--data", str(prepared), "--epochs", "10", "--lr",
+                     "0.05", "--out", folders[-1], "--confusion", str(tmp_path / f"{modality}.csv"), "--json"]) == 0
+        result = json.loads(capsys.readouterr().out)
+        rows = (tmp_path / f"{modality}.csv").read_text().splitlines()
+        matrix = np.array([[int(v) for v in row.split(",")[1:]] for row in rows[1:]])
+        assert rows[0].startswith("true \\ predicted,0,1,") and matrix.shape == (60, 60)
+        test_labels = SkeletonDataset(prepared, "test").labels
+        assert matrix.sum() == len(test_labels) and (matrix.sum(1) == np.bincount(test_labels, minlength=60)).all()
+        assert np.trace(matrix) / matrix.sum() == pytest.approx(result["last_top1"])
+
+    assert main(["ensemble", *folders, "--data", str(prepared), "--json"]) == 0
+    figures = json.loads(capsys.readouterr().out)["top1"]
+    test = SkeletonDataset(prepared, "test")
+    scores = [predict_dataset(USDRL.from_pretrained(folder), test)[0] for folder in folders]
+    labels = torch.from_numpy(np.asarray(test.labels))
+    assert figures[f"{folders[1]} (motion)"] == pytest.approx(float((scores[1].argmax(1) == labels).float().mean()))
+    assert figures["ensemble"] == pytest.approx(float((ensemble_scores(*scores).argmax(1) == labels).float().mean()))

@@ -1,5 +1,5 @@
-"""Downstream task commands: ``linear-probe``, ``knn``, ``finetune``, ``early-prediction``, ``detect``,
-``segment``, ``eval-detection``."""
+"""Downstream task commands: ``linear-probe``, ``knn``, ``finetune``, ``ensemble``, ``early-prediction``,
+``detect``, ``segment``, ``eval-detection``."""
 
 import argparse
 import json
@@ -61,11 +61,24 @@ def _task_parser(commands, name: str, *, help: str, description: str, model_help
     return parser
 
 
-def _report_recognition(result, as_json: bool, **extra) -> None:
-    """Print a :class:`~usdrl.tasks.recognition.ProbeResult`: one JSON object, or one line."""
+def _write_confusion(path: str, confusion, class_names: list[str] | None) -> None:
+    """The confusion matrix ``(K, K)`` as CSV: a header of predicted classes, one row per true class."""
+    from .._io import atomic_write_text
+
+    names = class_names or [str(k) for k in range(len(confusion))]
+    rows = ["true \\ predicted," + ",".join(names)]
+    rows += [f"{name}," + ",".join(str(int(v)) for v in row) for name, row in zip(names, confusion, strict=True)]
+    atomic_write_text(path, "\n".join(rows) + "\n")
+
+
+def _report_recognition(result, args: argparse.Namespace, class_names: list[str] | None = None, **extra) -> None:
+    """Print a :class:`~usdrl.tasks.recognition.ProbeResult` (one JSON object with ``--json``, or one
+    line) and write its confusion matrix to ``--confusion`` when given."""
     from dataclasses import asdict
 
-    if as_json:
+    if args.confusion:
+        _write_confusion(args.confusion, result.confusion, class_names)
+    if args.json:
         summary = {k: v for k, v in asdict(result).items() if k != "confusion"}
         sys.stdout.write(json.dumps({**summary, **extra}) + "\n")
         return
@@ -90,7 +103,7 @@ def _linear_probe(args: argparse.Namespace) -> None:
         manifest = train.manifest
         model.config = model.config.replace(protocol=f"linear probe on {manifest['source']} {manifest['benchmark']}")
         model.save_pretrained(args.out)
-    _report_recognition(result, args.json)
+    _report_recognition(result, args, model.config.class_names)
 
 
 def _add_linear_probe(commands) -> None:
@@ -108,6 +121,7 @@ def _add_linear_probe(commands) -> None:
     probe.add_argument("--batch-size", type=int, help="batch size (default: 512)")
     probe.add_argument("--out", help="write the encoder with its trained head here (save_pretrained folder)")
     probe.add_argument("--json", action="store_true", help="print one JSON object with the figures")
+    probe.add_argument("--confusion", metavar="CSV", help="write the last epoch's confusion matrix here")
     probe.set_defaults(run=_linear_probe)
 
 
@@ -193,7 +207,7 @@ def _finetune(args: argparse.Namespace) -> None:
     result = finetune(model, train, test, num_classes=num_classes, config=config)
     if args.out:
         model.save_pretrained(args.out)
-    _report_recognition(result, args.json, train_clips=len(train))
+    _report_recognition(result, args, model.config.class_names, train_clips=len(train))
 
 
 def _add_finetune(commands) -> None:
@@ -215,7 +229,48 @@ def _add_finetune(commands) -> None:
     tune.add_argument("--seed", type=int, default=0, help="seed of the subset, the crops and the head")
     tune.add_argument("--out", help="write the finetuned model here (save_pretrained folder)")
     tune.add_argument("--json", action="store_true", help="print one JSON object with the figures")
+    tune.add_argument("--confusion", metavar="CSV", help="write the last evaluation's confusion matrix here")
     tune.set_defaults(run=_finetune)
+
+
+def _ensemble(args: argparse.Namespace) -> None:
+    from ..data.prepared import SkeletonDataset
+    from ..errors import ConfigError
+    from ..model import USDRL
+    from ..tasks.finetune import ensemble_scores, predict_dataset
+    from ..tasks.metrics import topk_accuracy
+
+    scores, figures, labels = [], {}, None
+    for name in args.models:
+        model = USDRL.from_pretrained(name)
+        dataset = SkeletonDataset(args.data, args.split, num_frames=model.config.num_frames)
+        dataset.check_config(model.config)
+        logits, labels = predict_dataset(model, dataset, batch_size=args.batch_size)
+        if scores and logits.shape != scores[0].shape:
+            raise ConfigError(f"{name} gives {logits.shape[1]} classes, {args.models[0]} {scores[0].shape[1]}: "
+                              "the models of an ensemble share one head size")
+        scores.append(logits)
+        figures[f"{name} ({model.config.modality})"] = topk_accuracy(logits, labels, k=(1,))["top1"]
+    figures["ensemble"] = topk_accuracy(ensemble_scores(*scores), labels, k=(1,))["top1"]
+    if args.json:
+        sys.stdout.write(json.dumps({"top1": figures, "clips": len(labels)}) + "\n")
+        return
+    width = max(len(name) for name in figures)
+    sys.stdout.write("".join(f"{name:<{width}}  top-1 {100 * value:.2f}%\n" for name, value in figures.items()))
+
+
+def _add_ensemble(commands) -> None:
+    ensemble = commands.add_parser(
+        "ensemble", help="score-level ensemble of several models (the \"3s\" of joint, motion and bone)",
+        description="Evaluate models with clip heads for the same classes (e.g. the finetuned or linear-probed "
+                    "joint, motion and bone models) on a split of a prepared dataset, each alone and as the sum "
+                    "of their softmax scores.")
+    ensemble.add_argument("models", metavar="MODEL", nargs="+", help="models with clip heads for the same classes")
+    ensemble.add_argument("--data", required=True, metavar="PREPARED", help="a prepared dataset folder")
+    ensemble.add_argument("--split", default="test", help="split to evaluate (default: test)")
+    ensemble.add_argument("--batch-size", type=int, default=64, help="clips per forward pass (default: 64)")
+    ensemble.add_argument("--json", action="store_true", help="print one JSON object")
+    ensemble.set_defaults(run=_ensemble)
 
 
 def _frame_model(args: argparse.Namespace):
@@ -356,5 +411,6 @@ def register(commands) -> None:
     _add_knn(commands)
     _add_early_prediction(commands)
     _add_finetune(commands)
+    _add_ensemble(commands)
     _add_detect(commands)
     _add_segment(commands)

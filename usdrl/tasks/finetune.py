@@ -94,6 +94,15 @@ def _schedule(step: int, total: int, warmup: int) -> float:
     return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
 
 
+def predict_dataset(model: USDRL, dataset, *, batch_size: int = 64,
+                    num_workers: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Clip-head logits ``(N, K)`` and labels ``(N,)`` of every ``(clip, label)`` item of ``dataset``."""
+    if model.head is None:
+        raise ConfigError("predictions need a model with a clip head (train one with linear_probe or finetune)")
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, num_workers=num_workers)
+    return _evaluate(model, loader)
+
+
 def _evaluate(model: USDRL, loader) -> tuple[torch.Tensor, torch.Tensor]:
     model.eval()
     scores, labels = [], []
