@@ -28,7 +28,10 @@ _DEFAULT_MLP_RATIO = {"dste": 2.0, "sttr": 1.0}
 class USDRLConfig:
     """Configuration of a USDRL encoder and its heads.
 
-    Architecture:
+    The architecture fields come first, then the heads, then metadata that ``config.json``
+    carries for users but the model does not use.
+
+    Attributes:
         layout: joint layout name (``ntu25``, ``coco17``, ``uav17`` or a registered one).
         num_joints: joints per person V; defaults to the layout's count and must match it.
         num_persons: persons per clip M.
@@ -48,14 +51,14 @@ class USDRLConfig:
             multi-modal MPCT model). The model takes joint coordinates and computes its
             modalities itself.
         causal: temporal attention and token mixing see only frames <= t.
-
-    Heads:
         num_classes: classes of the clip-level head (0: no head).
         num_frame_classes: classes of the frame-wise head (0: no head).
         class_names: optional names of the clip-level classes.
-
-    Metadata (carried in ``config.json``, not used by the model):
-        dataset, protocol, preprocessing, description.
+        dataset: metadata: the training data, e.g. ``ntu60``.
+        protocol: metadata: how the weights were trained or evaluated, e.g. ``xsub``.
+        preprocessing: metadata: the preprocessing the inputs need.
+        description: metadata: free text for the model card.
+        version: format version of the config.
     """
 
     layout: str = "ntu25"

@@ -35,13 +35,15 @@ from ..skeleton import SkeletonLayout, get_layout
 class AugmentConfig:
     """Parameters of the pretraining augmentations (JSON-native; defaults are the reference's).
 
-    Temporal crop:
-        output_frames: frames of every view.
-        min_crop_ratio, max_crop_ratio: the crop keeps ``floor(n * s)`` of the ``n`` valid
-            frames, ``s ~ U(min_crop_ratio, max_crop_ratio)`` ...
-        min_crop_length: ... but at least this many (and at most ``n``).
+    A temporal crop comes first; then, per sample, joint corruption (with probability
+    ``corruption_prob``) or else a shear; then the optional extras, off by default.
 
-    Spatial (per sample, corruption with probability ``corruption_prob``, else shear):
+    Attributes:
+        output_frames: frames of every view.
+        min_crop_ratio: the crop keeps ``floor(n * s)`` of the ``n`` valid frames, with
+            ``s ~ U(min_crop_ratio, max_crop_ratio)`` ...
+        max_crop_ratio: ... see ``min_crop_ratio``.
+        min_crop_length: ... but at least this many frames (and at most ``n``).
         corruption_prob: probability of joint corruption instead of shear.
         corrupted_joints: distinct joints corrupted per sample.
         corruption_pool: the joints are drawn from the first ``corruption_pool`` joints;
@@ -51,13 +53,11 @@ class AugmentConfig:
             their coordinates by one random matrix with entries ``U(-mix_range, mix_range)``.
         mix_range: see ``zero_mask_prob``.
         shear_range: shear off-diagonals are ``U(-shear_range, shear_range)`` (unit diagonal).
-
-    Extras (off by default):
-        rotation_degrees: maximal rotation angle about x, y and z; each angle is
+        rotation_degrees: extra: maximal rotation angle about x, y and z; each angle is
             ``U(-a, a)`` per sample, applied as ``Rz @ Ry @ Rx``.
-        flip_prob: probability of a horizontal flip (left/right joints swapped, x negated).
-        noise_std: standard deviation of Gaussian noise added to present joints.
-        temporal_mask_prob: probability of zeroing one contiguous span of frames ...
+        flip_prob: extra: probability of a horizontal flip (left/right joints swapped, x negated).
+        noise_std: extra: standard deviation of Gaussian noise added to present joints.
+        temporal_mask_prob: extra: probability of zeroing one contiguous span of frames ...
         temporal_mask_max_ratio: ... of ``U{1..floor(ratio * output_frames)}`` frames.
     """
 
