@@ -1,8 +1,26 @@
-"""Helpers shared by the benchmark scripts: the machine's matmul peak and a timer."""
+"""Helpers shared by the benchmark scripts: the machine's matmul peak, a timer, the run set-up."""
 
+import argparse
+import logging
 import time
 
 import torch
+
+
+def add_threads_argument(parser: argparse.ArgumentParser) -> None:
+    """``--threads`` (default 1) for the scripts that train small models."""
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads (default 1: a tiny model's operations are too small to share, and "
+                             "OpenMP threads spin and stall when other processes use the cores)")
+
+
+def start_run(args: argparse.Namespace) -> float:
+    """Set the torch threads, log the script's figures and only the library's warnings; returns the start time."""
+    torch.set_num_threads(args.threads)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    for name in ("usdrl", "usdrl.tasks", "usdrl.train"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    return time.perf_counter()
 
 
 def best_time(fn, repeats: int = 5, warmup: int = 1) -> float:

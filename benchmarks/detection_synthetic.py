@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _common import pretrain_within
+from _common import add_threads_argument, pretrain_within, start_run
 
 from usdrl import USDRL, USDRLConfig
 from usdrl.data import SkeletonDataset, prepare_dataset
@@ -123,15 +123,9 @@ def main() -> None:
     parser.add_argument("--stride", type=int, default=32, help="inference (and streaming) window stride")
     parser.add_argument("--train-stride", type=int, default=64, help="stride of the training windows")
     parser.add_argument("--preset", default="tiny")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch threads (default 1: a tiny model's operations are too small to share, and "
-                             "OpenMP threads spin and stall when other processes use the cores)")
+    add_threads_argument(parser)
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    for name in ("usdrl", "usdrl.tasks", "usdrl.train"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-    began = time.perf_counter()
+    began = start_run(args)
 
     out = Path(tempfile.mkdtemp(prefix="usdrl-detection-"))
     write_synthetic_pkummd(out / "raw", args.sequences, phase=1, seed=0)

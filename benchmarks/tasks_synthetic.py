@@ -29,7 +29,7 @@ from pathlib import Path
 
 import torch
 import torch.utils.data
-from _common import pretrain_within
+from _common import add_threads_argument, pretrain_within, start_run
 
 from usdrl import USDRL, USDRLConfig
 from usdrl.data import SkeletonDataset, prepare_dataset
@@ -114,15 +114,9 @@ def main() -> None:
     parser.add_argument("--sequences", type=int, default=120,
                         help="synthetic PKU-MMD II sequences written for the transfer part (before the split)")
     parser.add_argument("--preset", default="tiny")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch threads (default 1: a tiny model's operations are too small to share, and "
-                             "OpenMP threads spin and stall when other processes use the cores)")
+    add_threads_argument(parser)
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    for name in ("usdrl", "usdrl.tasks", "usdrl.train"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-    began = time.perf_counter()
+    began = start_run(args)
 
     out = Path(tempfile.mkdtemp(prefix="usdrl-tasks-"))
     write_synthetic_ntu(out / "raw", args.clips, seed=0)
