@@ -56,7 +56,8 @@ class DemoResult:
         detections: ``(label, start, end, score)`` proposals. Labels are frame-head columns:
             0 is background, ``k + 1`` is ``class_names[k + 1]``.
         frame_class_names: a name per frame-head column (``"background"`` first).
-        matches: per ground-truth action, the best same-class detection's IoU (0 if none).
+        matches: per ground-truth action, ``(IoU, detection)`` of the same-class detection that
+            overlaps it most (``(0.0, None)`` if there is none).
         files: pictures and the detection file written.
     """
 
@@ -65,7 +66,7 @@ class DemoResult:
     ground_truth: list[tuple[int, int, int]]
     detections: list[tuple[int, int, int, float]]
     frame_class_names: list[str]
-    matches: list[float]
+    matches: list[tuple[float, tuple[int, int, int, float] | None]]
     files: list[Path] = field(default_factory=list)
 
     @property
@@ -75,7 +76,7 @@ class DemoResult:
 
     def found(self, iou: float = 0.5) -> int:
         """Ground-truth actions with a same-class detection overlapping them by at least ``iou``."""
-        return sum(match >= iou for match in self.matches)
+        return sum(overlap >= iou for overlap, _ in self.matches)
 
 
 def _check_model(model: USDRL) -> list[str]:
@@ -109,8 +110,9 @@ def _recognise(model: USDRL, num_clips: int, rng: np.random.Generator, seed: int
     return predictions, inputs
 
 
-def _best_matches(truth, detections) -> list[float]:
-    return [max((temporal_iou((s, e), (ds, de)) for dl, ds, de, _ in detections if dl == label), default=0.0)
+def _best_matches(truth, detections) -> list[tuple[float, tuple | None]]:
+    return [max(((temporal_iou((s, e), d[1:3]), d) for d in detections if d[0] == label), default=(0.0, None),
+                key=lambda match: match[0])
             for label, s, e in truth]
 
 

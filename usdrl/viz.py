@@ -111,8 +111,7 @@ def plot_timeline(scores, path: str | os.PathLike, *, class_names: Sequence[str]
     top.set_ylim(0, 1.02)
     top.set_ylabel("probability")
     top.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8, frameon=False)
-    rows = (("ground truth", [(label, start, end) for label, start, end in ground_truth]),
-            ("detected", [(label, start, end) for label, start, end, _ in detections]))
+    rows = (("ground truth", ground_truth), ("detected", [row[:3] for row in detections]))
     for y, (_, segments) in enumerate(rows):
         for label, start, end in segments:
             bottom.broken_barh([(start / fps, (end - start) / fps)], (1 - y - 0.4, 0.8),

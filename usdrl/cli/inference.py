@@ -22,9 +22,7 @@ def _demo(args: argparse.Namespace) -> None:
               f"Detection in one untrimmed sequence of {result.num_frames} frames "
               f"({len(result.ground_truth)} actions):",
               f"  {'true action':<{width}}{'frames':>11}    {'best detection (same class)':<{width + 11}}{'IoU':>5}"]
-    for (label, start, end), iou in zip(result.ground_truth, result.matches, strict=True):
-        same = [d for d in result.detections if d[0] == label]
-        best = max(same, key=lambda d: min(end, d[2]) - max(start, d[1]), default=None)
+    for (label, start, end), (iou, best) in zip(result.ground_truth, result.matches, strict=True):
         found = f"{names[best[0]]:<{width}}{best[1]:>4}-{best[2]:<6}" if best else f"{'-':<{width + 11}}"
         lines.append(f"  {names[label]:<{width}}{start:>4}-{end:<6}    {found}{iou:>5.2f}")
     false_alarms = sum(not any(d[0] == t[0] for t in result.ground_truth) for d in result.detections)

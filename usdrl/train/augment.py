@@ -384,22 +384,6 @@ def random_temporal_mask(x: torch.Tensor, generator: torch.Generator | None = No
 # --------------------------------------------------------------------------------------
 
 
-def _after_crop(x: torch.Tensor, generator, config: AugmentConfig, layout) -> torch.Tensor:
-    """The spatial step, then the enabled extras (rotation, flip, noise, temporal mask)."""
-    x = random_spatial(x, generator, config)
-    if any(config.rotation_degrees):
-        x = random_rotation(x, generator, config)
-    if config.flip_prob:
-        if layout is None:
-            raise ConfigError("flip_prob > 0 needs the skeleton layout (its left/right joint pairs)")
-        x = random_flip(x, layout, generator, config)
-    if config.noise_std:
-        x = gaussian_noise(x, generator, config)
-    if config.temporal_mask_prob:
-        x = random_temporal_mask(x, generator, config)
-    return x
-
-
 def _augment_crops(x: torch.Tensor, num_frames: torch.Tensor | None, source: torch.Tensor, generator,
                    config: AugmentConfig, layout) -> torch.Tensor:
     """Crop-resize sample ``source[i]`` for view ``i``, then the spatial step and the enabled extras."""
