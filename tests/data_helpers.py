@@ -8,8 +8,8 @@ from hypothesis import strategies as st
 
 from usdrl.errors import DataFormatError
 
-#: The real-format fixtures of ``shared/`` (beside the repository, in CI as on a developer machine).
-SHARED_FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
+#: The small real-format files the tests read (sources and licences in ``fixtures/SOURCES.md``).
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 
 def ntu_text(frames, *, newline="\r\n", num_joints=25):

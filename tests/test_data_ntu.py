@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from data_helpers import SHARED_FIXTURES, check_reader_on_bytes, mutated_bytes, ntu_text
+from data_helpers import FIXTURES, check_reader_on_bytes, mutated_bytes, ntu_text
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -22,7 +22,7 @@ from usdrl.data import (
 from usdrl.data.ntu import DEFAULT_BODY_ID
 from usdrl.errors import ConfigError, DataFormatError, InputError
 
-FIXTURES = SHARED_FIXTURES / "ntu"
+NTU_FIXTURES = FIXTURES / "ntu"
 LEAF_JOINTS = {3, 15, 19, 21, 22, 23, 24}  # zero orientation in the real files
 
 # Two real IDs of S001C003P008R002A058 that are equal as float64.
@@ -284,8 +284,8 @@ def test_missing_sample_lists_match_the_fixtures():
     ntu60, ntu120 = missing_samples("ntu60"), missing_samples("ntu120")
     assert len(ntu60) == 302 and len(ntu120) == 535 and ntu60 < ntu120
     assert all(parse_ntu_name(n).setup <= 17 for n in ntu60)
-    assert ntu60 == set(read_sample_list(FIXTURES / "NTU_RGBD_samples_with_missing_skeletons.txt"))
-    assert ntu120 == set(read_sample_list(FIXTURES / "NTU_RGBD120_samples_with_missing_skeletons.txt"))
+    assert ntu60 == set(read_sample_list(NTU_FIXTURES / "NTU_RGBD_samples_with_missing_skeletons.txt"))
+    assert ntu120 == set(read_sample_list(NTU_FIXTURES / "NTU_RGBD120_samples_with_missing_skeletons.txt"))
     with pytest.raises(ConfigError):
         missing_samples("ntu90")
 

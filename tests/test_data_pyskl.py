@@ -5,14 +5,14 @@ import warnings
 
 import numpy as np
 import pytest
-from data_helpers import SHARED_FIXTURES
+from data_helpers import FIXTURES
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from usdrl.data import annotation_to_clip, clip_to_pyskl, load_pyskl, pose_to_clip, pyskl_to_clip, restricted_load
 from usdrl.errors import DataFormatError, InputError
 
-FIXTURE = SHARED_FIXTURES / "pyskl" / "sample.pkl"
+FIXTURE = FIXTURES / "pyskl" / "sample.pkl"
 
 
 def test_real_fixture_loads():

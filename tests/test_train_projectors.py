@@ -68,8 +68,12 @@ def test_per_view_batch_norm_equals_separate_passes():
     separate.zero_grad()
     sum(v.square().sum() for v in batched(h_t, h_s).values()).backward()
     sum(v.square().sum() for k in range(4) for v in separate(h_t[k], h_s[k]).values()).backward()
+    # A linear bias followed by batch norm has a gradient that is zero in exact arithmetic: it comes out as float
+    # noise whose size depends on the CPU kind and thread count, so the tolerance is relative to the largest gradient.
+    scale = max(p.grad.abs().max().item() for p in separate.parameters())
     for (name, a), (_, b) in zip(batched.named_parameters(), separate.named_parameters(), strict=True):
-        torch.testing.assert_close(a.grad, b.grad, rtol=1e-5, atol=1e-6, msg=name)
+        torch.testing.assert_close(a.grad, b.grad, rtol=1e-5, atol=1e-6 * scale, msg=name)
+    assert scale > 1.0  # the bound above is not vacuous
 
 
 def test_per_view_batch_norm_in_eval_and_cumulative_modes():
