@@ -40,6 +40,7 @@ refuses any folder without a complete manifest.
 import json
 import logging
 import os
+import shlex
 import shutil
 import threading
 import time
@@ -90,6 +91,9 @@ logger = logging.getLogger(__name__)
 
 FORMAT = "usdrl-prepared"
 FORMAT_VERSION = 1
+#: Version of the preprocessing recipes, in the manifest as ``recipe_version`` (absent: 1). 2: the
+#: 3D view alignment equals the reference's for every body orientation (bodies facing away differ).
+RECIPE_VERSION = 2
 MANIFEST = "manifest.json"
 NUM_PERSONS = 2
 NUM_CHANNELS = 3
@@ -697,7 +701,8 @@ def prepare_dataset(
     try:
         splits = _write_splits(plan, tmp, layout.num_joints, workers, show_progress_bar, f"{source} {benchmark}")
         manifest = {
-            "format": FORMAT, "format_version": FORMAT_VERSION, "usdrl_version": __version__,
+            "format": FORMAT, "format_version": FORMAT_VERSION, "recipe_version": RECIPE_VERSION,
+            "usdrl_version": __version__,
             "source": source, "benchmark": benchmark, "raw": str(raw),
             "layout": plan.layout, "num_channels": NUM_CHANNELS, "num_joints": layout.num_joints,
             "num_persons": NUM_PERSONS, "num_classes": plan.num_classes, "num_frame_classes": plan.num_frame_classes,
@@ -744,7 +749,26 @@ def read_manifest(path: str | PathLike) -> dict:
     missing = [key for key in _MANIFEST_KEYS if key not in manifest]
     if missing:
         raise DataFormatError(f"{file}: the manifest lacks {', '.join(missing)}")
+    _warn_if_old_recipe(path, manifest)
     return manifest
+
+
+_WARNED_OLD_RECIPE: set[str] = set()
+
+
+def _warn_if_old_recipe(path: Path, manifest: dict) -> None:
+    """Warn once per folder about a 3D dataset prepared before :data:`RECIPE_VERSION`, naming the
+    command that remakes it (2D ``ntu2d`` data has no view alignment and is unchanged)."""
+    version = manifest.get("recipe_version", 1)
+    key = str(path.resolve())
+    if version >= RECIPE_VERSION or manifest["source"] == "ntu2d" or key in _WARNED_OLD_RECIPE:
+        return
+    _WARNED_OLD_RECIPE.add(key)
+    command = shlex.join(["usdrl", "prepare", manifest["source"], manifest.get("raw", "RAW"), str(path),
+                          "--benchmark", manifest["benchmark"], "--overwrite"])
+    logger.warning("%s was prepared with recipe version %s; since version %d the view alignment equals the "
+                   "reference's for bodies facing away from the camera, so its clips differ from what usdrl "
+                   "prepares now. Remake it with: %s", path, version, RECIPE_VERSION, command)
 
 
 def _resolve_split(path: Path, split: str | None) -> tuple[Path, str]:

@@ -145,41 +145,50 @@ def center_on_joint(data: np.ndarray, joint: int) -> np.ndarray:
     return (data - center) * _present(data)
 
 
-def _unit(vector) -> np.ndarray | None:
-    """``vector`` scaled to unit length (``None`` for a zero vector); exact even for tiny vectors,
-    whose squared norm would underflow."""
-    v = np.asarray(vector, dtype=np.float64)
-    largest = np.abs(v).max()
-    if largest == 0:
-        return None
-    v = v / largest
-    return v / np.linalg.norm(v)
+#: Below these, the reference's ``rotation_matrix`` / ``angle_between`` give the identity / angle 0.
+_TINY_AXIS = _TINY_ANGLE = _TINY_VECTOR = 1e-6
 
 
-def _rodrigues(v: np.ndarray, t: np.ndarray) -> np.ndarray:
-    """Rotation taking unit ``v`` onto unit ``t`` about ``v x t``; well conditioned for ``v . t >= 0``."""
-    axis = np.cross(v, t)
-    k = np.array([[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]])
-    return np.eye(3) + k + k @ k / (1 + float(v @ t))
+def _angle_between(vector: np.ndarray, target: np.ndarray) -> float:
+    """The reference's ``angle_between``: 0 if either vector has ``sum(|v|) < 1e-6``, else the
+    arccos of the clipped dot product of the unit vectors. ``vector`` is normalised in its own
+    float type, as the reference does with the float32 clip."""
+    if np.abs(vector).sum() < _TINY_VECTOR or np.abs(target).sum() < _TINY_VECTOR:
+        return 0.0
+    unit = vector / np.linalg.norm(vector)
+    return float(np.arccos(np.clip(np.dot(unit, target / np.linalg.norm(target)), -1.0, 1.0)))
+
+
+def _axis_angle_matrix(axis, angle: float) -> np.ndarray:
+    """``(3, 3)`` counter-clockwise rotation by ``angle`` radians about ``axis`` (any length).
+
+    The reference's ``rotation_matrix`` (UmURL ``data_gen/rotation.py``): the identity when
+    ``sum(|axis|) < 1e-6`` or ``|angle| < 1e-6``. Written as Rodrigues' formula
+    ``cos(a) I + sin(a) [k]x + (1 - cos(a)) k k^T`` for the unit axis ``k``.
+    """
+    axis = np.asarray(axis, dtype=np.float64)
+    if np.abs(axis).sum() < _TINY_AXIS or abs(angle) < _TINY_ANGLE:
+        return np.eye(3)
+    k = axis / np.linalg.norm(axis)
+    cross = np.array([[0.0, -k[2], k[1]], [k[2], 0.0, -k[0]], [-k[1], k[0], 0.0]])
+    return np.cos(angle) * np.eye(3) + np.sin(angle) * cross + (1 - np.cos(angle)) * np.outer(k, k)
 
 
 def rotation_onto(vector: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """``(3, 3)`` rotation taking the direction of ``vector`` onto that of ``target``.
+    """``(3, 3)`` rotation of the reference's view alignment, taking ``vector`` onto ``target``'s direction.
 
-    The rotation is about ``vector x target`` by the angle between them; the identity if
-    either is zero. When the two point more than 90 degrees apart, a half turn about an
-    axis normal to ``vector`` first flips it, which keeps the result exactly orthogonal even
-    for nearly opposite directions (exactly opposite ones give that half turn).
+    As UmURL's ``pre_normalization``: :func:`_axis_angle_matrix` about ``vector x target`` by
+    the angle between them, for every direction (the smallest rotation doing it). Degenerate
+    cases give the identity as in the reference: a vector or target with ``sum(|v|) < 1e-6``,
+    ``sum(|vector x target|) < 1e-6`` (so exactly opposite vectors are left unrotated, and so
+    are nearly parallel or opposite ones with a tiny cross product; the threshold is absolute,
+    in the clip's units) and an angle below 1e-6 radians.
     """
-    v, t = _unit(vector), _unit(target)
-    if v is None or t is None:
-        return np.eye(3)
-    if v @ t >= 0:
-        return _rodrigues(v, t)
-    normal = np.cross(v, np.eye(3)[np.argmin(np.abs(v))])
-    normal /= np.linalg.norm(normal)
-    half_turn = 2 * np.outer(normal, normal) - np.eye(3)
-    return _rodrigues(-v, t) @ half_turn
+    vector = np.asarray(vector)
+    vector = vector if np.issubdtype(vector.dtype, np.floating) else vector.astype(np.float64)
+    target = np.asarray(target, dtype=np.float64)
+    axis = np.cross(vector.astype(np.float64), target)
+    return _axis_angle_matrix(axis, _angle_between(vector, target))
 
 
 def rotate(data: np.ndarray, matrix: np.ndarray) -> np.ndarray:
@@ -224,7 +233,11 @@ def align_view(data: np.ndarray, recipe: str | AlignmentRecipe = "ntu") -> np.nd
     """Centre and rotate a ``(3, T, V, M)`` clip by a recipe (name or :class:`AlignmentRecipe`).
 
     Centring is per frame; each rotation is computed once from body 0 in frame 0 (after the
-    previous steps) and applied to every frame. Absent joints stay zero.
+    previous steps) and applied to every frame. Absent joints stay zero. Each rotation is
+    :func:`rotation_onto`, the reference's (UmURL ``pre_normalization``) for every body
+    orientation: a body facing away from the camera, or leaning toward it, is turned by the
+    smallest rotation about ``vector x axis``, and exactly opposite vectors leave the clip
+    unrotated.
     """
     recipe = _recipe(recipe)
     out = center_on_joint(_clip(data, 3), recipe.center_joint)
