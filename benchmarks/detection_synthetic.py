@@ -91,9 +91,9 @@ def evaluate(model: USDRL, prepared: Path, config: DetectionConfig, args) -> dic
     truth = ground_truth(prepared)
     proposals = detect_dataset(model, prepared, config=config)
     official = detection_map(truth, proposals, IOUS)
-    present = detection_map(truth, proposals, IOUS, label_slots=None)
+    present = detection_map(truth, proposals, IOUS, present_classes=True)
     for iou in IOUS:
-        figures[f"mAP_a @{iou:g} (52 slots)"] = 100 * official[iou]["mAP_a"]
+        figures[f"mAP_a @{iou:g} (labels 1..51)"] = 100 * official[iou]["mAP_a"]
         figures[f"mAP_a @{iou:g} (present)"] = 100 * present[iou]["mAP_a"]
         figures[f"mAP_v @{iou:g}"] = 100 * official[iou]["mAP_v"]
     figures.update(evaluate_segmentation(model, prepared, stride=config.stride))

@@ -65,83 +65,119 @@ def test_temporal_iou_cases():
     assert temporal_iou((5, 5), (5, 5)) == 0.0      # 0 / 0: defined as 0
 
 
-def test_average_precision_official_sweep():
-    gt = [(1, 0, 10), (1, 20, 30)]
-    # A (0.9) and C (0.7) are positive, B (0.8) negative. Ascending: C, B, A; pos = 2, n = 3, old_recall = 1.
-    # remove C: n = 2, pos = 1, precision 1/2, recall 1/2, score = 0.5 * (1 - 0.5) = 0.25
-    # remove B: n = 1 (negative); remove A: n = 0 -> break.  score += 0.5 * 0.5 -> 0.5
-    proposals = [(1, 0, 10, 0.9), (1, 40, 50, 0.8), (1, 20, 30, 0.7)]
-    assert average_precision(proposals, gt, 0.5) == pytest.approx(0.5)
+# The official PKU-MMD AP (latest evaluate.py), worked by hand rule by rule. Notation: P proposals left,
+# G instances, pos = instances recorded by a proposal still left; (precision, recall) = (pos/P, pos/G).
+TWO = [(1, 0, 10), (1, 20, 30)]
 
 
-def test_average_precision_ties_keep_given_order():
-    gt = [(1, 0, 10), (1, 20, 30)]
+def test_ap_sweep_starts_from_the_whole_list_with_a_running_max_and_no_tail():
+    # Ascending: m1 (on g1), u (unmatched), m2 (on g2). Start (2/3, 1), best 2/3.
+    # m1: P 2, pos 1 -> (1/2, 1/2): best 2/3, AP += 2/3 * 1/2. u: P 1. m2: P 0, pos 0 -> (0, 0) (calc_pr's
+    # zero), AP += 2/3 * 1/2 -> 2/3 (the early revision, from precision 0 and with its break, gave 1/2).
+    proposals = [(1, 20, 30, 0.9), (1, 40, 50, 0.5), (1, 0, 10, 0.1)]
+    assert average_precision(proposals, TWO, 0.5) == pytest.approx(2 / 3)
+    # A single perfect proposal: start (1, 1); removing it gives (0, 0): AP 1 * 1.
+    assert average_precision([(1, 0, 10, 0.9)], [(1, 0, 10)], 0.5) == pytest.approx(1.0)
+
+
+def test_ap_ties_keep_the_given_order():
     pos, neg, top = (1, 0, 10, 0.5), (1, 40, 50, 0.5), (1, 20, 30, 0.9)
-    # [pos, neg, top]: ascending stable order pos, neg, top. Remove pos: n = 2, pos = 1 -> precision 1/2,
-    # score 0.5 * 0.5 = 0.25; neg; top breaks. score += 0.5 * 0.5 -> 0.5
-    assert average_precision([pos, neg, top], gt, 0.5) == pytest.approx(0.5)
-    # [neg, pos, top]: neg removed first (n = 2), then pos: n = 1, precision 1/1, score 1 * 0.5; +1 * 0.5 -> 1
-    assert average_precision([neg, pos, top], gt, 0.5) == pytest.approx(1.0)
+    # [pos, neg, top]: start (2/3, 1). pos: P 2, pos 1 -> (1/2, 1/2): += 2/3 * 1/2; neg; top: += 2/3 * 1/2 -> 2/3.
+    assert average_precision([pos, neg, top], TWO, 0.5) == pytest.approx(2 / 3)
+    # [neg, pos, top]: neg: P 2; pos: P 1, pos 1 -> (1, 1/2): best 1, += 1/2; top: += 1 * 1/2 -> 1.
+    assert average_precision([neg, pos, top], TWO, 0.5) == pytest.approx(1.0)
 
 
-def test_average_precision_duplicates_and_edge_cases():
-    gt = [(1, 0, 10), (1, 20, 30)]
-    # Three proposals on the first instance, none on the second: pos = 3, old_recall = min(3/2, 1) = 1.
-    # remove 0.7: n = 2, pos = 2, precision 1, recall 1: score += 1 * 0; remove 0.8: n = 1, pos = 1, precision 1,
-    # recall 0.5: score += 0.5; 0.9 breaks; score += 1 * 0.5 -> 1.0 (the official script counts duplicates).
+def test_ap_counts_an_instance_once_however_many_proposals_record_it():
+    # Three proposals on g1, none on g2: pos 1, start (1/3, 1/2). 0.7: P 2, g1 still recorded -> (1/2, 1/2),
+    # += 0; 0.8: P 1 -> (1, 1/2), best 1, += 0; 0.9: P 0, pos 0 -> (0, 0), += 1 * 1/2 -> 1/2.
     dup = [(1, 0, 10, 0.9), (1, 0, 10, 0.8), (1, 0, 10, 0.7)]
-    assert average_precision(dup, gt, 0.5) == pytest.approx(1.0)
-    assert average_precision([], gt, 0.5) == 0.0                    # no proposals
-    assert average_precision(dup, [], 0.5) == 0.0                   # no ground truth
-    assert average_precision([(1, 0, 10, 0.9)], [(1, 0, 10)], 0.5) == 0.0   # a single positive scores 0
-    assert average_precision([(2, 0, 10, 0.9), (2, 20, 30, 0.8)], gt, 0.1) == 0.0   # wrong class
-    # zero-length proposals never match: only the 0.8 proposal is positive -> single positive -> 0
-    assert average_precision([(1, 5, 5, 0.9), (1, 20, 30, 0.8)], gt, 0.1) == 0.0
-    # two positives both on top, one zero-length negative below: precision 1 throughout -> 1
-    assert average_precision([(1, 5, 5, 0.1), (1, 20, 30, 0.8), (1, 0, 9, 0.9)], gt, 0.5) == pytest.approx(1.0)
+    assert average_precision(dup, TWO, 0.5) == pytest.approx(0.5)  # the early revision counted 3 hits: 1.0
+
+
+def test_ap_overlap_is_not_clipped():
+    # At IoU 0 a disjoint proposal has a negative overlap, (10 - 40) / 50 and (30 - 40) / 30: not matched.
+    # Start (1/2, 1/2); 0.8 (unmatched): P 1; 0.9: P 0, pos 0 -> (0, 0): += 1/2 * 1/2 -> 1/4.
+    # (Clipped at 0 it would match g2 and give 1.)
+    assert average_precision([(1, 0, 10, 0.9), (1, 40, 50, 0.8)], TWO, 0.0) == pytest.approx(0.25)
+
+
+def test_matching_records_the_last_instance_of_highest_overlap():
+    # p overlaps g1 (0, 8) and g2 (2, 10) by 0.8 each: ">=" records the later, g2; q (0, 7) overlaps g1 by 7/8
+    # and g2 by 1/2 < 7/8: g1. Both recorded: start (1, 1); q: P 1, pos 1 -> (1, 1/2), += 1/2; p: += 1/2 -> 1.
+    # (Recording the first of the tie, g1, would leave g2 unmatched: 1/2.)
+    gt = [(1, 0, 8), (1, 2, 10)]
+    assert average_precision([(1, 0, 10, 0.9), (1, 0, 7, 0.5)], gt, 0.5) == pytest.approx(1.0)
+
+
+def test_matching_skips_an_instance_below_the_recorded_overlap_and_starts_from_the_last_instance():
+    # g1 (0, 9), g2 (0, 6). p (0, 10): g1 0.9 is recorded (above p's overlap with the last instance g2, 0.6,
+    # which the official script compares with first: ground[cos_map[x]] with cos_map[x] = -1); g2, 0.6 < 0.9,
+    # is skipped, so p keeps g1. q (0, 5): g1 5/9 is skipped, being below q's overlap with the last instance
+    # (g2, 5/6); then g2 is recorded. Two instances recorded: AP 1 (as in the previous test).
+    # (Keeping the last instance above 0.5 instead would give p g2 as well: 1/2.)
+    gt = [(1, 0, 9), (1, 0, 6)]
+    assert average_precision([(1, 0, 10, 0.9), (1, 0, 5, 0.5)], gt, 0.5) == pytest.approx(1.0)
+
+
+def test_ap_edge_cases():
+    assert average_precision([], TWO, 0.5) == 0.0                          # no proposals: calc_pr gives 0
+    assert average_precision([(1, 0, 10, 0.9)], [], 0.5) == 0.0            # no instances
+    assert average_precision([(2, 0, 10, 0.9), (2, 20, 30, 0.8)], TWO, 0.1) == 0.0   # another label
+    # A zero-length proposal at an instance's start: overlap 0 / 10, not matched at 0.1. Start (1/2, 1/2);
+    # 0.8: P 1, pos 0 -> (0, 0): += 1/2 * 1/2; 0.9 unmatched -> 1/4.
+    assert average_precision([(1, 20, 20, 0.9), (1, 0, 10, 0.8)], TWO, 0.1) == pytest.approx(0.25)
+    # The same zero-length segment twice: 0 / 0 (the official script divides by zero) is overlap 0, a match
+    # at IoU 0 only, as an instance of the label in another video is.
+    assert average_precision([(1, 5, 5, 0.9)], [(1, 5, 5)], 0.1) == 0.0
+    assert average_precision([(1, 5, 5, 0.9)], [(1, 5, 5)], 0.0) == 1.0
 
 
 GT = {"a": [(1, 0, 10, 2), (1, 20, 30, 1), (2, 50, 60, 2)], "b": [(1, 0, 10, 1), (2, 5, 15, 1)]}
 PRED = {"a": [(1, 0, 10, 0.9), (1, 40, 50, 0.8), (1, 20, 30, 0.7), (2, 50, 60, 0.6)],
         "b": [(1, 0, 10, 0.5), (2, 100, 110, 0.95)]}
+# Overlaps are 1 or negative, so every threshold gives the same numbers.
+# Video a: ascending 0.6 (a3), 0.7 (a2), 0.8 (-), 0.9 (a1); start (3/4, 1): 0.6 -> (2/3, 2/3): += 3/4 * 1/3;
+#   0.7 -> (1/2, 1/3): += 3/4 * 1/3; 0.8; 0.9 -> (0, 0): += 3/4 * 1/3 -> AP 3/4.
+# Video b: 0.5 (b1), 0.95 (-); start (1/2, 1/2): 0.5 -> P 1, pos 0: (0, 0): += 1/2 * 1/2 -> 1/4.  mAP_v = 1/2.
+# Label 1 (a then b): 0.5 (b1), 0.7 (a2), 0.8, 0.9 (a1): as video a -> 3/4. Label 2: as video b -> 1/4.
+# mAP_a = (3/4 + 1/4) / 51 = 1/51 (labels 1..51); over the labels present: 1/2.
+# All (label-major): 0.5, 0.6, 0.7 matched, 0.8 not, 0.9 matched, 0.95 not; 4 of 5 instances, 6 proposals:
+#   start (2/3, 4/5); each of the 4 matched removals lowers recall by 1/5 at best precision 2/3 -> AP 8/15.
+#   F1 = 2 (2/3)(4/5) / (2/3 + 4/5) = 8/11.
+EXPECTED = {"mAP_a": 1 / 51, "mAP_v": 1 / 2, "AP": 8 / 15, "F1": 8 / 11}
 
 
 def test_detection_map_hand_worked():
-    # Overlaps are 0 or 1, so every threshold gives the same numbers.
-    # Video a (3 GT): ascending 0.6+, 0.7+, 0.8-, 0.9+; pos 3, n 4, old_recall 1.
-    #   0.6: n 3, pos 2, p 2/3, r 2/3 -> 2/9; 0.7: n 2, pos 1, p 1/2 (max stays 2/3), r 1/3 -> +2/9;
-    #   0.8: n 1; 0.9: n 0 break; + 2/3 * 1/3 -> AP 2/3.
-    # Video b (2 GT): ascending 0.5+, 0.95-; 0.5: n 1, pos 0, p 0 -> AP 0.   mAP_v = 1/3.
-    # Class 1 (3 GT; a then b): 0.9+, 0.8-, 0.7+, 0.5+ -> ascending 0.5+, 0.7+, 0.8-, 0.9+: as video a -> 2/3.
-    # Class 2 (2 GT): 0.6+, 0.95- -> as video b -> 0.
-    # Official mAP_a: (2/3 + 0) / 52 slots = 1/78; over the classes present: (2/3 + 0) / 2 = 1/3.
     out = detection_map(GT, PRED, (0.1, 0.5))
     for t in (0.1, 0.5):
-        assert out[t] == pytest.approx({"mAP_a": 1 / 78, "mAP_v": 1 / 3})
-    present = detection_map(GT, PRED, (0.5,), label_slots=None)
-    assert present[0.5] == pytest.approx({"mAP_a": 1 / 3, "mAP_v": 1 / 3})
+        assert out[t] == pytest.approx(EXPECTED)
+    present = detection_map(GT, PRED, (0.5,), present_classes=True)
+    assert present[0.5] == pytest.approx({**EXPECTED, "mAP_a": 1 / 2})
 
 
-def test_detection_map_class_absent_from_ground_truth():
-    # A proposal of class 7 (absent from the GT) in video b, with the highest score. Video b: ascending
-    # 0.5+, 0.95-, 0.99- -> still AP 0; class 7 has AP 0: official mean still (2/3) / 52; over present classes
-    # it is ignored.
-    pred = {"a": PRED["a"], "b": [*PRED["b"], (7, 0, 10, 0.99)]}
-    assert detection_map(GT, pred, (0.5,))[0.5] == pytest.approx({"mAP_a": 1 / 78, "mAP_v": 1 / 3})
-    assert detection_map(GT, pred, (0.5,), label_slots=None)[0.5] == pytest.approx({"mAP_a": 1 / 3, "mAP_v": 1 / 3})
+def test_detection_map_labels_1_to_51_only():
+    # Perfect label-0 and label-7 proposals: neither changes mAP_a's 51 terms except label 7, whose instance
+    # is now found with AP 1: (3/4 + 1/4 + 1) / 51. Label 0 is never scored, but counts in mAP_v and AP.
+    gt = {"a": [*GT["a"], (0, 70, 80), (7, 90, 100)], "b": GT["b"]}
+    pred = {"a": [*PRED["a"], (0, 70, 80, 0.3), (7, 90, 100, 0.2)], "b": PRED["b"]}
+    assert detection_map(gt, pred, (0.5,))[0.5]["mAP_a"] == pytest.approx(2 / 51)
+    assert detection_map(gt, pred, (0.5,), present_classes=True)[0.5]["mAP_a"] == pytest.approx(2 / 3)
 
 
-def test_detection_map_empty_and_missing_predictions():
-    assert detection_map(GT, {}, (0.5,))[0.5] == {"mAP_a": 0.0, "mAP_v": 0.0}
-    assert detection_map(GT, {"a": [], "b": []}, (0.5,))[0.5] == {"mAP_a": 0.0, "mAP_v": 0.0}
-    # Only video a predicted: b counts with AP 0 in mAP_v and its GT in the class totals.
-    # Class 1 (3 GT): 0.9+, 0.8-, 0.7+: ascending 0.7+: n 2, pos 1, p 1/2, r 1/3; old_recall 2/3 -> 1/2 * 1/3;
-    # 0.8-; 0.9 break; + 1/2 * 1/3 -> 1/3. Class 2 (2 GT): single positive -> 0.
-    out = detection_map(GT, {"a": PRED["a"]}, (0.5,), label_slots=None)[0.5]
-    assert out == pytest.approx({"mAP_a": (1 / 3) / 2, "mAP_v": (2 / 3) / 2})
-    # A video with no ground truth has AP 0 and counts in mAP_v.
-    out = detection_map({**GT, "c": []}, PRED, (0.5,))[0.5]
-    assert out["mAP_v"] == pytest.approx((2 / 3) / 3)
+def test_detection_map_videos_are_the_predictions():
+    # Ground-truth video c has no predictions: not evaluated, its instances do not count in mAP_a either.
+    gt = {**GT, "c": [(1, 0, 10), (2, 0, 10)]}
+    assert detection_map(gt, PRED, (0.5,))[0.5] == pytest.approx(EXPECTED)
+    # Only video a predicted: mAP_v = 3/4. Label 1 pools a's proposals with a's instances only: 0.7 (a2),
+    # 0.8, 0.9 (a1), start (2/3, 1): 0.7 -> (1/2, 1/2): += 2/3 * 1/2; 0.8; 0.9 -> += 2/3 * 1/2 -> 2/3.
+    # Label 2: the single a3 proposal, start (1, 1) -> 1. mAP_a = (2/3 + 1) / 51.
+    out = detection_map(GT, {"a": PRED["a"]}, (0.5,))[0.5]
+    assert out["mAP_v"] == pytest.approx(3 / 4) and out["mAP_a"] == pytest.approx(5 / 3 / 51)
+    # A predicted video with no ground truth has AP 0 and counts in mAP_v; empty predictions score 0.
+    out = detection_map({**GT, "c": []}, {**PRED, "c": [(1, 0, 10, 0.4)]}, (0.5,))[0.5]
+    assert out["mAP_v"] == pytest.approx((3 / 4 + 1 / 4) / 3)
+    assert detection_map(GT, {"a": [], "b": []}, (0.5,))[0.5] == {"mAP_a": 0.0, "mAP_v": 0.0, "AP": 0.0, "F1": 0.0}
 
 
 def test_detection_map_rejects_bad_input():
@@ -151,25 +187,25 @@ def test_detection_map_rejects_bad_input():
         detection_map(GT, {"a": [(52, 0, 1, 0.5)]})
     with pytest.raises(InputError, match="needs 4 fields"):
         detection_map(GT, {"a": [(1, 0, 1)]})
+    with pytest.raises(InputError, match="finite numbers"):
+        detection_map(GT, {"a": [(1, 0, 1, float("nan"))]})
     with pytest.raises(InputError, match="iou_thresholds"):
         detection_map(GT, PRED, (1.5,))
     with pytest.raises(InputError, match="at least one video"):
-        detection_map({}, {})
+        detection_map(GT, {})
 
 
 @settings(max_examples=30, deadline=None)
-@given(st.lists(st.lists(st.tuples(st.integers(1, 51), st.integers(0, 500), st.integers(1, 100)),
-                         min_size=0, max_size=4), min_size=1, max_size=4), st.randoms(use_true_random=False))
-def test_perfect_predictions_give_map_one(videos, rnd):
-    """Every video and class with >= 2 instances, proposals = ground truth with distinct scores -> mAP 1."""
-    gt, pred = {}, {}
-    for i, instances in enumerate(videos):
-        segs = [(c, s, s + d) for c, s, d in instances]
-        segs = segs + [(c, s + 1000, e + 1000) for c, s, e in segs] if segs else [(1, 0, 5), (1, 10, 15)]
-        gt[f"v{i}"] = segs
-        pred[f"v{i}"] = [(*g, rnd.random()) for g in segs]
-    out = detection_map(gt, pred, (0.1, 0.5), label_slots=None)
-    assert all(v == pytest.approx({"mAP_a": 1.0, "mAP_v": 1.0}) for v in out.values())
+@given(st.lists(st.sets(st.tuples(st.integers(0, 51), st.integers(0, 500), st.integers(1, 100)),
+                        min_size=1, max_size=4), min_size=1, max_size=4), st.randoms(use_true_random=False))
+def test_perfect_predictions_score_one(videos, rnd):
+    """Distinct instances per video, proposals = ground truth with any scores -> every figure 1."""
+    gt = {f"v{i}": [(c, s, s + d) for c, s, d in sorted(instances)] for i, instances in enumerate(videos)}
+    pred = {video: [(*g, rnd.random()) for g in segments] for video, segments in gt.items()}
+    out = detection_map(gt, pred, (0.1, 0.5, 1.0), present_classes=True)
+    has_action = any(g[0] != 0 for segments in gt.values() for g in segments)
+    expected = {"mAP_a": 1.0 if has_action else 0.0, "mAP_v": 1.0, "AP": 1.0, "F1": 1.0}
+    assert all(v == pytest.approx(expected) for v in out.values())
 
 
 def test_proposals_from_scores_hand_worked():

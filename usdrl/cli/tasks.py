@@ -9,9 +9,9 @@ IOU_THRESHOLDS = [0.1, 0.2, 0.3, 0.4, 0.5]
 
 
 def _map_lines(results: dict) -> str:
-    """``{iou: {mAP_a, mAP_v}}`` as one line per threshold, in percent."""
-    return "".join(f"IoU {iou:g}: mAP_a {100 * v['mAP_a']:.2f}  mAP_v {100 * v['mAP_v']:.2f}\n"
-                   for iou, v in results.items())
+    """``{iou: {mAP_a, mAP_v, AP, F1}}`` as one line per threshold, in percent."""
+    return "".join(f"IoU {iou:g}: mAP_a {100 * v['mAP_a']:.2f}  mAP_v {100 * v['mAP_v']:.2f}  "
+                   f"AP {100 * v['AP']:.2f}  F1 {100 * v['F1']:.2f}\n" for iou, v in results.items())
 
 
 def _add_map_options(parser: argparse.ArgumentParser) -> None:
@@ -19,14 +19,15 @@ def _add_map_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--iou", type=float, action="append",
                         help="IoU threshold (repeat for several; default 0.1 0.2 0.3 0.4 0.5)")
     parser.add_argument("--present-classes", action="store_true",
-                        help="average mAP_a over the classes present in the ground truth instead of 52 slots")
+                        help="average mAP_a over the labels present in the ground truth instead of the official "
+                             "1..51 (not the official figure)")
 
 
 def _eval_detection(args: argparse.Namespace) -> None:
     from ..tasks.detection_eval import eval_detection_folders
 
     results = eval_detection_folders(args.gt_dir, args.pred_dir, args.iou or IOU_THRESHOLDS,
-                                     label_slots=None if args.present_classes else 52)
+                                     present_classes=args.present_classes)
     if args.json:
         sys.stdout.write(json.dumps({str(iou): values for iou, values in results.items()}) + "\n")
         return
@@ -36,16 +37,17 @@ def _eval_detection(args: argparse.Namespace) -> None:
 def _add_eval_detection(commands) -> None:
     evaluate = commands.add_parser(
         "eval-detection", help="mAP of PKU-MMD-format detection files (the official protocol)",
-        description="Evaluate temporal action detection as the official PKU-MMD script does: one file per video "
-                    "in each folder, same names, lines 'label,start,end,score' (ground truth: "
-                    "'label,start,end,confidence'). The videos evaluated are the files of PRED_DIR. mAP_a is the "
-                    "mean AP over the 52 label slots (background and absent classes count 0, as in the official "
-                    "script), mAP_v the mean AP over videos; fractions in [0, 1] with --json.")
+        description="Evaluate temporal action detection as the official PKU-MMD evaluate.py (latest revision) "
+                    "does: one file per video in each folder, same names, lines 'label,start,end,score' (ground "
+                    "truth: 'label,start,end,confidence'). The videos evaluated are the files of PRED_DIR. Each "
+                    "instance counts once however many proposals match it. mAP_a is the mean AP over labels "
+                    "1..51 (absent labels count 0, as in the official script), mAP_v the mean AP over videos, AP "
+                    "and F1 over all proposals; fractions in [0, 1] with --json.")
     evaluate.add_argument("gt_dir", metavar="GT_DIR", help="folder of ground-truth label files")
     evaluate.add_argument("pred_dir", metavar="PRED_DIR", help="folder of proposal files")
     _add_map_options(evaluate)
     evaluate.add_argument("--json", action="store_true",
-                          help="print one JSON object {iou: {mAP_a, mAP_v}} with fractions in [0, 1]")
+                          help="print one JSON object {iou: {mAP_a, mAP_v, AP, F1}} with fractions in [0, 1]")
     evaluate.set_defaults(run=_eval_detection)
 
 
@@ -337,7 +339,7 @@ def _detect(args: argparse.Namespace) -> None:
     results = None
     if args.eval:
         results = detection_map(ground_truth(args.data, args.split), proposals, args.iou or IOU_THRESHOLDS,
-                                label_slots=None if args.present_classes else 52)
+                                present_classes=args.present_classes)
     if args.json:
         summary = {"proposals": count, "videos": len(proposals), "out": str(args.out)}
         if results is not None:

@@ -1,6 +1,6 @@
 """Downstream protocols: metrics, kNN retrieval and the PKU-MMD detection evaluation."""
 
-from .detection_eval import eval_detection_folders, read_detection_proposals
+from .detection_eval import eval_detection_folders, read_detection_labels, read_detection_proposals
 from .metrics import (
     average_precision,
     confusion_matrix,
@@ -30,6 +30,7 @@ __all__ = [
     "nearest_neighbours",
     "observation_curve",
     "proposals_from_scores",
+    "read_detection_labels",
     "read_detection_proposals",
     "retrieval_accuracy",
     "segmentation_metrics",

@@ -7,13 +7,15 @@ Conventions:
 * A temporal segment ``(start, end)`` covers frames ``start <= t < end``; a proposal is
   ``(label, start, end, score)`` and a ground-truth instance ``(label, start, end)`` (any
   further fields, such as the PKU-MMD confidence, are ignored).
-* Detection follows the official PKU-MMD ``evaluate.py`` exactly; every point where it is
-  quirky is reproduced and named in the docstrings of :func:`average_precision` and
+* Detection follows the latest official PKU-MMD ``evaluate.py`` exactly; every point where it
+  is quirky is reproduced and named in the docstrings of :func:`average_precision` and
   :func:`detection_map`.
 """
 
 import logging
+import math
 from collections.abc import Iterable, Mapping, Sequence
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -24,6 +26,8 @@ logger = logging.getLogger(__name__)
 
 #: ``number_label`` of the official PKU-MMD ``evaluate.py``: label slots 0 (background) to 51.
 PKUMMD_LABEL_SLOTS = 52
+#: The labels the official mAP_action averages over: 1..51 (label 0 is never scored).
+PKUMMD_ACTION_LABELS = range(1, PKUMMD_LABEL_SLOTS)
 
 
 # ----------------------------------------------------------------------------- recognition
@@ -88,13 +92,11 @@ def confusion_matrix(pred, labels, num_classes: int) -> np.ndarray:
 # ----------------------------------------------------------------------------- detection
 
 def temporal_iou(a: Sequence[float], b: Sequence[float]) -> float:
-    """The official PKU-MMD overlap of segments ``a = (s1, e1)`` and ``b = (s2, e2)``.
+    """Temporal IoU of segments ``a = (s1, e1)`` and ``b = (s2, e2)``, clipped below at 0.
 
-    ``(min(e1, e2) - max(s1, s2)) / (max(e1, e2) - min(s1, s2))``, clipped below at 0 (the
-    official script takes ``max(0.0, ...)`` over the ground truth, so disjoint segments
-    score 0). Zero-length segments: the numerator is at most 0, so the overlap is 0; two
-    identical zero-length segments (0 / 0, a ZeroDivisionError in the official script)
-    also give 0, since neither covers a frame.
+    ``(min(e1, e2) - max(s1, s2)) / (max(e1, e2) - min(s1, s2))``, 0 for disjoint segments and
+    for two identical zero-length ones (0 / 0). Used by :func:`temporal_nms` and the demos;
+    the PKU-MMD mAP uses the unclipped overlap (see :func:`detection_map`).
     """
     s1, e1 = a[0], a[1]
     s2, e2 = b[0], b[1]
@@ -154,69 +156,130 @@ def proposals_from_scores(
     return out if nms_iou is None else temporal_nms(out, nms_iou)
 
 
-def _overlaps(proposals: Sequence[tuple], ground_truth: Sequence[tuple]) -> list[float]:
-    """For each proposal, its best :func:`temporal_iou` with a same-label instance of ``ground_truth`` (0 if none)."""
-    out = []
-    for proposal in proposals:
-        label, start, end = int(proposal[0]), proposal[1], proposal[2]
-        best = 0.0
-        for gt in ground_truth:
-            if int(gt[0]) == label:
-                best = max(best, temporal_iou((start, end), (gt[1], gt[2])))
-        out.append(best)
+class _Segments(NamedTuple):
+    """Proposals or ground-truth instances as arrays ``(n,)``, in list order (scores 0 for instances)."""
+
+    label: np.ndarray  # int64
+    start: np.ndarray  # float64
+    end: np.ndarray
+    score: np.ndarray
+    video: np.ndarray  # int64 index of the video
+
+    @classmethod
+    def of(cls, rows: Sequence[tuple], videos: Sequence[int]) -> "_Segments":
+        """From ``(label, start, end[, score, ...])`` rows (no score: 0) and each row's video."""
+        fields = np.array([(r[0], r[1], r[2], r[3] if len(r) > 3 else 0.0) for r in rows], dtype=np.float64)
+        fields = fields.reshape(len(rows), 4)
+        return cls(fields[:, 0].astype(np.int64), fields[:, 1], fields[:, 2], fields[:, 3],
+                   np.asarray(videos, dtype=np.int64).reshape(len(rows)))
+
+    def take(self, index) -> "_Segments":
+        return _Segments(*(field[index] for field in self))
+
+
+def _overlaps(proposals: _Segments, instances: _Segments) -> np.ndarray:
+    """``(P, G)`` overlaps as the official ``evaluate.py`` defines them.
+
+    0 unless label and video agree; otherwise ``(min(e) - max(s)) / (max(e) - min(s))``, not
+    clipped (disjoint segments are negative). A zero union (one zero-length segment, repeated)
+    gives 0, where the official script divides by zero.
+    """
+    same = (proposals.label[:, None] == instances.label) & (proposals.video[:, None] == instances.video)
+    inter = np.minimum(proposals.end[:, None], instances.end) - np.maximum(proposals.start[:, None], instances.start)
+    union = np.maximum(proposals.end[:, None], instances.end) - np.minimum(proposals.start[:, None], instances.start)
+    out = np.zeros(same.shape)
+    np.divide(inter, union, out=out, where=same & (union != 0))
     return out
 
 
-def _ap_from_overlaps(confidences: Sequence[float], overlaps: Sequence[float], iou: float, total: int) -> float:
-    """The official ``ap(lst, ratio, total)`` on precomputed overlaps (see :func:`average_precision`)."""
-    if total == 0:
-        return 0.0
-    order = sorted(range(len(confidences)), key=lambda i: confidences[i])  # ascending, stable
-    positive = [overlaps[i] >= iou for i in order]
-    pos = sum(positive) * 1.0
-    number = len(positive) * 1.0
+def _match(proposals: _Segments, instances: _Segments, iou: float) -> tuple[np.ndarray, np.ndarray]:
+    """The official ``match``: ``(record, counts)``, the instance each proposal recorded ``(P,)``
+    (-1: none) and how many proposals recorded each instance ``(G,)``.
+
+    Each proposal walks the instances of its label in list order: an instance whose overlap is
+    below ``iou``, or below the overlap with the instance recorded so far, is skipped, any
+    other is recorded. Before any is recorded, the official script compares with
+    ``ground[cos_map[x]]`` with ``cos_map[x] = -1``: the list's last instance, reproduced here.
+    (For ``iou >= 0`` that quirk never changes the record: the last instance is either not a
+    candidate, overlap 0 or below ``iou``, or the walk's own last candidate.)
+    """
+    record = np.full(len(proposals.label), -1, dtype=np.int64)
+    counts = np.zeros(len(instances.label), dtype=np.int64)
+    if not len(instances.label):
+        return record, counts
+    with_last = _overlaps(proposals, instances.take([-1]))[:, 0]
+    for label in np.unique(proposals.label):
+        rows, cols = np.flatnonzero(proposals.label == label), np.flatnonzero(instances.label == label)
+        overlaps = _overlaps(proposals.take(rows), instances.take(cols))
+        for row, proposal in enumerate(rows.tolist()):
+            current = with_last[proposal]
+            for col in np.flatnonzero(overlaps[row] >= iou).tolist():
+                if overlaps[row, col] >= current:
+                    record[proposal], current = cols[col], overlaps[row, col]
+    np.add.at(counts, record[record >= 0], 1)
+    return record, counts
+
+
+def _precision_recall(positive: int, proposals: int, instances: int) -> tuple[float, float]:
+    """The official ``calc_pr``: ``(positive / proposals, positive / instances)``, ``(0, 0)`` if either count is 0."""
+    if proposals == 0 or instances == 0:
+        return 0.0, 0.0
+    return positive / proposals, positive / instances
+
+
+def _official_ap(proposals: _Segments, instances: _Segments, iou: float) -> float:
+    """The official ``ap(lst, ratio, ground)`` (see :func:`average_precision`)."""
+    ranked = proposals.take(np.argsort(proposals.score, kind="stable"))
+    record, counts = _match(ranked, instances, iou)
+    positive, remaining, total = int((counts > 0).sum()), len(record), len(counts)
+    best_precision, recall = _precision_recall(positive, remaining, total)
     score = 0.0
-    old_precision = 0.0
-    old_recall = min(pos / total, 1)
-    for is_positive in positive:
-        number -= 1
-        if not is_positive:
+    for instance in record.tolist():
+        remaining -= 1
+        if instance < 0:
             continue
-        pos -= 1
-        if number == 0:
-            break
-        precision = pos / number
-        recall = min(pos / total, 1)
-        old_precision = max(old_precision, precision)
-        score += old_precision * (old_recall - recall)
-        old_recall = recall
-    return score + old_precision * old_recall
+        counts[instance] -= 1
+        if counts[instance] == 0:
+            positive -= 1
+        precision, new_recall = _precision_recall(positive, remaining, total)
+        best_precision = max(best_precision, precision)
+        score += best_precision * (recall - new_recall)
+        recall = new_recall
+    return score
+
+
+def _official_f1(proposals: _Segments, instances: _Segments, iou: float) -> float:
+    """The official ``f1``: ``2PR / (P + R)`` of the matched instances; 0 when ``P + R = 0`` (the official
+    script divides by zero there)."""
+    _, counts = _match(proposals, instances, iou)
+    precision, recall = _precision_recall(int((counts > 0).sum()), len(proposals.label), len(counts))
+    return 2 * precision * recall / (precision + recall) if precision + recall else 0.0
 
 
 def average_precision(proposals: Sequence[tuple], ground_truth: Sequence[tuple], iou: float) -> float:
-    """AP of ``proposals`` ``(label, start, end, score)`` against ``ground_truth`` ``(label, start, end)``.
+    """AP of one video's ``proposals`` ``(label, start, end, score)`` against ``ground_truth`` ``(label, start, end)``.
 
-    This is the official PKU-MMD ``ap`` (``evaluate.py``), reproduced operation for operation:
+    The official PKU-MMD ``ap`` (latest ``evaluate.py``, as the TPAMI release's ``cal_mAP.py``):
 
-    * A proposal's overlap is its best :func:`temporal_iou` with any ground-truth instance
-      of its own label; it is positive if the overlap is ``>= iou``. As in the official
-      script, several proposals may be positive on the same instance; an instance counts
-      once only through the recall, ``min(#positives / #instances, 1)``.
-    * Proposals are sorted by ascending score with a stable sort (ties keep the given
-      order, so of two equal scores the one given first is ranked lower) and swept out
-      from the lowest. Each time a positive is removed, precision ``pos / remaining`` and
-      recall are taken; precision is the running maximum over the sweep, and the area
-      ``precision * delta recall`` is accumulated; the rest down to recall 0 is added at
-      the end with the last precision. When the last remaining proposal is a positive the
-      sweep stops before computing its precision (the official ``if number == 0: break``).
-      Precision is thus measured after removing each positive, so a list with a single
-      positive scores 0 and perfect proposals score 1 only with at least two instances.
-    * No ground truth (``#instances == 0``) gives AP 0; no proposals give AP 0.
+    * **Matching**: proposals sorted by ascending score (stable: of equal scores the one given
+      first ranks lower). Each walks the instances of its label in the given order and
+      records the last one with the highest overlap ``>= iou`` (the unclipped overlap
+      ``(min(e) - max(s)) / (max(e) - min(s))``; the official index -1 quirk is reproduced,
+      see :func:`_match`). ``positive`` = instances recorded by at least one proposal, so
+      duplicates on one instance count once.
+    * **Sweep**: precision ``positive / proposals left`` and recall ``positive / instances``
+      (both 0 when either count is 0) start from the whole list. Proposals are removed from
+      the lowest score up; an unmatched one only lowers the count of proposals left; a matched
+      one lowers its instance's count and, when that reaches 0, ``positive``; each time,
+      precision and recall are recomputed, precision is kept as a running maximum and
+      ``AP += max precision * (previous recall - recall)``. No tail term, no early stop.
 
-    Returns a fraction in ``[0, 1]``.
+    No ground truth or no proposals give 0. Returns a fraction in ``[0, 1]``.
     """
-    overlaps = _overlaps(proposals, ground_truth)
-    return _ap_from_overlaps([p[3] for p in proposals], overlaps, iou, len(ground_truth))
+    _check_instances("", ground_truth, 3, "ground-truth instance", None)
+    _check_instances("", proposals, 4, "proposal", None)
+    return _official_ap(_Segments.of(proposals, [0] * len(proposals)),
+                        _Segments.of(ground_truth, [0] * len(ground_truth)), float(iou))
 
 
 def _check_thresholds(iou_thresholds: Iterable[float]) -> tuple[float, ...]:
@@ -227,13 +290,16 @@ def _check_thresholds(iou_thresholds: Iterable[float]) -> tuple[float, ...]:
 
 
 def _check_instances(video, items: Sequence[tuple], width: int, what: str, slots: int | None) -> None:
+    where = f"video {video!r}: " if video != "" else ""
     for item in items:
         if len(item) < width:
-            raise InputError(f"video {video!r}: each {what} needs {width} fields, got {tuple(item)}")
+            raise InputError(f"{where}each {what} needs {width} fields, got {tuple(item)}")
         label = item[0]
         if int(label) != label or label < 0 or (slots is not None and label >= slots):
             limit = "a non-negative integer" if slots is None else f"an integer in 0..{slots - 1}"
-            raise InputError(f"video {video!r}: {what} label must be {limit}, got {label!r}")
+            raise InputError(f"{where}{what} label must be {limit}, got {label!r}")
+        if not all(math.isfinite(float(x)) for x in item[1:width]):
+            raise InputError(f"{where}{what} needs finite numbers, got {tuple(item)}")
 
 
 def detection_map(
@@ -241,58 +307,63 @@ def detection_map(
     predictions: Mapping[str, Sequence[tuple]],
     iou_thresholds: Iterable[float] = (0.1, 0.2, 0.3, 0.4, 0.5),
     *,
-    label_slots: int | None = PKUMMD_LABEL_SLOTS,
+    present_classes: bool = False,
 ) -> dict[float, dict[str, float]]:
-    """mAP over actions and over videos at each IoU threshold, as the official PKU-MMD ``evaluate.py``.
+    """mAP over actions and videos, global AP and F1 at each IoU threshold, as the official PKU-MMD ``evaluate.py``.
 
-    ``ground_truth[video]``: instances ``(label, start, end[, ...])``; ``predictions[video]``:
-    proposals ``(label, start, end, score)``. Returns ``{iou: {"mAP_a": ..., "mAP_v": ...}}``
-    with fractions in ``[0, 1]``; AP is :func:`average_precision`.
+    ``predictions[video]``: proposals ``(label, start, end, score)``; ``ground_truth[video]``:
+    instances ``(label, start, end[, ...])``. Returns ``{iou: {"mAP_a", "mAP_v", "AP", "F1"}}``,
+    fractions in ``[0, 1]``. This is the latest revision of the official script (reproduced
+    line for line by the TPAMI release's ``scripts/cal_mAP.py``, which gave its 75.7 / 74.9):
 
-    * **Videos**: those of ``ground_truth``, in its order. A video missing from
-      ``predictions`` or with no proposals has AP 0 (its instances still count for
-      ``mAP_a``). A video with no ground truth has AP 0 and still counts in ``mAP_v`` (the
-      official ``ap`` returns 0 for ``total == 0``). Predictions for a video absent from
-      the ground truth raise InputError (the official script fails there too).
-    * **mAP_v** = mean over those videos of the AP of the video's proposals.
-    * **mAP_a**: proposals and instances are pooled per label over all videos (in video
-      order, then as given). With ``label_slots = 52`` (the default, the official
-      ``number_label``) mAP_a is the sum of the APs of labels 0..51 divided by 52: a label
-      with no ground truth, background 0 included, contributes AP 0 to that mean, so even
-      perfect proposals on all 51 actions give 51/52. Labels must then be below 52. With
-      ``label_slots=None`` mAP_a is the mean over the labels present in the ground truth
-      only (proposals of other labels are then ignored), the usual definition.
-    * No ground-truth video at all raises InputError; empty predictions everywhere give 0.
+    * **Videos** are those of ``predictions``, in its order (the files of the prediction
+      folder); each is paired with its ``ground_truth`` entry (InputError if missing).
+      Ground-truth videos without predictions are not evaluated at all.
+    * **AP** of a list is :func:`average_precision`'s, with overlaps 0 across videos.
+    * **mAP_a**: the mean over labels 1..51 (51 terms: label 0 is background and never scored,
+      a label without instances contributes 0) of the AP of the label's proposals and
+      instances pooled over the videos (in video order, then as given). Labels must be in
+      0..51. ``present_classes=True`` averages over the labels >= 1 present in the ground
+      truth instead (any non-negative labels; not the official figure).
+    * **mAP_v**: the mean over the videos of each video's AP.
+    * **AP** and **F1**: all proposals against all instances (label-major, then video order);
+      ``F1 = 2PR / (P + R)`` of the matched instances (0 when ``P + R = 0``, where the
+      official script divides by zero).
+
+    Raises InputError for no prediction video, a bad proposal or instance, or a threshold
+    outside ``[0, 1]``.
     """
     thresholds = _check_thresholds(iou_thresholds)
-    if not ground_truth:
-        raise InputError("ground_truth must hold at least one video, got none")
-    unknown = [v for v in predictions if v not in ground_truth]
+    videos = list(predictions)
+    if not videos:
+        raise InputError("predictions must hold at least one video, got none")
+    unknown = [v for v in videos if v not in ground_truth]
     if unknown:
         raise InputError(f"predictions name videos absent from the ground truth, e.g. {unknown[0]!r}")
-    per_video = []  # (proposals, overlaps, ground truth)
-    for video, gt in ground_truth.items():
-        props = list(predictions.get(video, ()))
-        _check_instances(video, gt, 3, "ground-truth instance", label_slots)
-        _check_instances(video, props, 4, "proposal", label_slots)
-        per_video.append((props, _overlaps(props, gt), gt))
-    present = sorted({int(g[0]) for _, _, gt in per_video for g in gt})
-    labels = range(label_slots) if label_slots is not None else present
-    pooled = {c: ([], [], 0) for c in labels}  # label -> (scores, overlaps, #instances)
-    for props, overlaps, gt in per_video:
-        for p, o in zip(props, overlaps, strict=True):
-            if int(p[0]) in pooled:
-                pooled[int(p[0])][0].append(p[3])
-                pooled[int(p[0])][1].append(o)
-        for g in gt:
-            scores, ovl, total = pooled[int(g[0])]
-            pooled[int(g[0])] = (scores, ovl, total + 1)
+    ignored = len(ground_truth) - len(videos)
+    if ignored:
+        logger.info("%d ground-truth videos have no predictions and are not evaluated", ignored)
+    slots = None if present_classes else PKUMMD_LABEL_SLOTS
+    for video in videos:
+        _check_instances(video, ground_truth[video], 3, "ground-truth instance", slots)
+        _check_instances(video, predictions[video], 4, "proposal", slots)
+    proposals = _Segments.of([p for v in videos for p in predictions[v]],
+                             [i for i, v in enumerate(videos) for _ in predictions[v]])
+    instances = _Segments.of([g for v in videos for g in ground_truth[v]],
+                             [i for i, v in enumerate(videos) for _ in ground_truth[v]])
+    labels = sorted(set(instances.label.tolist()) - {0}) if present_classes else PKUMMD_ACTION_LABELS
+    all_proposals = proposals.take(np.argsort(proposals.label, kind="stable"))
+    all_instances = instances.take(np.argsort(instances.label, kind="stable"))
     out = {}
     for t in thresholds:
-        ap_a = [_ap_from_overlaps(s, o, t, n) for s, o, n in pooled.values()]
-        ap_v = [_ap_from_overlaps([p[3] for p in props], o, t, len(gt)) for props, o, gt in per_video]
-        out[t] = {"mAP_a": sum(ap_a) / len(ap_a) if ap_a else 0.0, "mAP_v": sum(ap_v) / len(ap_v)}
-        logger.debug("IoU %.2f: mAP_a %.4f, mAP_v %.4f", t, out[t]["mAP_a"], out[t]["mAP_v"])
+        ap_a = [_official_ap(proposals.take(proposals.label == c), instances.take(instances.label == c), t)
+                for c in labels]
+        ap_v = [_official_ap(proposals.take(proposals.video == i), instances.take(instances.video == i), t)
+                for i in range(len(videos))]
+        out[t] = {"mAP_a": sum(ap_a) / len(ap_a) if ap_a else 0.0, "mAP_v": sum(ap_v) / len(ap_v),
+                  "AP": _official_ap(all_proposals, all_instances, t),
+                  "F1": _official_f1(all_proposals, all_instances, t)}
+        logger.debug("IoU %.2f: %s", t, out[t])
     return out
 
 
