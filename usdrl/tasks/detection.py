@@ -201,6 +201,7 @@ def evaluate_segmentation(model: USDRL, data, split: str = "test_untrimmed", *, 
 
 def evaluate_detection(model: USDRL, data, split: str = "test_untrimmed", *, config: DetectionConfig | None = None,
                        iou_thresholds=(0.1, 0.2, 0.3, 0.4, 0.5)) -> dict[float, dict[str, float]]:
-    """mAP_a and mAP_v (official PKU-MMD definitions) of ``model`` on a prepared untrimmed split."""
+    """``{iou: {mAP_a, mAP_v, AP, F1}}`` (the official PKU-MMD ``evaluate.py``, see
+    :func:`~usdrl.tasks.metrics.detection_map`) of ``model`` on a prepared untrimmed split."""
     return detection_map(ground_truth(data, split), detect_dataset(model, data, split, config=config),
                          iou_thresholds)
