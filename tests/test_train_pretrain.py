@@ -44,7 +44,8 @@ def metrics(run_dir):
 def test_a_run_writes_checkpoints_metrics_and_a_loadable_model(clips, tmp_path):
     _, model = run(clips, tmp_path / "run")
     names = sorted(p.name for p in (tmp_path / "run").iterdir() if p.name != "tensorboard")
-    assert names == ["checkpoint_0001.pt", "checkpoint_0002.pt", "metrics.jsonl", "model"]
+    assert names == ["checkpoint_0001.pt", "checkpoint_0001.pt.sha256", "checkpoint_0002.pt",
+                     "checkpoint_0002.pt.sha256", "metrics.jsonl", "model"]
     lines = metrics(tmp_path / "run")
     assert [(m["epoch"], m["step"]) for m in lines] == [(0, 1), (0, 2), (0, 3), (1, 4), (1, 5), (1, 6)]
     assert all(np.isfinite(m["loss"]) and m["loss"] > 0 and m["lr"] == 5e-4 for m in lines)
