@@ -101,8 +101,9 @@ def save_checkpoint(path: str | os.PathLike, state: dict) -> Path:
         untouched = f"the earlier checkpoints are untouched (newest: {earlier[-1]})" if earlier else \
             "no earlier checkpoint exists"
         raise CheckpointWriteError(
-            errno.ENOSPC, f"no space left to write {path}: it needs {_size(sizer.size)}, {_size(free)} free on "
-                          f"that disk; the partial file was removed and {untouched}. Free space, then resume") from exc
+            errno.ENOSPC, f"no space left to write {path}: it needs {_size(sizer.size)} ({sizer.size:,} bytes), "
+                          f"{_size(free)} free on that disk; the partial file was removed and {untouched}. "
+                          "Free space, then resume") from exc
 
 
 def _disk_full(exc: BaseException | None) -> bool:
@@ -179,7 +180,7 @@ def newest_intact_checkpoint(run_dir: str | os.PathLike) -> tuple[Path, dict] | 
                            len(problems), "one is" if len(problems) == 1 else "ones are")
         return path, state
     if problems:
-        raise CheckpointError(f"no intact checkpoint in {run_dir}: " + "; ".join(reversed(problems)))
+        raise CheckpointError(f"no intact checkpoint in {run_dir}: " + "; ".join(problems))
     return None
 
 
