@@ -18,15 +18,13 @@ import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
+from test_train_pretrain import metrics
+from test_train_pretrain import run as pretrain_run
 
-from usdrl import USDRLConfig
 from usdrl._checkpoint import CheckpointWriteError, load_checkpoint
 from usdrl.cli import main
 from usdrl.data.synthetic import make_clips
 from usdrl.errors import CheckpointError, ConfigError, DataFormatError
-from usdrl.train.pretrain import PretrainConfig, Pretrainer
-
-MODEL = USDRLConfig.from_preset("tiny", hidden_size=32, num_heads=1)
 
 
 @pytest.fixture(scope="module")
@@ -35,15 +33,9 @@ def clips():
     return synthetic.data, synthetic.num_frames
 
 
-def run(clips, run_dir, *, resume=False, allow_changed_config=False, **changes):
-    config = PretrainConfig(**{"epochs": 2, "batch_size": 8, "save_every": 1, **changes})
-    trainer = Pretrainer(MODEL, config, *clips, run_dir, resume=resume, allow_changed_config=allow_changed_config,
-                         show_progress_bar=False)
-    return trainer.fit()
-
-
-def metrics(run_dir):
-    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+def run(clips, run_dir, **options):
+    """A pretraining run as in test_train_pretrain (2 epochs, a checkpoint each); returns the encoder."""
+    return pretrain_run(clips, run_dir, **options)[1]
 
 
 @pytest.fixture(scope="module")
@@ -215,10 +207,13 @@ def test_a_full_disk_names_the_file_the_space_needed_and_keeps_the_earlier_check
     assert error.value.errno == errno.ENOSPC and isinstance(error.value, OSError)
     assert f"no space left to write {copy / 'checkpoint_0003.pt'}" in message
     assert "the earlier checkpoints are untouched (newest: checkpoint_0002.pt)" in message
-    # The space needed is the checkpoint's size: that of checkpoint_0002 (the same tensors and keys).
-    assert f"it needs 1.7 MiB ({len(before['checkpoint_0002.pt']):,} bytes)" in message
     after = {p.name: p.read_bytes() for p in copy.iterdir() if p.is_file() and p.name != "metrics.jsonl"}
     assert after == {name: data for name, data in before.items() if name != "metrics.jsonl"}  # no partial file
+    # With space again, the same resume writes the checkpoint: it has the size the message gave.
+    monkeypatch.undo()
+    run(clips, copy, epochs=3, resume=True)
+    size = (copy / "checkpoint_0003.pt").stat().st_size
+    assert f"it needs {size / 2**20:.1f} MiB ({size:,} bytes)" in message
 
 
 # ---- real SIGKILLs of `usdrl pretrain` -----------------------------------------------------

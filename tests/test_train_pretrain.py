@@ -23,10 +23,10 @@ def clips():
     return synthetic.data, synthetic.num_frames
 
 
-def run(clips, run_dir, *, model=MODEL, resume=False, **changes):
+def run(clips, run_dir, *, model=MODEL, resume=False, allow_changed_config=False, **changes):
     config = PretrainConfig(**{"epochs": 2, "batch_size": 8, "save_every": 1, **changes})
-    trainer = Pretrainer(model, config, *clips, run_dir, resume=resume, metadata={"dataset": "synthetic"},
-                         show_progress_bar=False)
+    trainer = Pretrainer(model, config, *clips, run_dir, resume=resume, allow_changed_config=allow_changed_config,
+                         metadata={"dataset": "synthetic"}, show_progress_bar=False)
     return trainer, trainer.fit()
 
 

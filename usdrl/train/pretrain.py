@@ -2,9 +2,10 @@
 
 :class:`Pretrainer` runs the loop: every step draws ``num_views`` augmented views of a
 batch, encodes them in one pass, projects the pooled features of each domain (temporal,
-spatial, instance) and minimises the MG-FD loss. It checkpoints atomically, resumes with
-the same losses as an uninterrupted run, logs metrics to ``metrics.jsonl``, stops on a
-collapsing loss, and runs under ``torchrun`` with DistributedDataParallel.
+spatial, instance) and minimises the MG-FD loss. It checkpoints atomically with checksums
+(:mod:`usdrl._checkpoint`), resumes from the newest intact checkpoint with the same losses as
+an uninterrupted run, logs metrics to ``metrics.jsonl``, stops on a collapsing loss, and runs
+under ``torchrun`` with DistributedDataParallel.
 
 Randomness is derived, not carried: the sample order of an epoch comes from
 ``(seed, epoch)`` and every draw inside a step (augmentations, drop path) from
