@@ -79,7 +79,7 @@ def save_checkpoint(path: str | os.PathLike, state: dict) -> Path:
     """Write ``state`` with ``torch.save`` to ``path`` atomically, its SHA-256 to ``checksum_path(path)`` first.
 
     Raises :class:`CheckpointWriteError` when the disk is full, naming the file, the space it
-    needs and the space free; the partial file is removed and no other file is touched.
+    needs and the space free; the partial file is removed and the other checkpoints are untouched.
     """
     path = Path(path)
 

@@ -59,11 +59,6 @@ import torch.utils.data
 from tqdm.auto import tqdm
 
 from .._io import atomic_write_text
-
-try:
-    import fcntl
-except ImportError:  # Windows: outputs are not locked, and what killed runs left is not cleaned
-    fcntl = None
 from .._version import __version__
 from ..errors import ConfigError, DataFormatError
 from ..skeleton import get_layout
@@ -93,6 +88,11 @@ from .pyskl import annotation_to_clip, load_pyskl
 from .sequence import SkeletonSequence
 from .uav import NUM_CLASSES as UAV_CLASSES
 from .uav import parse_uav_name, read_uav_skeleton, split_uav_samples
+
+try:
+    import fcntl
+except ImportError:  # Windows: outputs are not locked, and what killed runs left is not cleaned
+    fcntl = None
 
 logger = logging.getLogger(__name__)
 
