@@ -96,9 +96,10 @@ def _add_pretrain(commands) -> None:
     pretrain = commands.add_parser(
         "pretrain", help="self-supervised MG-FD/MPCT pretraining on a prepared dataset",
         description="Pretrain a USDRL encoder on the clips of a prepared dataset (labels unused). The run folder "
-                    "gets metrics.jsonl (one JSON object per step), checkpoint_NNNN.pt files and model/, the final "
-                    "save_pretrained folder. Several processes: torchrun --nproc_per_node=N -m usdrl.cli pretrain "
-                    "... (DistributedDataParallel; --batch-size is the total over all processes).")
+                    "gets metrics.jsonl (one JSON object per step), checkpoint_NNNN.pt files (each with its .sha256) "
+                    "and model/, the final save_pretrained folder. Several processes: torchrun "
+                    "--nproc_per_node=N -m usdrl.cli pretrain ... (DistributedDataParallel; --batch-size is the "
+                    "total over all processes).")
     pretrain.add_argument("--data", required=True, metavar="PREPARED",
                           help="a prepared dataset folder (its train split is used) or one split folder")
     pretrain.add_argument("--out", required=True, metavar="RUN_DIR", help="run folder (checkpoints, metrics, model/)")
