@@ -193,5 +193,6 @@ def test_cli_pretrain_help_documents_every_option(capsys):
     assert exit_info.value.code == 0
     text = capsys.readouterr().out
     for option in ("--data", "--out", "--config", "--preset", "--modality", "--epochs", "--batch-size",
-                   "--save-every", "--seed", "--resume", "--precision", "--grad-checkpointing", "torchrun"):
+                   "--save-every", "--seed", "--resume", "--allow-changed-config", "--precision",
+                   "--grad-checkpointing", "torchrun"):
         assert option in text
