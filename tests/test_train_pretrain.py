@@ -23,10 +23,10 @@ def clips():
     return synthetic.data, synthetic.num_frames
 
 
-def run(clips, run_dir, *, model=MODEL, resume=False, **changes):
+def run(clips, run_dir, *, model=MODEL, resume=False, allow_changed_config=False, **changes):
     config = PretrainConfig(**{"epochs": 2, "batch_size": 8, "save_every": 1, **changes})
-    trainer = Pretrainer(model, config, *clips, run_dir, resume=resume, metadata={"dataset": "synthetic"},
-                         show_progress_bar=False)
+    trainer = Pretrainer(model, config, *clips, run_dir, resume=resume, allow_changed_config=allow_changed_config,
+                         metadata={"dataset": "synthetic"}, show_progress_bar=False)
     return trainer, trainer.fit()
 
 
@@ -44,7 +44,8 @@ def metrics(run_dir):
 def test_a_run_writes_checkpoints_metrics_and_a_loadable_model(clips, tmp_path):
     _, model = run(clips, tmp_path / "run")
     names = sorted(p.name for p in (tmp_path / "run").iterdir() if p.name != "tensorboard")
-    assert names == ["checkpoint_0001.pt", "checkpoint_0002.pt", "metrics.jsonl", "model"]
+    assert names == ["checkpoint_0001.pt", "checkpoint_0001.pt.sha256", "checkpoint_0002.pt",
+                     "checkpoint_0002.pt.sha256", "metrics.jsonl", "model"]
     lines = metrics(tmp_path / "run")
     assert [(m["epoch"], m["step"]) for m in lines] == [(0, 1), (0, 2), (0, 3), (1, 4), (1, 5), (1, 6)]
     assert all(np.isfinite(m["loss"]) and m["loss"] > 0 and m["lr"] == 5e-4 for m in lines)
@@ -192,5 +193,6 @@ def test_cli_pretrain_help_documents_every_option(capsys):
     assert exit_info.value.code == 0
     text = capsys.readouterr().out
     for option in ("--data", "--out", "--config", "--preset", "--modality", "--epochs", "--batch-size",
-                   "--save-every", "--seed", "--resume", "--precision", "--grad-checkpointing", "torchrun"):
+                   "--save-every", "--seed", "--resume", "--allow-changed-config", "--precision",
+                   "--grad-checkpointing", "torchrun"):
         assert option in text

@@ -86,7 +86,7 @@ def _pretrain(args: argparse.Namespace) -> None:
     metadata = {"dataset": manifest["source"], "protocol": manifest["benchmark"],
                 "description": "self-supervised MG-FD/MPCT pretraining with usdrl"}
     trainer = Pretrainer(model_config, config, dataset.padded_clips, dataset.lengths, args.out, resume=args.resume,
-                         metadata=metadata)
+                         allow_changed_config=args.allow_changed_config, metadata=metadata)
     trainer.fit()
     if trainer.rank == 0:
         sys.stdout.write(f"wrote {Path(args.out) / 'model'} after {trainer.epoch} epochs ({trainer.step} steps)\n")
@@ -96,9 +96,10 @@ def _add_pretrain(commands) -> None:
     pretrain = commands.add_parser(
         "pretrain", help="self-supervised MG-FD/MPCT pretraining on a prepared dataset",
         description="Pretrain a USDRL encoder on the clips of a prepared dataset (labels unused). The run folder "
-                    "gets metrics.jsonl (one JSON object per step), checkpoint_NNNN.pt files and model/, the final "
-                    "save_pretrained folder. Several processes: torchrun --nproc_per_node=N -m usdrl.cli pretrain "
-                    "... (DistributedDataParallel; --batch-size is the total over all processes).")
+                    "gets metrics.jsonl (one JSON object per step), checkpoint_NNNN.pt files (each with its .sha256) "
+                    "and model/, the final save_pretrained folder. Several processes: torchrun "
+                    "--nproc_per_node=N -m usdrl.cli pretrain ... (DistributedDataParallel; --batch-size is the "
+                    "total over all processes).")
     pretrain.add_argument("--data", required=True, metavar="PREPARED",
                           help="a prepared dataset folder (its train split is used) or one split folder")
     pretrain.add_argument("--out", required=True, metavar="RUN_DIR", help="run folder (checkpoints, metrics, model/)")
@@ -116,7 +117,12 @@ def _add_pretrain(commands) -> None:
     pretrain.add_argument("--grad-checkpointing", action="store_true", help="recompute activations (less memory)")
     pretrain.add_argument("--save-every", type=int, help="checkpoint every N epochs (default: 50)")
     pretrain.add_argument("--seed", type=int, help="seed of the initial weights, sample order and augmentations")
-    pretrain.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in RUN_DIR")
+    pretrain.add_argument("--resume", action="store_true",
+                          help="continue from the newest intact checkpoint in RUN_DIR (damaged newer ones are "
+                               "skipped); the options must be the run's, except --epochs, --save-every and "
+                               "--grad-checkpointing")
+    pretrain.add_argument("--allow-changed-config", action="store_true",
+                          help="with --resume: accept options that change the run's trajectory (--lr, --seed, ...)")
     pretrain.set_defaults(run=_pretrain)
 
 

@@ -32,11 +32,14 @@ files in flight) and writes each sample with positional writes into the prealloc
 files: the writer's memory holds a few samples, whatever the dataset size (a writable
 memory map would count every written page as resident). Everything is written into a
 hidden temporary folder beside ``OUT`` that is renamed into place at the end, after the
-manifest; a failed or interrupted run removes it (a killed one may leave a hidden
-``.OUT.tmp-*`` folder, which never loads and can be deleted), and :func:`read_manifest`
-refuses any folder without a complete manifest.
+manifest; a failed or interrupted run removes it, and :func:`read_manifest` refuses any
+folder without a complete manifest. A run holds the lock file ``.OUT.lock`` while it writes
+(one run per output at a time), so the hidden ``.OUT.tmp-*`` and ``.OUT.old-*`` folders a
+killed run leaves are provably stale: the next run into ``OUT`` deletes them, and first puts
+back an old dataset that an ``overwrite`` killed between its two renames had moved aside.
 """
 
+import glob
 import json
 import logging
 import os
@@ -86,6 +89,11 @@ from .pyskl import annotation_to_clip, load_pyskl
 from .sequence import SkeletonSequence
 from .uav import NUM_CLASSES as UAV_CLASSES
 from .uav import parse_uav_name, read_uav_skeleton, split_uav_samples
+
+try:
+    import fcntl
+except ImportError:  # Windows: outputs are not locked, and what killed runs left is not cleaned
+    fcntl = None
 
 logger = logging.getLogger(__name__)
 
@@ -622,6 +630,75 @@ def _sibling(out: Path, kind: str) -> Path:
     return folder
 
 
+class _OutputLock:
+    """An exclusive lock on ``.OUT.lock`` beside ``out``, held while one run writes ``out``.
+
+    Raises ConfigError when another run holds it. Without ``fcntl`` nothing is locked
+    (``held`` is false).
+    """
+
+    def __init__(self, out: Path):
+        self.path, self.file = out.parent / f".{out.name}.lock", None
+        while fcntl is not None and self.file is None:
+            file = open(self.path, "a")
+            try:
+                fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                file.close()
+                raise ConfigError(f"another prepare is writing {out} (it holds {self.path}); wait for it to end, "
+                                  "or choose another folder") from None
+            if _same_file(file, self.path):
+                self.file = file
+            else:  # the run that held it deleted the file as we locked it: lock the new one
+                file.close()
+
+    @property
+    def held(self) -> bool:
+        return self.file is not None
+
+    def release(self) -> None:
+        if self.file is not None:
+            self.path.unlink(missing_ok=True)
+            self.file.close()
+            self.file = None
+
+
+def _same_file(file, path: Path) -> bool:
+    try:
+        return os.path.samestat(os.fstat(file.fileno()), os.stat(path))
+    except FileNotFoundError:
+        return False
+
+
+def _claim_output(out: Path, overwrite: bool) -> _OutputLock:
+    """Lock ``out``, repair and clean what killed runs left beside it, and check that it may be written."""
+    lock = _OutputLock(out)
+    try:
+        if lock.held:
+            _recover(out)
+        _check_output(out, overwrite)
+    except BaseException:
+        lock.release()
+        raise
+    return lock
+
+
+def _recover(out: Path) -> None:
+    """Put back a dataset a killed ``overwrite`` moved aside, then delete the hidden folders killed runs left.
+
+    Call only holding ``out``'s lock: then no other run is writing those folders.
+    """
+    pattern = glob.escape(f".{out.name}.")
+    old_folders = sorted(out.parent.glob(f"{pattern}old-*"))
+    moved_aside = [folder / out.name for folder in old_folders if (folder / out.name).exists()]
+    if not out.exists() and moved_aside:
+        os.rename(moved_aside[0], out)
+        logger.warning("put back %s: a killed prepare had moved it aside to %s", out, moved_aside[0])
+    for folder in sorted(out.parent.glob(f"{pattern}tmp-*")) + old_folders:
+        logger.warning("deleting %s, left by a killed prepare", folder)
+        shutil.rmtree(folder)
+
+
 def _move_into_place(tmp: Path, out: Path, overwrite: bool) -> None:
     """Rename ``tmp`` to ``out``; an existing ``out`` is moved aside first and deleted after."""
     _check_output(out, overwrite)
@@ -697,6 +774,7 @@ def prepare_dataset(
         show_progress_bar = logger.getEffectiveLevel() <= logging.INFO
     layout = get_layout(plan.layout)
     out.parent.mkdir(parents=True, exist_ok=True)
+    lock = _claim_output(out, overwrite)
     tmp = _sibling(out, "tmp")
     try:
         splits = _write_splits(plan, tmp, layout.num_joints, workers, show_progress_bar, f"{source} {benchmark}")
@@ -713,6 +791,8 @@ def prepare_dataset(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    finally:
+        lock.release()
     logger.info("prepared %s %s in %s: %s", source, benchmark, out,
                 ", ".join(f"{name} {split['count']}" for name, split in splits.items()))
     return out

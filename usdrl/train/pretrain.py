@@ -2,9 +2,10 @@
 
 :class:`Pretrainer` runs the loop: every step draws ``num_views`` augmented views of a
 batch, encodes them in one pass, projects the pooled features of each domain (temporal,
-spatial, instance) and minimises the MG-FD loss. It checkpoints atomically, resumes with
-the same losses as an uninterrupted run, logs metrics to ``metrics.jsonl``, stops on a
-collapsing loss, and runs under ``torchrun`` with DistributedDataParallel.
+spatial, instance) and minimises the MG-FD loss. It checkpoints atomically with checksums
+(:mod:`usdrl._checkpoint`), resumes from the newest intact checkpoint with the same losses as
+an uninterrupted run, logs metrics to ``metrics.jsonl``, stops on a collapsing loss, and runs
+under ``torchrun`` with DistributedDataParallel.
 
 Randomness is derived, not carried: the sample order of an epoch comes from
 ``(seed, epoch)`` and every draw inside a step (augmentations, drop path) from
@@ -16,7 +17,6 @@ import dataclasses
 import json
 import logging
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,7 +27,9 @@ from einops import rearrange
 from torch import nn
 from tqdm.auto import tqdm
 
-from .._io import atomic_write
+from .._checkpoint import latest_checkpoint, newest_intact_checkpoint, read_metrics, remove_stale_temporaries
+from .._checkpoint import save_checkpoint as write_checkpoint
+from .._io import atomic_write_text
 from .._version import __version__
 from ..config import USDRLConfig
 from ..convert import save_projectors
@@ -39,9 +41,10 @@ from .projectors import Projectors
 
 logger = logging.getLogger(__name__)
 
-CHECKPOINT_PATTERN = re.compile(r"checkpoint_(\d{4,})\.pt")
 #: Views of the multi-modal MPCT model: three uni-modal views around one fused anchor.
 MULTIMODAL_VIEWS = ("joint", "bone", "motion", "fused")
+#: Settings a resumed run may change without changing what it computes (the rest must match the checkpoint's).
+RESUMABLE_CHANGES = ("epochs", "save_every", "log_every", "max_loss", "grad_checkpointing")
 
 
 class TrainingDivergedError(USDRLError, RuntimeError):
@@ -162,6 +165,17 @@ def _seed(*parts: int) -> int:
     return value
 
 
+def _flatten(settings: dict, prefix: str = "") -> dict:
+    """Nested settings as one level: ``{"augment": {"shear_range": 0.5}}`` -> ``{"augment.shear_range": 0.5}``."""
+    flat = {}
+    for name, value in settings.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{name}."))
+        else:
+            flat[f"{prefix}{name}"] = value
+    return flat
+
+
 def _tensorboard(run_dir: Path):
     """A TensorBoard writer into ``run_dir/tensorboard`` when TensorBoard is installed, else ``None``."""
     try:
@@ -169,13 +183,6 @@ def _tensorboard(run_dir: Path):
     except ImportError:
         return None
     return SummaryWriter(str(run_dir / "tensorboard"))
-
-
-def latest_checkpoint(run_dir: str | os.PathLike) -> Path | None:
-    """The newest ``checkpoint_NNNN.pt`` of a run folder, or ``None``."""
-    found = [(int(m[1]), path) for path in Path(run_dir).glob("checkpoint_*.pt")
-             if (m := CHECKPOINT_PATTERN.fullmatch(path.name))]
-    return max(found)[1] if found else None
 
 
 class Pretrainer:
@@ -187,12 +194,17 @@ class Pretrainer:
         data: clips ``(N, C, Tmax, V, M)`` (a numpy memmap is read batch by batch).
         num_frames: valid frames per clip ``(N,)``.
         run_dir: where checkpoints, ``metrics.jsonl`` and the final ``model/`` go.
-        resume: continue from the newest checkpoint in ``run_dir``.
+        resume: continue from the newest intact checkpoint in ``run_dir`` (damaged newer ones
+            are skipped with a warning). Its settings must equal ``config`` except for
+            :data:`RESUMABLE_CHANGES`, the number of clips and of processes too (a changed value
+            changes the trajectory), else ConfigError lists the differences.
+        allow_changed_config: resume even when those settings differ (logged as a warning).
         metadata: config metadata for the saved model (``dataset``, ``protocol``, ...).
     """
 
     def __init__(self, model_config: USDRLConfig, config: PretrainConfig, data, num_frames, run_dir,
-                 *, resume: bool = False, metadata: dict | None = None, show_progress_bar: bool | None = None):
+                 *, resume: bool = False, allow_changed_config: bool = False, metadata: dict | None = None,
+                 show_progress_bar: bool | None = None):
         self.config = config
         self.data, self.num_frames = data, np.asarray(num_frames)
         self.run_dir = Path(run_dir)
@@ -201,6 +213,7 @@ class Pretrainer:
                                   else show_progress_bar) and self.rank == 0
         checkpoint = self._find_checkpoint(resume)
         if checkpoint is not None:
+            self._check_resumed_settings(checkpoint, allow_changed_config)
             model_config = USDRLConfig.from_dict(checkpoint["model_config"])
         model_config = model_config.replace(**(metadata or {}))
         self._check_data(model_config)
@@ -233,16 +246,36 @@ class Pretrainer:
             raise InputError(f"num_frames must have shape ({len(self.data)},), got {self.num_frames.shape}")
 
     def _find_checkpoint(self, resume: bool) -> dict | None:
-        path = latest_checkpoint(self.run_dir) if self.run_dir.is_dir() else None
         if not resume:
+            path = latest_checkpoint(self.run_dir)
             if path is not None:
                 raise ConfigError(f"{self.run_dir} already holds {path.name}: pass resume=True (--resume) to "
                                   "continue it, or choose another folder")
             return None
-        if path is None:
+        found = newest_intact_checkpoint(self.run_dir)
+        if found is None:
             raise ConfigError(f"nothing to resume: {self.run_dir} has no checkpoint")
-        logger.info("resuming from %s", path)
-        return torch.load(path, map_location="cpu", weights_only=True)
+        logger.info("resuming from %s", found[0])
+        return found[1]
+
+    def _run_facts(self) -> dict:
+        """What a checkpoint records of the run besides its config: these change the trajectory too."""
+        return {"num_clips": len(self.data), "world_size": self.world}
+
+    def _check_resumed_settings(self, checkpoint: dict, allow_changed_config: bool) -> None:
+        """Refuse (or, when allowed, warn about) a resume whose settings would change the run's trajectory."""
+        saved = {**_flatten(PretrainConfig.from_dict(checkpoint["config"]).to_dict()), **checkpoint.get("run", {})}
+        now = {**_flatten(self.config.to_dict()), **self._run_facts()}
+        changed = [f"{name}: {saved[name]!r} in the checkpoint, {now[name]!r} now"
+                   for name in sorted(saved.keys() & now.keys())
+                   if name not in RESUMABLE_CHANGES and saved[name] != now[name]]
+        if not changed:
+            return
+        if not allow_changed_config:
+            raise ConfigError(f"resuming {self.run_dir} with settings that change its trajectory: "
+                              f"{'; '.join(changed)}. Resume with the run's settings, or pass "
+                              "allow_changed_config=True (--allow-changed-config) to continue with the new ones")
+        logger.warning("resuming %s with changed settings (allowed): %s", self.run_dir, "; ".join(changed))
 
     def _restore(self, checkpoint: dict) -> None:
         self.module.load_state_dict(checkpoint["model"])
@@ -304,6 +337,7 @@ class Pretrainer:
         """
         if self.rank == 0:
             self.run_dir.mkdir(parents=True, exist_ok=True)
+            remove_stale_temporaries(self.run_dir)
             self._trim_metrics()
         self._writer = _tensorboard(self.run_dir) if self.rank == 0 else None
         try:
@@ -346,25 +380,32 @@ class Pretrainer:
                     self._writer.add_scalar(name, value, record["step"])
 
     def _trim_metrics(self) -> None:
-        """Drop metric lines a killed run wrote after its last checkpoint (they are replayed)."""
+        """Drop metric lines a killed run wrote after the checkpoint resumed from (they are replayed).
+
+        A torn last line (a kill mid-write) is dropped with a warning; damage elsewhere raises
+        DataFormatError naming the line.
+        """
         path = self.run_dir / "metrics.jsonl"
         if path.exists():
-            kept = [line for line in path.read_text(encoding="utf-8").splitlines()
-                    if line.strip() and json.loads(line)["step"] <= self.step]
-            atomic_write(path, lambda tmp: tmp.write_text("".join(f"{line}\n" for line in kept), encoding="utf-8"))
+            kept = [line for line, record in read_metrics(path) if record["step"] <= self.step]
+            atomic_write_text(path, "".join(f"{line}\n" for line in kept))
 
     def save_checkpoint(self) -> Path | None:
-        """Write ``checkpoint_<epoch>.pt`` atomically (rank 0 only); returns its path."""
+        """Write ``checkpoint_<epoch>.pt`` and its checksum atomically (rank 0 only); returns its path.
+
+        A full disk raises :class:`usdrl._checkpoint.CheckpointWriteError` (an OSError) naming the
+        file and the space it needs; the earlier checkpoints are untouched.
+        """
         if self.rank != 0:
             return None
         state = {
             "model": self.module.state_dict(), "optimizer": self.optimizer.state_dict(),
             "scaler": self.scaler.state_dict(), "epoch": self.epoch, "step": self.step,
             "model_config": self.module.model.config.to_dict(), "config": self.config.to_dict(),
-            "usdrl_version": __version__,
+            "run": self._run_facts(), "usdrl_version": __version__,
         }
         path = self.run_dir / f"checkpoint_{self.epoch:04d}.pt"
-        atomic_write(path, lambda tmp: torch.save(state, tmp))
+        write_checkpoint(path, state)
         logger.info("saved %s", path)
         return path
 
