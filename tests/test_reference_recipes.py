@@ -99,9 +99,11 @@ def test_cli_pretrain_recipe_then_config_file_then_flags(ntu, tmp_path, caplog):
     assert "recipe aaai-ntu60" in model.description
 
     caplog.set_level(logging.WARNING, logger="usdrl.train.recipes")
-    assert main(base + ["--out", str(tmp_path / "sttr"), "--recipe", "tpami-ntu60-sttr", "--precision", "fp32"]) == 0
+    assert main(base + ["--out", str(tmp_path / "sttr"), "--recipe", "tpami-ntu60-sttr", "--precision", "fp32",
+                        "--sync-batchnorm"]) == 0
     config = torch.load(latest_checkpoint(tmp_path / "sttr"), weights_only=True)["config"]
     assert (config["lr"], config["precision"], config["loss"]["xcorr_weight"]) == (1e-4, "fp32", 0.0)
+    assert config["sync_batchnorm"] and not get_recipe("tpami-ntu60-sttr").config.sync_batchnorm
     assert config["augment"]["corruption_pool"] == 17
     model = USDRL.from_pretrained(tmp_path / "sttr" / "model").config
     assert (model.encoder, model.drop_path, model.mlp_ratio) == ("sttr", 0.0, 1.0)

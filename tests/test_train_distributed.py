@@ -15,8 +15,10 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from usdrl import USDRL, USDRLConfig
+from usdrl.data.synthetic import make_clips
 from usdrl.train.losses import LossConfig, MGFDLoss
-from usdrl.train.pretrain import PretrainingModel
+from usdrl.train.pretrain import PretrainConfig, Pretrainer, PretrainingModel
+from usdrl.train.projectors import ViewBatchNorm1d
 
 BATCH, VIEWS = 8, 4
 #: drop path off: its random draws would differ between one and two processes
@@ -87,3 +89,13 @@ def test_one_process_is_unchanged_by_the_distributed_options():
     global_loss, _ = MGFDLoss(LOSS, global_batch=True)(module(views))
     local_loss, _ = MGFDLoss(LOSS)(plain(views))
     torch.testing.assert_close(global_loss, local_loss, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("sync", [False, True])
+def test_the_trainer_uses_the_global_batch_loss_and_the_asked_batch_norm(sync, tmp_path):
+    clips = make_clips(8, seed=0)
+    trainer = Pretrainer(MODEL, PretrainConfig(batch_size=4, sync_batchnorm=sync), clips.data, clips.num_frames,
+                         tmp_path / "run", show_progress_bar=False)
+    assert trainer.criterion.global_batch
+    norms = [m for m in trainer.module.modules() if isinstance(m, ViewBatchNorm1d)]
+    assert len(norms) == 6 and all(m.sync_stats == sync for m in norms)

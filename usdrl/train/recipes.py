@@ -115,8 +115,9 @@ RECIPES: dict[str, PretrainRecipe] = {recipe.name: recipe for recipe in (
                    "of the AAAI script (the TPAMI release has no PKU-MMD II script)", ("pkummd2",),
                    _run(batch_size=512, lr=5e-4, milestone=801, epochs=1201, augment=_TPAMI_AUGMENT,
                         loss=_TPAMI_LOSS)),
-    PretrainRecipe("tpami-ntu2d", "the TPAMI release (scripts/pretrain.sh, pretrain.py): NTU-60 2D, x-view, "
-                   "keypoints zero-padded to 3 channels (usdrl prepare ntu2d --padding zero)", ("ntu2d",),
+    PretrainRecipe("tpami-ntu2d", "the TPAMI release (scripts/pretrain.sh, pretrain.py): NTU-60 2D, x-view; "
+                   "its data: usdrl prepare ntu2d --legacy-2d-norm (the script's --padding zero is ignored by "
+                   "its x-view options, so the confidence is the third channel)", ("ntu2d",),
                    _run(batch_size=384, lr=1e-4, milestone=351, epochs=451, augment=_TPAMI_AUGMENT,
                         loss=_TPAMI_LOSS)),
     PretrainRecipe("tpami-ntu60-sttr", "the TPAMI release (scripts/ntu60_xv.sh, pretrain.py): the STTR baseline "
