@@ -25,19 +25,20 @@ from usdrl.tasks.recognition import ProbeConfig, encode_dataset, probe_datasets,
 from usdrl.train.pretrain import PretrainConfig, latest_checkpoint
 from usdrl.train.recipes import RECIPES, get_recipe
 
-# (name, batch, lr, decay epoch, epochs, cross-correlation weight, corruption pool)
+# (name, batch, lr, decay epoch, epochs, cross-correlation weight, corruption pool, GPUs of the script)
 RELEASE_RUNS = [
-    ("aaai-ntu60", 356, 5e-4, 351, 451, 1e-3, None),
-    ("aaai-ntu120", 356, 5e-4, 351, 451, 1e-3, None),
-    ("aaai-pku2", 512, 5e-4, 801, 1201, 1e-3, None),
-    ("tpami-pku2", 512, 5e-4, 801, 1201, 0.0, 17),
-    ("tpami-ntu2d", 384, 1e-4, 351, 451, 0.0, 17),
-    ("tpami-ntu60-sttr", 356, 1e-4, 351, 451, 0.0, 17),
+    ("aaai-ntu60", 356, 5e-4, 351, 451, 1e-3, None, 2),
+    ("aaai-ntu120", 356, 5e-4, 351, 451, 1e-3, None, 2),
+    ("aaai-pku2", 512, 5e-4, 801, 1201, 1e-3, None, 2),
+    ("tpami-pku2", 512, 5e-4, 801, 1201, 0.0, 17, 2),
+    ("tpami-ntu2d", 384, 1e-4, 351, 451, 0.0, 17, 4),
+    ("tpami-ntu60-sttr", 356, 1e-4, 351, 451, 0.0, 17, 2),
 ]
 
 
-@pytest.mark.parametrize(("name", "batch", "lr", "decay", "epochs", "xcorr", "pool"), RELEASE_RUNS)
-def test_every_recipe_sets_the_release_values(name, batch, lr, decay, epochs, xcorr, pool):
+@pytest.mark.parametrize(("name", "batch", "lr", "decay", "epochs", "xcorr", "pool", "gpus"), RELEASE_RUNS)
+def test_every_recipe_sets_the_release_values(name, batch, lr, decay, epochs, xcorr, pool, gpus):
+    assert get_recipe(name).gpus == gpus
     config = get_recipe(name).pretrain_config()
     assert (config.batch_size, config.lr, config.lr_milestones, config.epochs) == (batch, lr, [decay], epochs)
     assert (config.weight_decay, config.lr_gamma, config.num_views, config.precision) == (1e-5, 0.1, 4, "fp16")
@@ -86,6 +87,7 @@ def test_cli_pretrain_recipe_then_config_file_then_flags(ntu, tmp_path, caplog):
     settings.write_text(json.dumps({"pretrain": {"loss": {"sim_weight": 4.0}}}))
     base = ["pretrain", "--data", str(ntu), "--preset", "tiny", "--epochs", "1", "--batch-size", "8",
             "--save-every", "1"]
+    caplog.set_level(logging.WARNING, logger="usdrl.train.recipes")
     assert main(base + ["--out", str(tmp_path / "aaai"), "--recipe", "aaai-ntu60", "--config", str(settings)]) == 0
     checkpoint = torch.load(latest_checkpoint(tmp_path / "aaai"), weights_only=True)
     config = checkpoint["config"]
@@ -97,8 +99,10 @@ def test_cli_pretrain_recipe_then_config_file_then_flags(ntu, tmp_path, caplog):
     model = USDRL.from_pretrained(tmp_path / "aaai" / "model").config
     assert (model.hidden_size, model.encoder, model.drop_path) == (64, "dste", 0.1)   # --preset tiny wins
     assert "recipe aaai-ntu60" in model.description
+    # one process normalises other batch-norm slices than the release's two GPUs: said, not refused
+    assert "recipe aaai-ntu60 ran on 2 GPUs" in caplog.text and "--nproc_per_node=2" in caplog.text
+    caplog.clear()
 
-    caplog.set_level(logging.WARNING, logger="usdrl.train.recipes")
     assert main(base + ["--out", str(tmp_path / "sttr"), "--recipe", "tpami-ntu60-sttr", "--precision", "fp32",
                         "--sync-batchnorm"]) == 0
     config = torch.load(latest_checkpoint(tmp_path / "sttr"), weights_only=True)["config"]

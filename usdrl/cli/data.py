@@ -2,6 +2,7 @@
 
 import argparse
 import json
+import os
 import sys
 import textwrap
 
@@ -90,7 +91,8 @@ def _pretrain(args: argparse.Namespace) -> None:
     if args.sync_batchnorm:
         pretrain["sync_batchnorm"] = True
     if recipe:
-        recipe.check_dataset(manifest["source"])
+        recipe.check_run(manifest["source"], int(os.environ.get("WORLD_SIZE", "1")), pretrain.get(
+            "sync_batchnorm", recipe.config.sync_batchnorm))
         config = recipe.pretrain_config(pretrain)
     else:
         config = PretrainConfig.from_dict(pretrain)

@@ -72,6 +72,9 @@ class PretrainRecipe:
         source: where the values come from, in words.
         datasets: the prepared sources (``usdrl prepare SOURCE``) the run was made for.
         config: every pretraining value.
+        gpus: the GPUs the release's ``DataParallel`` split each batch over; its projector batch
+            norms saw slices of ``batch / gpus`` clips, which ``torchrun --nproc_per_node=gpus``
+            reproduces (``sync_batchnorm`` normalises with the whole batch instead).
         model: the encoder's :class:`~usdrl.USDRLConfig` fields (layout, channels and persons
             come from the data).
     """
@@ -79,6 +82,7 @@ class PretrainRecipe:
     name: str
     source: str
     datasets: tuple[str, ...]
+    gpus: int
     config: PretrainConfig
     model: Mapping = field(default_factory=lambda: REFERENCE_MODEL)
 
@@ -87,11 +91,15 @@ class PretrainRecipe:
         may be partial dicts) applied on top."""
         return PretrainConfig.from_dict(merge_settings(self.config.to_dict(), overrides or {}))
 
-    def check_dataset(self, source: str) -> None:
-        """Warn when the data is not what the recipe was made for."""
+    def check_run(self, source: str, processes: int, sync_batchnorm: bool) -> None:
+        """Warn when the data, or the batch-norm slices of ``processes`` processes, differ from the release's run."""
         if source not in self.datasets:
             logger.warning("recipe %s was made for %s data, got %s: its values may not suit it", self.name,
                            " or ".join(self.datasets), source)
+        if processes != self.gpus and not sync_batchnorm:
+            logger.warning("recipe %s ran on %d GPUs, whose projector batch norms each saw 1/%d of the batch; "
+                           "%d processes normalise slices of another size (torchrun --nproc_per_node=%d "
+                           "reproduces them)", self.name, self.gpus, self.gpus, processes, self.gpus)
 
 
 def merge_settings(base: Mapping, changes: Mapping) -> dict:
@@ -108,20 +116,20 @@ _AAAI_NTU = _run(batch_size=356, lr=5e-4, milestone=351, epochs=451, augment=_AA
 _AAAI_PKU2 = _run(batch_size=512, lr=5e-4, milestone=801, epochs=1201, augment=_AAAI_AUGMENT, loss=_AAAI_LOSS)
 
 RECIPES: dict[str, PretrainRecipe] = {recipe.name: recipe for recipe in (
-    PretrainRecipe("aaai-ntu60", f"{_AAAI}: NTU-60, x-sub and x-view", ("ntu60",), _AAAI_NTU),
-    PretrainRecipe("aaai-ntu120", f"{_AAAI}: NTU-120, x-sub and x-set", ("ntu120",), _AAAI_NTU),
-    PretrainRecipe("aaai-pku2", f"{_AAAI}: PKU-MMD II, x-sub", ("pkummd2",), _AAAI_PKU2),
+    PretrainRecipe("aaai-ntu60", f"{_AAAI}: NTU-60, x-sub and x-view", ("ntu60",), 2, _AAAI_NTU),
+    PretrainRecipe("aaai-ntu120", f"{_AAAI}: NTU-120, x-sub and x-set", ("ntu120",), 2, _AAAI_NTU),
+    PretrainRecipe("aaai-pku2", f"{_AAAI}: PKU-MMD II, x-sub", ("pkummd2",), 2, _AAAI_PKU2),
     PretrainRecipe("tpami-pku2", "the TPAMI release's pretrain.py and augmentations with the PKU-MMD II schedule "
-                   "of the AAAI script (the TPAMI release has no PKU-MMD II script)", ("pkummd2",),
+                   "of the AAAI script (the TPAMI release has no PKU-MMD II script)", ("pkummd2",), 2,
                    _run(batch_size=512, lr=5e-4, milestone=801, epochs=1201, augment=_TPAMI_AUGMENT,
                         loss=_TPAMI_LOSS)),
     PretrainRecipe("tpami-ntu2d", "the TPAMI release (scripts/pretrain.sh, pretrain.py): NTU-60 2D, x-view; "
                    "its data: usdrl prepare ntu2d --legacy-2d-norm (the script's --padding zero is ignored by "
-                   "its x-view options, so the confidence is the third channel)", ("ntu2d",),
+                   "its x-view options, so the confidence is the third channel)", ("ntu2d",), 4,
                    _run(batch_size=384, lr=1e-4, milestone=351, epochs=451, augment=_TPAMI_AUGMENT,
                         loss=_TPAMI_LOSS)),
     PretrainRecipe("tpami-ntu60-sttr", "the TPAMI release (scripts/ntu60_xv.sh, pretrain.py): the STTR baseline "
-                   "on NTU-60 x-view (the script's modality is motion: --modality motion)", ("ntu60",),
+                   "on NTU-60 x-view (the script's modality is motion: --modality motion)", ("ntu60",), 2,
                    _run(batch_size=356, lr=1e-4, milestone=351, epochs=451, augment=_TPAMI_AUGMENT,
                         loss=_TPAMI_LOSS),
                    MappingProxyType({**REFERENCE_MODEL, "encoder": "sttr"})),
