@@ -109,7 +109,6 @@ def _pretrain(args: argparse.Namespace) -> None:
 def _add_pretrain(commands) -> None:
     from ..train.recipes import RECIPES
 
-    recipes = "; ".join(f"{name}: {recipe.source}" for name, recipe in RECIPES.items())
     pretrain = commands.add_parser(
         "pretrain", help="self-supervised MG-FD/MPCT pretraining on a prepared dataset",
         description="Pretrain a USDRL encoder on the clips of a prepared dataset (labels unused). The run folder "
@@ -124,7 +123,8 @@ def _add_pretrain(commands) -> None:
                           help="a prepared dataset folder (its train split is used) or one split folder")
     pretrain.add_argument("--out", required=True, metavar="RUN_DIR", help="run folder (checkpoints, metrics, model/)")
     pretrain.add_argument("--recipe", choices=list(RECIPES), metavar="NAME",
-                          help=f"a reference release's run, every value set ({recipes})")
+                          help=f"a reference release's run, every value set: {', '.join(RECIPES)} (the values and "
+                               "their sources: the pretraining page of the docs)")
     pretrain.add_argument("--config", help="JSON file with optional 'model' (USDRLConfig fields) and 'pretrain' "
                                            "(PretrainConfig fields: augment, loss, lr_milestones, ...) sections; "
                                            "it overrides the recipe, the options below override it")
