@@ -22,6 +22,7 @@ PRESETS: dict[str, dict] = {
 }
 
 _DEFAULT_MLP_RATIO = {"dste": 2.0, "sttr": 1.0}
+_DEFAULT_DROP_PATH = {"dste": 0.1, "sttr": 0.0}
 
 
 @dataclass
@@ -44,7 +45,8 @@ class USDRLConfig:
             value (2 for DSTE, 1 for STTR).
         alpha: DST layer mix ``alpha * CA + (1 - alpha) * DSA``.
         gap: DSA anchor spacing (tokens ``j % gap == 0`` keep their unshifted value).
-        drop_path: stochastic-depth rate on residual branches (training only).
+        drop_path: stochastic-depth rate on residual branches (training only); ``None`` picks
+            the encoder's reference value (0.1 for DSTE, 0 for STTR, which has none).
         encoder: ``"dste"`` or the ``"sttr"`` plain-transformer baseline.
         modality: ``"joint"``, ``"motion"`` or ``"bone"`` (one modality), or ``"multi"``:
             modality-specific embeddings fused early into one shared encoder (the
@@ -72,7 +74,7 @@ class USDRLConfig:
     mlp_ratio: float | None = None
     alpha: float = 0.5
     gap: int = 4
-    drop_path: float = 0.1
+    drop_path: float | None = None
     encoder: str = "dste"
     modality: str = "joint"
     causal: bool = False
@@ -99,6 +101,8 @@ class USDRLConfig:
                               "or multi")
         if self.mlp_ratio is None:
             self.mlp_ratio = _DEFAULT_MLP_RATIO[self.encoder]
+        if self.drop_path is None:
+            self.drop_path = _DEFAULT_DROP_PATH[self.encoder]
         for name in ("num_persons", "in_channels", "num_frames", "hidden_size", "num_heads", "num_layers", "gap"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:

@@ -2,6 +2,7 @@
 
 import argparse
 import json
+import os
 import sys
 import textwrap
 
@@ -57,10 +58,11 @@ def _add_prepare(commands) -> None:
 def _pretrain(args: argparse.Namespace) -> None:
     from pathlib import Path
 
-    from ..config import USDRLConfig
+    from ..config import PRESETS, USDRLConfig
     from ..data.prepared import MANIFEST, SkeletonDataset
     from ..errors import ConfigError
     from ..train.pretrain import PretrainConfig, Pretrainer
+    from ..train.recipes import get_recipe, merge_settings
 
     data = Path(args.data)
     dataset = SkeletonDataset(data, "train" if (data / MANIFEST).is_file() else None)
@@ -72,19 +74,31 @@ def _pretrain(args: argparse.Namespace) -> None:
     if unknown:
         raise ConfigError(f"{args.config}: unknown sections {unknown}; expected 'model' and/or 'pretrain'")
     manifest = dataset.manifest
+    recipe = get_recipe(args.recipe) if args.recipe else None
+    # the data, then the recipe's encoder, an explicit --preset, the --config file and --modality
+    size = PRESETS[args.preset] if args.preset else {} if recipe else PRESETS["base"]
     model = {"layout": manifest["layout"], "in_channels": manifest["num_channels"],
-             "num_persons": manifest["num_persons"], **settings.get("model", {})}
+             "num_persons": manifest["num_persons"], **(recipe.model if recipe else {}), **size,
+             **settings.get("model", {})}
     if args.modality:
         model["modality"] = args.modality
-    model_config = USDRLConfig.from_preset(args.preset, **model)
+    model_config = USDRLConfig.from_dict(model)
     options = {"epochs": args.epochs, "batch_size": args.batch_size, "save_every": args.save_every,
                "seed": args.seed, "lr": args.lr, "precision": args.precision}
-    pretrain = {**settings.get("pretrain", {}), **{k: v for k, v in options.items() if v is not None}}
+    pretrain = merge_settings(settings.get("pretrain", {}), {k: v for k, v in options.items() if v is not None})
     if args.grad_checkpointing:
         pretrain["grad_checkpointing"] = True
-    config = PretrainConfig.from_dict(pretrain)
+    if args.sync_batchnorm:
+        pretrain["sync_batchnorm"] = True
+    if recipe:
+        recipe.check_run(manifest["source"], int(os.environ.get("WORLD_SIZE", "1")), pretrain.get(
+            "sync_batchnorm", recipe.config.sync_batchnorm))
+        config = recipe.pretrain_config(pretrain)
+    else:
+        config = PretrainConfig.from_dict(pretrain)
     metadata = {"dataset": manifest["source"], "protocol": manifest["benchmark"],
-                "description": "self-supervised MG-FD/MPCT pretraining with usdrl"}
+                "description": "self-supervised MG-FD/MPCT pretraining with usdrl"
+                               + (f" (recipe {recipe.name})" if recipe else "")}
     trainer = Pretrainer(model_config, config, dataset.padded_clips, dataset.lengths, args.out, resume=args.resume,
                          allow_changed_config=args.allow_changed_config, metadata=metadata)
     trainer.fit()
@@ -93,28 +107,41 @@ def _pretrain(args: argparse.Namespace) -> None:
 
 
 def _add_pretrain(commands) -> None:
+    from ..train.recipes import RECIPES
+
     pretrain = commands.add_parser(
         "pretrain", help="self-supervised MG-FD/MPCT pretraining on a prepared dataset",
         description="Pretrain a USDRL encoder on the clips of a prepared dataset (labels unused). The run folder "
-                    "gets metrics.jsonl (one JSON object per step), checkpoint_NNNN.pt files (each with its .sha256) "
-                    "and model/, the final save_pretrained folder. Several processes: torchrun "
-                    "--nproc_per_node=N -m usdrl.cli pretrain ... (DistributedDataParallel; --batch-size is the "
-                    "total over all processes).")
+                    "gets metrics.jsonl (one JSON object per step), checkpoint_NNNN.pt files (each with its "
+                    ".sha256) and model/, the final save_pretrained folder. Several processes: torchrun "
+                    "--nproc_per_node=N -m usdrl.cli pretrain ... (DistributedDataParallel; --batch-size is the total over all processes, and the loss is "
+                    "computed on the whole gathered batch). --recipe sets every value of a reference release's "
+                    "run; --config and the options below override single values. Without a recipe the "
+                    "library's own defaults apply (451 epochs, batch 256, Adam lr 5e-4, fp32, no "
+                    "cross-correlation).")
     pretrain.add_argument("--data", required=True, metavar="PREPARED",
                           help="a prepared dataset folder (its train split is used) or one split folder")
     pretrain.add_argument("--out", required=True, metavar="RUN_DIR", help="run folder (checkpoints, metrics, model/)")
+    pretrain.add_argument("--recipe", choices=list(RECIPES), metavar="NAME",
+                          help=f"a reference release's run, every value set: {', '.join(RECIPES)} (the values and "
+                               "their sources: the pretraining page of the docs)")
     pretrain.add_argument("--config", help="JSON file with optional 'model' (USDRLConfig fields) and 'pretrain' "
                                            "(PretrainConfig fields: augment, loss, lr_milestones, ...) sections; "
-                                           "the options below override it")
-    pretrain.add_argument("--preset", choices=["base", "small", "tiny"], default="base",
-                          help="encoder size (default: base, the reference architecture)")
+                                           "it overrides the recipe, the options below override it")
+    pretrain.add_argument("--preset", choices=["base", "small", "tiny"],
+                          help="encoder size (default: the recipe's, else base, the reference architecture)")
     pretrain.add_argument("--modality", choices=["joint", "motion", "bone", "multi"],
                           help="input modality; multi trains one multi-modal model (default: joint)")
-    pretrain.add_argument("--epochs", type=int, help="epochs (default: 451, the reference schedule)")
-    pretrain.add_argument("--batch-size", type=int, help="clips per step over all processes (default: 256)")
-    pretrain.add_argument("--lr", type=float, help="Adam learning rate (default: 5e-4)")
-    pretrain.add_argument("--precision", choices=["fp32", "bf16", "fp16"], help="default: fp32")
+    pretrain.add_argument("--epochs", type=int, help="epochs (default: the recipe's, else 451)")
+    pretrain.add_argument("--batch-size", type=int,
+                          help="clips per step over all processes (default: the recipe's, else 256)")
+    pretrain.add_argument("--lr", type=float, help="Adam learning rate (default: the recipe's, else 5e-4)")
+    pretrain.add_argument("--precision", choices=["fp32", "bf16", "fp16"],
+                          help="default: the recipe's (fp16 autocast with loss scaling), else fp32")
     pretrain.add_argument("--grad-checkpointing", action="store_true", help="recompute activations (less memory)")
+    pretrain.add_argument("--sync-batchnorm", action="store_true",
+                          help="under torchrun, the projectors' batch norms use the global batch's statistics "
+                               "(default: each process's own slice, as the releases' DataParallel)")
     pretrain.add_argument("--save-every", type=int, help="checkpoint every N epochs (default: 50)")
     pretrain.add_argument("--seed", type=int, help="seed of the initial weights, sample order and augmentations")
     pretrain.add_argument("--resume", action="store_true",

@@ -90,13 +90,12 @@ def _report_recognition(result, args: argparse.Namespace, class_names: list[str]
 
 
 def _linear_probe(args: argparse.Namespace) -> None:
-    from ..data.prepared import SkeletonDataset
     from ..model import USDRL
-    from ..tasks.recognition import ProbeConfig, linear_probe
+    from ..tasks.recognition import ProbeConfig, linear_probe, probe_datasets
 
     model = USDRL.from_pretrained(args.model)
-    train = SkeletonDataset(args.data, args.train_split, num_frames=model.config.num_frames)
-    test = SkeletonDataset(args.data, args.test_split, num_frames=model.config.num_frames)
+    train, test = probe_datasets(args.data, num_frames=model.config.num_frames, train_split=args.train_split,
+                                 test_split=args.test_split, train_crop=args.train_crop)
     train.check_config(model.config, head=False)
     options = {"lr": args.lr, "epochs": args.epochs, "batch_size": args.batch_size}
     config = ProbeConfig(**{k: v for k, v in options.items() if v is not None})
@@ -117,6 +116,9 @@ def _add_linear_probe(commands) -> None:
                     "(the reference's figure) and the last.")
     probe.add_argument("--train-split", default="train", help="split to train the head on (default: train)")
     probe.add_argument("--test-split", default="test", help="split to evaluate on (default: test)")
+    probe.add_argument("--train-crop", type=float, metavar="RATIO",
+                       help="train on the fixed central RATIO of every training clip (the reference's PKU-MMD II "
+                            "probe: 0.5); the test clips stay whole (default: whole clips)")
     probe.add_argument("--lr", type=float, help="learning rate (default 0.006; the reference uses 0.03 for NTU-60 "
                                                "x-view and 0.01 for PKU-MMD II)")
     probe.add_argument("--epochs", type=int, help="epochs (default: 160)")
@@ -163,12 +165,16 @@ def _add_knn(commands) -> None:
 def _early_prediction(args: argparse.Namespace) -> None:
     from ..model import USDRL
     from ..tasks.early import RATIOS, early_prediction
+    from ..tasks.recognition import ProbeConfig
 
     model = USDRL.from_pretrained(args.model)
-    result = early_prediction(model, args.data, args.split, ratios=args.ratio or RATIOS)
+    options = {"lr": args.lr, "epochs": args.epochs, "batch_size": args.batch_size}
+    probe = ProbeConfig(**{k: v for k, v in options.items() if v is not None})
+    result = early_prediction(model, args.data, args.split, ratios=args.ratio or RATIOS, protocol=args.protocol,
+                              train_split=args.train_split, probe_config=probe)
     if args.json:
         sys.stdout.write(json.dumps({"accuracy": {str(k): v for k, v in result.accuracy.items()},
-                                     "area": result.area}) + "\n")
+                                     "area": result.area, "protocol": args.protocol}) + "\n")
         return
     lines = [f"observed {100 * ratio:3.0f}%: top-1 {100 * value:.2f}%" for ratio, value in result.accuracy.items()]
     sys.stdout.write("\n".join(lines + [f"area under the curve: {result.area:.4f}"]) + "\n")
@@ -176,14 +182,24 @@ def _early_prediction(args: argparse.Namespace) -> None:
 
 def _add_early_prediction(commands) -> None:
     early = _task_parser(
-        commands, "early-prediction", model_help="a model with a classifier head",
+        commands, "early-prediction", model_help="an encoder; with --protocol full, a model with a classifier head",
         help="accuracy from the first 10%%...100%% of each clip",
-        description="Evaluate a model with a clip-level head (e.g. the --out of linear-probe) on the observed "
-                    "prefixes of a prepared split: the first max(3, floor(n * r)) frames of each clip, resampled. "
-                    "Prints the accuracy per observation ratio and the area under that curve.")
+        description="Early action prediction on the observed prefixes of a prepared split: the first "
+                    "max(3, floor(n * r)) frames of each clip, resampled. --protocol observed (the reference's) "
+                    "trains a linear probe per ratio on the observed prefixes of the train split (the linear-probe "
+                    "protocol; the best evaluation is reported); --protocol full evaluates MODEL's own head (e.g. "
+                    "the --out of linear-probe, trained on whole clips). Prints the accuracy per observation ratio "
+                    "and the area under that curve.")
     early.add_argument("--split", default="test", help="split to evaluate (default: test)")
     early.add_argument("--ratio", type=float, action="append",
                        help="observation ratio in (0, 1] (repeat for several; default 0.1, 0.2, ..., 1.0)")
+    early.add_argument("--protocol", choices=["full", "observed"], default="full",
+                       help="full: MODEL's head on observed test clips; observed: a probe trained and tested on "
+                            "observed clips, per ratio, as the reference (default: full)")
+    early.add_argument("--train-split", default="train", help="observed: split to train the probes on")
+    early.add_argument("--lr", type=float, help="observed: the probe's learning rate (default 0.006)")
+    early.add_argument("--epochs", type=int, help="observed: the probe's epochs (default: 160)")
+    early.add_argument("--batch-size", type=int, help="observed: the probe's batch size (default: 512)")
     early.add_argument("--json", action="store_true", help="print one JSON object")
     early.set_defaults(run=_early_prediction)
 
@@ -279,22 +295,25 @@ def _frame_model(args: argparse.Namespace):
     """MODEL with a frame-wise head for the untrimmed split ``args.split``, and that split's dataset.
 
     The split is opened (and a model without training checked against it) before any work, so a
-    bad split or model fails at once. With ``--train-epochs`` a fresh frame-wise head and the
-    encoder are first trained on the windows of ``--train-split`` (per-frame cross-entropy, plus
-    ``--smoothing`` times the MS-TCN smoothing loss), then saved to ``--save-model`` if given.
+    bad split or model fails at once. With ``--train-epochs`` (or ``detect --recipe reference``) a
+    fresh frame-wise head and the encoder are first trained on the windows of ``--train-split``
+    (per-frame cross-entropy, plus ``--smoothing`` times the MS-TCN smoothing loss), then saved to
+    ``--save-model`` if given.
     """
     from ..data.prepared import SkeletonDataset
     from ..errors import ConfigError
     from ..model import USDRL
-    from ..tasks.detection import train_detector
+    from ..tasks.detection import ReferenceDetectionConfig, train_detector
     from ..tasks.finetune import FinetuneConfig
 
-    if args.save_model and not args.train_epochs:
+    reference = args.recipe == "reference"
+    train = bool(args.train_epochs) or reference
+    if args.save_model and not train:
         raise ConfigError("--save-model needs --train-epochs (without training there is nothing new to save)")
     model = USDRL.from_pretrained(args.model)
     frames = model.config.num_frames
     target = SkeletonDataset(args.data, args.split, sampling="windows", num_frames=frames)
-    if not args.train_epochs:
+    if not train:
         if model.frame_head is None:
             raise ConfigError(f"{args.model} has no frame-wise head; train one first with --train-epochs N")
         target.check_config(model.config)
@@ -302,8 +321,9 @@ def _frame_model(args: argparse.Namespace):
     windows = SkeletonDataset(args.data, args.train_split, sampling="windows", num_frames=frames,
                               window_stride=args.stride)
     windows.check_config(model.config, head=False)  # the head is replaced
-    options = {"lr": args.lr, "batch_size": args.batch_size}
-    config = FinetuneConfig(epochs=args.train_epochs, **{k: v for k, v in options.items() if v is not None})
+    options = {"epochs": args.train_epochs, "lr": args.lr, "batch_size": args.batch_size}
+    options = {k: v for k, v in options.items() if v is not None}
+    config = ReferenceDetectionConfig(**options) if reference else FinetuneConfig(**options)
     train_detector(model, windows, num_classes=windows.num_classes, config=config, smoothing=args.smoothing)
     if args.save_model:
         model.save_pretrained(args.save_model)
@@ -317,11 +337,14 @@ def _add_frame_training(parser: argparse.ArgumentParser, *, smoothing: float) ->
     parser.add_argument("--stride", type=int,
                         help="frames between windows, for inference and training (default: the window length)")
     parser.add_argument("--train-epochs", type=int,
-                        help="first train a fresh frame-wise head and the encoder this many epochs")
+                        help="first train a fresh frame-wise head and the encoder this many epochs "
+                             "(detect --recipe reference: 150 unless given)")
     parser.add_argument("--train-split", default="train_untrimmed",
                         help="untrimmed split to train on (default: train_untrimmed)")
-    parser.add_argument("--lr", type=float, help="training: peak AdamW learning rate (default: 5e-4)")
-    parser.add_argument("--batch-size", type=int, help="training: windows per step (default: 64)")
+    parser.add_argument("--lr", type=float, help="training: peak AdamW learning rate (default: 5e-4; "
+                                                 "detect --recipe reference: the constant SGD rate, 0.005)")
+    parser.add_argument("--batch-size", type=int,
+                        help="training: windows per step (default: 64; detect --recipe reference: 512)")
     parser.add_argument("--smoothing", type=float, default=smoothing,
                         help=f"training: weight of MS-TCN's smoothing loss (default: {smoothing:g})")
     parser.add_argument("--save-model", help="write the trained model here (save_pretrained folder)")
@@ -361,6 +384,11 @@ def _add_detect(commands) -> None:
                     "'label,start,end,score' file per video in OUT, ready for usdrl eval-detection. --eval "
                     "scores them at once against the split's own per-frame labels (the official mAP_a, mAP_v).")
     detect.add_argument("--out", required=True, help="folder for the proposal files")
+    detect.add_argument("--recipe", choices=["library", "reference"], default="library",
+                        help="how --train-epochs trains: library (AdamW, warm-up and cosine decay, train mode) or "
+                             "reference, the TPAMI release's action_detection.py (SGD momentum 0.9, constant lr "
+                             "0.005, weight decay 0, batch 512, 150 epochs, the model in eval mode: no drop "
+                             "path); reference trains even without --train-epochs (default: library)")
     _add_frame_training(detect, smoothing=0.0)
     detect.add_argument("--threshold", type=float, default=0.02, help="proposal threshold (default: 0.02)")
     detect.add_argument("--min-length", type=int, default=1, help="shortest proposal in frames (default: 1)")
@@ -404,7 +432,7 @@ def _add_segment(commands) -> None:
     _add_frame_training(segment, smoothing=0.15)
     segment.add_argument("--json", action="store_true",
                          help="print one JSON object {Acc, Edit, F1@10, F1@25, F1@50} with fractions in [0, 1]")
-    segment.set_defaults(run=_segment)
+    segment.set_defaults(run=_segment, recipe="library")
 
 
 def register(commands) -> None:

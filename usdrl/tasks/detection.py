@@ -4,7 +4,9 @@ Training: every parameter of the model and a frame-wise head (background = class
 trained with per-frame cross-entropy on windows of untrimmed sequences
 (``SkeletonDataset(path, "train_untrimmed", sampling="windows")``; :func:`train_detector`), or
 only the head on the frozen encoder's dense features (:func:`frame_probe`); frames past a
-sequence's end (label -1) are ignored.
+sequence's end (label -1) are ignored. Two recipes: the library's (:class:`FinetuneConfig`:
+AdamW, warm-up and cosine decay, the model in train mode) and the reference's
+(:class:`ReferenceDetectionConfig`: the TPAMI release's ``action_detection.py``).
 
 Inference: a whole sequence is cut into windows of the model's frames every ``stride``
 frames (overlaps allowed, the last window reaching the end); each frame's class
@@ -44,6 +46,29 @@ class DetectionConfig:
     nms_iou: float | None = None
 
 
+@dataclass
+class ReferenceDetectionConfig:
+    """The detection finetuning of the TPAMI release (``action_detection.py``, ``scripts/detection.sh``).
+
+    Every parameter and the frame head in one SGD group (momentum 0.9, weight decay 0) at a
+    constant learning rate (the release defines a step schedule but never calls it), batch
+    512, 150 epochs, plain per-frame cross-entropy, and the model held in ``eval()`` mode
+    while it trains (no drop path).
+    """
+
+    epochs: int = 150
+    batch_size: int = 512
+    lr: float = 0.005
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    seed: int = 0
+
+    def __post_init__(self):
+        for name in ("epochs", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+
+
 def smoothing_loss(logits: torch.Tensor, labels: torch.Tensor, clamp: float = 4.0) -> torch.Tensor:
     """MS-TCN's truncated mean squared error between the log-probabilities of neighbouring frames.
 
@@ -56,21 +81,35 @@ def smoothing_loss(logits: torch.Tensor, labels: torch.Tensor, clamp: float = 4.
     return (delta * valid).sum() / valid.sum().clamp(min=1) / logits.shape[-1]
 
 
-def train_detector(model: USDRL, windows, *, num_classes: int, config: FinetuneConfig | None = None,
-                   smoothing: float = 0.0, num_workers: int = 0) -> list[float]:
+def _constant_lr(step: int) -> None:
+    """The reference recipe's schedule: the learning rate never changes."""
+
+
+def train_detector(model: USDRL, windows, *, num_classes: int,
+                   config: FinetuneConfig | ReferenceDetectionConfig | None = None, smoothing: float = 0.0,
+                   num_workers: int = 0) -> list[float]:
     """Train ``model`` with a fresh frame-wise head of ``num_classes`` (background included) on
     ``(clip (C, T, V, M), frame labels (T,))`` windows; returns the mean loss of every epoch.
 
-    ``smoothing`` weights :func:`smoothing_loss` (MS-TCN uses 0.15 for segmentation)."""
+    ``config``: the library's recipe (:class:`FinetuneConfig`, the default) or the reference's
+    (:class:`ReferenceDetectionConfig`). ``smoothing`` weights :func:`smoothing_loss` (MS-TCN
+    uses 0.15 for segmentation)."""
     config = config or FinetuneConfig()
+    reference = isinstance(config, ReferenceDetectionConfig)
     torch.manual_seed(config.seed)
     model.reset_frame_classifier(num_classes)
     loader = torch.utils.data.DataLoader(windows, batch_size=config.batch_size, shuffle=True,
                                          generator=torch.Generator().manual_seed(config.seed), num_workers=num_workers)
-    optimizer, set_lr = make_optimizer(model, config, len(loader))
-    criterion = nn.CrossEntropyLoss(ignore_index=IGNORE_LABEL, label_smoothing=config.label_smoothing)
+    if reference:
+        optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
+                                    weight_decay=config.weight_decay)
+        criterion = nn.CrossEntropyLoss(ignore_index=IGNORE_LABEL)
+        set_lr = _constant_lr
+    else:
+        optimizer, set_lr = make_optimizer(model, config, len(loader))
+        criterion = nn.CrossEntropyLoss(ignore_index=IGNORE_LABEL, label_smoothing=config.label_smoothing)
     losses, step = [], 0
-    model.train()
+    model.train(not reference)
     for epoch in range(1, config.epochs + 1):
         epoch_losses = []
         for clips, labels in loader:

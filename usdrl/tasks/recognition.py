@@ -10,7 +10,9 @@ the last accuracy are returned.
 
 With deterministic clip sampling (the reference's: whole sequences, or a fixed centre
 crop) the frozen features of every clip are the same at every epoch, so they are
-computed once and the head trains on them.
+computed once and the head trains on them. The reference trains PKU-MMD II's probe on
+the fixed central 50% of every training clip and tests on whole clips
+(:func:`probe_datasets` with ``train_crop=0.5``).
 """
 
 import logging
@@ -21,6 +23,7 @@ import torch
 import torch.utils.data
 from torch import nn
 
+from ..data.prepared import SkeletonDataset
 from ..errors import ConfigError, InputError
 from ..model import USDRL
 from .metrics import confusion_matrix, topk_accuracy
@@ -170,3 +173,16 @@ def linear_probe(model: USDRL, train, test, *, num_classes: int, config: ProbeCo
     model.head.load_state_dict(head.state_dict())
     model.eval()  # ready to predict, as after finetune()
     return result
+
+
+def probe_datasets(data, *, num_frames: int, train_split: str = "train", test_split: str = "test",
+                   train_crop: float | None = None) -> tuple[SkeletonDataset, SkeletonDataset]:
+    """The train and test datasets of a linear evaluation on a prepared dataset.
+
+    Every clip is resampled whole to ``num_frames``, except that with ``train_crop`` the training
+    clips keep only their fixed central ``train_crop`` fraction (frames ``[b, n - b)``,
+    ``b = floor((1 - train_crop) * n / 2)``), as the reference's PKU-MMD II probe does with 0.5.
+    """
+    train = (SkeletonDataset(data, train_split, num_frames=num_frames) if train_crop is None else
+             SkeletonDataset(data, train_split, sampling="center_crop", ratio=train_crop, num_frames=num_frames))
+    return train, SkeletonDataset(data, test_split, num_frames=num_frames)

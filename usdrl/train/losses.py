@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError, InputError
+from .distributed import gather_batch
 
 DOMAINS = ("temporal", "spatial", "instance")
 
@@ -155,11 +156,18 @@ class MGFDLoss(nn.Module):
     the scalar loss and a dict of python floats for logging: ``loss``, the weighted
     totals ``sim``, ``vac``, ``xcorr``, and ``{domain}/{term}`` for every domain. A zero
     ``xcorr_weight`` skips the cross-correlation (logged as 0), as the reference does.
+
+    ``global_batch=True``: under DDP, every process gathers the embeddings of all processes
+    (:func:`usdrl.train.distributed.gather_batch`, with gradients) and computes the loss of the
+    whole batch, as the reference computed it on the outputs ``DataParallel`` gathered; the
+    gradients then equal one process training on the global batch. Every process must hold
+    the same number of clips. In one process it changes nothing.
     """
 
-    def __init__(self, config: LossConfig | None = None):
+    def __init__(self, config: LossConfig | None = None, *, global_batch: bool = False):
         super().__init__()
         self.config = config or LossConfig()
+        self.global_batch = global_batch
 
     def domain_terms(self, views: torch.Tensor | Sequence[torch.Tensor]) -> dict[str, torch.Tensor]:
         """Unweighted ``sim``, ``vac``, ``xcorr`` of one domain's views ``(V, N, D)``."""
@@ -177,6 +185,8 @@ class MGFDLoss(nn.Module):
         missing = sorted(set(DOMAINS) - set(embeddings))
         if missing:
             raise InputError(f"missing embeddings for domains {missing}")
+        if self.global_batch:
+            embeddings = {domain: gather_batch(_stack(embeddings[domain]), dim=1) for domain in DOMAINS}
         cfg = self.config
         weights = {"sim": cfg.sim_weight, "vac": cfg.vac_weight, "xcorr": cfg.xcorr_weight}
         parts = {f"{domain}/{term}": value for domain in DOMAINS

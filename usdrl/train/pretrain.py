@@ -55,20 +55,28 @@ class TrainingDivergedError(USDRLError, RuntimeError):
 class PretrainConfig:
     """Everything about a pretraining run except the model (JSON-native).
 
+    The defaults are this library's own choice (the AAAI schedule and optimiser at batch 256,
+    fp32, without the cross-correlation term); the reference releases' runs are named recipes
+    (:mod:`usdrl.train.recipes`, ``usdrl pretrain --recipe``) that set every value.
+
     Attributes:
-        epochs: epochs to train (the reference: 451).
-        batch_size: clips per step over all processes (divided evenly between them).
-        lr, weight_decay: Adam settings (the reference: 5e-4, 1e-5).
+        epochs: epochs to train.
+        batch_size: clips per step over all processes (divided evenly between them); under DDP
+            the MG-FD loss is computed on the whole (gathered) batch.
+        lr, weight_decay: Adam settings.
         lr_milestones, lr_gamma: the learning rate is multiplied by ``lr_gamma`` at each
-            milestone epoch (the reference: ``[351]``, 0.1).
+            milestone epoch.
         num_views: augmented views per clip (MPCT; the last one is the anchor).
-        precision: ``fp32``, ``bf16`` (autocast, CPU or GPU) or ``fp16`` (GPU, with loss scaling).
+        precision: ``fp32``, ``bf16`` (autocast) or ``fp16`` (autocast with loss scaling, the
+            releases' CUDA AMP); the loss itself is computed in float32.
         grad_checkpointing: recompute layer activations in the backward pass.
         grad_clip: clip the gradient norm to this value (``None``: no clipping).
         max_loss: the collapse guard stops a run whose loss exceeds this (or is not finite).
         save_every: checkpoint every this many epochs (and always after the last).
         log_every: write a metrics line every this many steps.
         seed: seeds the sample order, the augmentations and the initial weights.
+        sync_batchnorm: under DDP, the projectors' batch norms use the statistics of the global
+            batch (``False``: each process's own slice, as the releases' ``DataParallel`` replicas).
     """
 
     epochs: int = 451
@@ -85,6 +93,7 @@ class PretrainConfig:
     save_every: int = 50
     log_every: int = 1
     seed: int = 0
+    sync_batchnorm: bool = False
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     loss: LossConfig = field(default_factory=LossConfig)
 
@@ -125,10 +134,10 @@ class PretrainingModel(nn.Module):
     view ``k`` through :data:`MULTIMODAL_VIEWS` ``[k]`` (the anchor is the fused view).
     """
 
-    def __init__(self, model: USDRL):
+    def __init__(self, model: USDRL, *, sync_batchnorm: bool = False):
         super().__init__()
         self.model = model
-        self.projectors = Projectors(model.config.hidden_size)
+        self.projectors = Projectors(model.config.hidden_size, sync_batchnorm=sync_batchnorm)
 
     def forward(self, views: torch.Tensor) -> dict[str, torch.Tensor]:
         num_views = views.shape[0]
@@ -226,10 +235,10 @@ class Pretrainer:
         torch.manual_seed(config.seed)
         encoder = USDRL(model_config)
         encoder.set_grad_checkpointing(config.grad_checkpointing)
-        self.module = PretrainingModel(encoder).to(self.device)
+        self.module = PretrainingModel(encoder, sync_batchnorm=config.sync_batchnorm).to(self.device)
         self.optimizer = torch.optim.Adam(self.module.parameters(), lr=config.lr, weight_decay=config.weight_decay)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=config.precision == "fp16")
-        self.criterion = MGFDLoss(config.loss)
+        self.criterion = MGFDLoss(config.loss, global_batch=True)
         self.epoch = self.step = 0
         self._writer = None
         if checkpoint is not None:
