@@ -113,7 +113,8 @@ def parse_number_rows(
             raise format_error(path, line_of(i), f"{what} must have {expected} fields, found {len(row)}")
         for token in row:
             if not NUMBER_RE.fullmatch(token):
-                raise format_error(path, line_of(i), f"{token!r} in {what} is not a number (a finite decimal such as 0.215 or -1e-05)")
+                raise format_error(path, line_of(i), f"{token!r} in {what} is not a number "
+                                                     "(a finite decimal such as 0.215 or -1e-05)")
             value = float(token)
             if not abs(value) <= FLOAT32_MAX:
                 raise format_error(path, line_of(i), f"{token!r} in {what} is not a finite float32 value")
