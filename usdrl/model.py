@@ -400,6 +400,13 @@ class USDRL(
 
     def load_weights(self, state: dict[str, torch.Tensor], source: str = "state dict") -> None:
         """Load ``state`` strictly into the encoder; heads that do not fit are re-initialised (logged)."""
+        self.load_state_dict(self.check_weights(state, source), strict=True)
+
+    def check_weights(self, state: dict[str, torch.Tensor], source: str = "state dict") -> dict[str, torch.Tensor]:
+        """The state :meth:`load_weights` loads: ``state`` with heads that do not fit replaced by this
+        model's (logged). Raises a one-line CheckpointError naming missing, unexpected and misshapen
+        weights. Only shapes are read, so a model on the meta device checks a state before a real
+        model is built."""
         state = dict(state)
         own = self.state_dict()
         for prefix, head in (("head.", self.head), ("frame_head.", self.frame_head)):
@@ -423,14 +430,14 @@ class USDRL(
         mismatched = [f"{k}: expected {tuple(own[k].shape)}, got {tuple(state[k].shape)}"
                       for k in sorted(set(own) & set(state)) if own[k].shape != state[k].shape]
         if missing or unexpected or mismatched:
-            lines = [f"{source} does not match this model ({self.config.encoder}, layout {self.config.layout}, "
-                     f"hidden {self.config.hidden_size}):"]
+            parts = []
             for title, items in (("missing", missing), ("unexpected", unexpected), ("wrong shape", mismatched)):
                 if items:
                     more = f" ... and {len(items) - 8} more" if len(items) > 8 else ""
-                    lines.append(f"  {title}: {', '.join(items[:8])}{more}")
-            raise CheckpointError("\n".join(lines))
-        self.load_state_dict(state, strict=True)
+                    parts.append(f"{title}: {', '.join(items[:8])}{more}")
+            raise CheckpointError(f"{source} does not match this model ({self.config.encoder}, layout "
+                                  f"{self.config.layout}, hidden {self.config.hidden_size}): " + "; ".join(parts))
+        return state
 
     # ---- publishing -------------------------------------------------------------------
     def push_to_hub(self, repo_id: str, *, token: str | None = None, model_card_kwargs: dict | None = None,
