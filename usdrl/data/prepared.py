@@ -461,44 +461,76 @@ def _plan_pkummd(source: str, raw: Path, benchmark: str, **_) -> _Plan:
     return plan
 
 
+#: Classes of NTU RGB+D 120; an NTU-2D label at or above it is refused.
+NTU120_CLASSES = 120
+
+
 def _ntu2d_classes(annotations: Iterable[dict]) -> int:
     """120 if any annotation is an NTU-120-only sample (label >= 60 or setup > 17), else 60."""
     for ann in annotations:
         if ann["label"] >= 60:
-            return 120
+            return NTU120_CLASSES
         try:
             if parse_ntu_name(ann["frame_dir"]).setup > 17:
-                return 120
+                return NTU120_CLASSES
         except DataFormatError:
             continue
     return 60
 
 
-def _check_2d_annotation(raw: Path, ann: dict | None, name: str) -> dict:
+def _problem_2d_annotation(ann: dict | None) -> str | None:
+    """Why an annotation the split lists cannot be an NTU-2D sample, or None."""
     if ann is None:
-        raise DataFormatError(f"{raw}: the split lists {name}, which has no annotation")
+        return "listed by the split, but it has no annotation"
     keypoint = ann.get("keypoint")
     if keypoint is None or keypoint.shape[2:] != (17, 2) or "label" not in ann or "img_shape" not in ann:
-        raise DataFormatError(f"{raw}: annotation {name} must have 'label', 'img_shape' and 2D COCO-17 "
-                              f"'keypoint' (M, T, 17, 2), found keys {sorted(ann)}")
-    return ann
+        return f"must have 'label', 'img_shape' and 2D COCO-17 'keypoint' (M, T, 17, 2), found keys {sorted(ann)}"
+    if ann["label"] >= NTU120_CLASSES:
+        return f"label {ann['label']} is outside the {NTU120_CLASSES} NTU classes"
+    return None
 
 
 def _plan_ntu2d(source: str, raw: Path, benchmark: str, *, padding: str, legacy_2d_norm: bool) -> _Plan:
+    """The NTU-2D plan. Each annotation that cannot be a sample (bad arrays, NaN, no frames, a label
+    past 120, a duplicate name or split entry) is left out and reported; the rest is written."""
     if not raw.is_file():
         raise DataFormatError(f"{raw}: not a file; expected {RAW_LAYOUTS['ntu2d']}")
-    content = load_pyskl(raw)
+    content = load_pyskl(raw, skip_invalid=True)
     keys = {"train": f"{benchmark}_train", "test": f"{benchmark}_val"}
     for key in keys.values():
         if key not in content["split"]:
             raise DataFormatError(f"{raw}: no split list {key!r}; the pickle has {sorted(content['split'])}")
-    by_name = {ann["frame_dir"]: ann for ann in content["annotations"]}
-    parts = {part: [_check_2d_annotation(raw, by_name.get(name), name) for name in content["split"][key]]
-             for part, key in keys.items()}
+    problems = [message for _, message in content["invalid"]]
+    rejected = {name for name, _ in content["invalid"]}
+    by_name: dict[str, dict] = {}
+    for ann in content["annotations"]:
+        if ann["frame_dir"] in by_name:
+            problems.append(f"{raw}: annotation {ann['frame_dir']} appears again; the first one is kept")
+        by_name.setdefault(ann["frame_dir"], ann)
+    parts: dict[str, list[dict]] = {}
+    listed: set[str] = set()
+    for part, key in keys.items():
+        parts[part] = []
+        for name in content["split"][key]:
+            if name in rejected:
+                continue  # reported with its annotation
+            problem = (f"listed again (in {key})" if name in listed else _problem_2d_annotation(by_name.get(name)))
+            listed.add(name)
+            if problem:
+                problems.append(f"{raw}: {key} entry {name}: {problem}")
+            else:
+                parts[part].append(by_name[name])
+    if problems:
+        logger.warning("%s: %d annotation(s) or split entries left out (the rest is written); %s%s", raw,
+                       len(problems), "; ".join(problems[:5]), " ..." if len(problems) > 5 else "")
+    for part, key in keys.items():
+        if not parts[part]:
+            raise DataFormatError(f"{raw}: no usable sample in {key}; {problems[0] if problems else 'it is empty'}")
     recipe = Recipe2D(padding, legacy_2d_norm)
     plan = _Plan(layout="coco17", num_classes=_ntu2d_classes(a for anns in parts.values() for a in anns),
                  recipe=_describe(recipe),
-                 splits={"train": _SplitPlan(CLIPS), "test": _SplitPlan(CLIPS)}, parallel=False)
+                 splits={"train": _SplitPlan(CLIPS), "test": _SplitPlan(CLIPS)}, parallel=False,
+                 skipped={"invalid_annotations": problems})
     for part, annotations in parts.items():
         for ann in annotations:
             plan.add(_AnnotationTask(ann, recipe), [(part, ann["frame_dir"], ann["label"], ann["keypoint"].shape[1])])
