@@ -34,6 +34,12 @@ def with_nan(array, index=(0, 1, 2)):
     return array
 
 
+def with_inf(score):
+    score = score.copy()
+    score[:, 3] = np.inf
+    return score
+
+
 def dump(path, split, annotations):
     with open(path, "wb") as f:
         pickle.dump({"split": split, "annotations": annotations}, f, protocol=4)  # 2 stores b"" as a global call
@@ -43,9 +49,8 @@ def dump(path, split, annotations):
 BAD = {
     "NaN keypoint": (lambda ann: {"keypoint": with_nan(ann["keypoint"], (0, 1, 2, 0))},
                      r"'keypoint' holds NaN or infinite values \(first at index \(0, 1, 2, 0\)\)"),
-    "inf score": (lambda ann: {"keypoint_score": np.where(np.arange(ann["keypoint_score"].shape[1])[None, :, None] == 3,
-                                                          np.inf, ann["keypoint_score"]).astype(np.float16)},
-                  "'keypoint_score' holds NaN or infinite values"),
+    "inf score": (lambda ann: {"keypoint_score": with_inf(ann["keypoint_score"])},
+                  r"'keypoint_score' holds NaN or infinite values \(first at index \(0, 3, 0\)\)"),
     "zero frames": (lambda ann: {"keypoint": ann["keypoint"][:, :0], "keypoint_score": ann["keypoint_score"][:, :0],
                                  "total_frames": 0}, r"'keypoint' has no frames \(T = 0\)"),
     "total_frames an array": (lambda ann: {"total_frames": np.array([ann["total_frames"]] * 2)},
