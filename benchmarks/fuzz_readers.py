@@ -16,8 +16,8 @@ Printed per target: inputs tried, outcomes by exception type (``ok`` when the re
 returned), raw exceptions (anything outside the ``usdrl.errors`` family: must be 0, each one
 printed), the peak Python/numpy allocation per input byte (``tracemalloc``: max and median
 over the inputs of at least 4 KiB, with the input size at the max) and the largest peak of
-any input in MiB. torch's own allocations are not traced, so the model targets show
-numpy/Python only. Exit status 1 if any raw exception.
+any input in MiB with that input's size. Inputs are cut to 8 MiB. torch's own allocations
+are not traced, so the model targets show numpy/Python only. Exit status 1 if any raw exception.
 """
 
 import argparse
@@ -59,6 +59,8 @@ from usdrl.hub import load_weights_file
 
 #: Inputs smaller than this count for the absolute peak only: a fixed cost dominates their ratio.
 MIN_RATIO_BYTES = 4096
+#: Mutated inputs are cut to this size (a line repeated thousands of times can reach 100 MB).
+MAX_INPUT_BYTES = 8 << 20
 BAD_TOKENS = [b"1_0", b"0.2_15", b"nan", b"inf", b"-inf", b"1e999", b"0x1F", b"--1", b"+", b"E5", b"1.2.3",
               b"\xd9\xa1", b"99999999999999999999999", b"\x00", b"\t", b"\r"]
 BAD_JSON_VALUES = ["false", "true", "null", "0", "-1", "1e308", "1.5", "99", "\"x\"", "\"false\"", "[]", "[1, 2]",
@@ -204,14 +206,14 @@ def fuzz(name: str, target, seconds: float, seed: int, folder: Path) -> dict:
     outcomes: collections.Counter = collections.Counter()
     raw = []
     ratios = []
-    worst, largest = (0.0, 0), 0
+    worst, largest = (0.0, 0), (0, 0)
     path = folder / name / file_name
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(seed_bytes)
     reader(path)  # warm up: first-call imports are not the input's doing
     deadline = time.perf_counter() + seconds
     while time.perf_counter() < deadline:
-        data = mutate(seed_bytes, rng)
+        data = mutate(seed_bytes, rng)[:MAX_INPUT_BYTES]
         path.write_bytes(data)
         tracemalloc.start()
         try:
@@ -225,7 +227,7 @@ def fuzz(name: str, target, seconds: float, seed: int, folder: Path) -> dict:
         finally:
             peak = tracemalloc.get_traced_memory()[1]
             tracemalloc.stop()
-        largest = max(largest, peak)
+        largest = max(largest, (peak, len(data)))
         if len(data) >= MIN_RATIO_BYTES:
             ratio = peak / len(data)
             ratios.append(ratio)
@@ -235,7 +237,7 @@ def fuzz(name: str, target, seconds: float, seed: int, folder: Path) -> dict:
     return {"inputs": sum(outcomes.values()), "outcomes": dict(outcomes.most_common()), "raw": len(raw),
             "peak_per_byte_max": round(worst[0], 1), "input_bytes_at_max": worst[1],
             "peak_per_byte_median": round(float(np.median(ratios)), 1) if ratios else None,
-            "peak_mib_max": round(largest / 2**20, 2)}
+            "peak_mib_max": round(largest[0] / 2**20, 2), "input_bytes_at_peak": largest[1]}
 
 
 def main() -> int:

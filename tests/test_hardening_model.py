@@ -137,6 +137,7 @@ def edit_config(folder, **changes):
     ("num_layers", True, "num_layers must be an integer, got True"),
     ("layout", ["ntu25"], r"layout must be a string, got \['ntu25'\]"),
     ("dataset", 5, "dataset must be a string or null, got 5"),
+    ("mlp_ratio", 1e308, r"mlp_ratio must be positive with an MLP width .* got 1e\+308"),  # found by the fuzzer
 ])
 def test_config_fields_are_checked_strictly(folder, field, value, words):
     edit_config(folder, **{field: value})

@@ -159,8 +159,9 @@ class USDRLConfig:
             raise ConfigError(f"alpha must lie in [0, 1], got {self.alpha}")
         if not 0.0 <= self.drop_path < 1.0:
             raise ConfigError(f"drop_path must lie in [0, 1), got {self.drop_path}")
-        if self.mlp_ratio <= 0 or int(self.hidden_size * self.mlp_ratio) < 1:
-            raise ConfigError(f"mlp_ratio must be positive, got {self.mlp_ratio}")
+        if self.mlp_ratio <= 0 or not 1 <= self.hidden_size * self.mlp_ratio < 2**31:
+            raise ConfigError(f"mlp_ratio must be positive with an MLP width hidden_size x mlp_ratio in "
+                              f"[1, 2**31), got {self.mlp_ratio}")
         if self.class_names is not None:
             self.class_names = list(self.class_names)
             if len(self.class_names) != self.num_classes:
