@@ -8,7 +8,15 @@ from data_helpers import ntu_text
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from usdrl.data import read_ntu_skeleton, read_pkummd_labels, read_pkummd_skeleton, read_uav_skeleton
+from usdrl.data import (
+    parse_ntu_name,
+    parse_pkummd_name,
+    parse_uav_name,
+    read_ntu_skeleton,
+    read_pkummd_labels,
+    read_pkummd_skeleton,
+    read_uav_skeleton,
+)
 from usdrl.data._text import NUMBER_RE, parse_number_lines, parse_number_rows
 from usdrl.data.ntu import SPARE_BODY_SLOTS
 from usdrl.data.uav import PLACEHOLDER_BODY_LINE
@@ -123,3 +131,13 @@ def test_fast_and_strict_number_parsing_agree(rows):
         padded = [[float(t) for t in row] + [0.0] * (fast.shape[1] - len(row)) for row in rows]
         np.testing.assert_array_equal(fast, padded)
         assert fast.shape[1] == max(expected_width)
+
+
+@pytest.mark.parametrize("parse, name", [
+    (parse_ntu_name, "S00\u0661C001P001R001A001"),
+    (parse_uav_name, "P07\u0660S01G10B00H10UC102000LC092000A031R0_09131758.txt"),
+    (parse_pkummd_name, "000\u0662-L"),
+])
+def test_sample_names_take_ascii_digits_only(parse, name):
+    with pytest.raises(DataFormatError, match="not a"):
+        parse(name)

@@ -53,7 +53,7 @@ JOINT_INFO_FIELDS = (
 DEFAULT_BODY_ID = 72057594037927936
 
 _UINT64_LIMIT = 2**64
-_NAME_RE = re.compile(r"^S(\d{3})C(\d{3})P(\d{3})R(\d{3})A(\d{3})$")
+_NAME_RE = re.compile(r"^S(\d{3})C(\d{3})P(\d{3})R(\d{3})A(\d{3})$", re.ASCII)  # int() takes any script's digits
 _NAME_FIELDS = ("setup", "camera", "performer", "replication", "action")
 
 

@@ -42,7 +42,7 @@ UAV_GRAMMAR = BodyFrameGrammar(num_joints=NUM_JOINTS, body_fields=(1, 10), body_
 #: The body line the writer puts in front of every body.
 PLACEHOLDER_BODY_LINE = "000 0 0 0 0 0 0 0 0 0"
 
-_NAME_RE = re.compile(r"^P(\d+)S(\d+)G(\d+)B(\d+)H(\d+)UC(\d+)LC(\d+)A(\d+)R(\d+)_(\d+)$")
+_NAME_RE = re.compile(r"^P(\d+)S(\d+)G(\d+)B(\d+)H(\d+)UC(\d+)LC(\d+)A(\d+)R(\d+)_(\d+)$", re.ASCII)
 
 
 @dataclass(frozen=True)
