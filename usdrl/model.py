@@ -197,7 +197,11 @@ class USDRL(
         if not isinstance(x, torch.Tensor | np.ndarray):
             raise InputError(f"expected joint coordinates as a torch.Tensor or numpy array (N, C, T, V, M), "
                              f"got {type(x).__name__}")
-        if (x.dtype == torch.bool or x.is_complex()) if isinstance(x, torch.Tensor) else x.dtype.kind not in "fiu":
+        if isinstance(x, torch.Tensor):
+            real = x.dtype != torch.bool and not x.is_complex()
+        else:
+            real = x.dtype.kind in "fiu"
+        if not real:
             raise InputError(f"expected real-valued coordinates, got dtype {x.dtype}")
         expected = self.config.input_shape
         got = tuple(x.shape)
