@@ -92,8 +92,8 @@ def test_writer_rejects_bad_shapes(tmp_path):
 
 @pytest.mark.parametrize("edit, message", [
     (lambda lines: [*lines[:3], "16", *lines[4:]], "16 joints"),
-    (lambda lines: [*lines[:5], "1.5", *lines[6:]], "at least 2 fields"),
-    (lambda lines: [*lines[:2], "", *lines[3:]], "empty"),
+    (lambda lines: [*lines[:5], "1.5", *lines[6:]], "2 to 12 fields, found 1"),
+    (lambda lines: [*lines[:2], "", *lines[3:]], "1 to 10 fields, found 0"),
     (lambda lines: [*lines[:2], "0.5 0 0", *lines[3:]], "integer"),
     (lambda lines: [*lines[:2], "0 x", *lines[3:]], "not a number"),
     (lambda lines: lines[:-1], "end of file"),

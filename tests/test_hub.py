@@ -13,6 +13,7 @@ from safetensors.torch import load_file, save_file
 from usdrl import (
     USDRL,
     CheckpointError,
+    ConfigError,
     PretrainedWeights,
     USDRLConfig,
     WeightsNotFoundError,
@@ -68,13 +69,18 @@ def test_strict_loading_rejects_missing_and_misshapen_weights(saved, tmp_path):
     (folder / "config.json").write_text((saved / "config.json").read_text())
     state = load_file(saved / "model.safetensors")
     del state["encoder.temporal.layers.1.attn.in_proj_weight"]
-    state["encoder.spatial_pos"] = torch.zeros(1, 34, 64)
+    state["encoder.temporal.layers.0.attn.in_proj_bias"] = torch.zeros(7)
     save_file(state, folder / "model.safetensors")
     with pytest.raises(CheckpointError) as info:
         USDRL.from_pretrained(folder)
     message = str(info.value)
     assert "missing: encoder.temporal.layers.1.attn.in_proj_weight" in message
-    assert "encoder.spatial_pos: expected (1, 50, 64), got (1, 34, 64)" in message
+    assert "encoder.temporal.layers.0.attn.in_proj_bias: expected (192,), got (7,)" in message
+    # A size the config states that the weights contradict is named as a config field.
+    state["encoder.spatial_pos"] = torch.zeros(1, 34, 64)
+    save_file(state, folder / "model.safetensors")
+    with pytest.raises(ConfigError, match="num_persons x num_joints is 2 x 25 but .* holds weights for 34 spatial"):
+        USDRL.from_pretrained(folder)
 
     with pytest.raises(CheckpointError, match="wrong shape"):
         USDRL.from_pretrained(saved, hidden_size=32, num_heads=1)

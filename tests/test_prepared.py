@@ -319,7 +319,7 @@ def test_reader_refuses_incomplete_or_inconsistent_folders(ntu_xsub, tmp_path):
     copy = tmp_path / "copy"
     shutil.copytree(ntu_xsub, copy)
     manifest = json.loads((copy / "manifest.json").read_text())
-    manifest["splits"]["train"]["arrays"]["data"]["shape"][0] += 1
+    manifest["splits"]["train"]["arrays"]["data"]["shape"][2] += 1  # more frames than the file holds
     (copy / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(DataFormatError, match="data.npy: shape"):
         SkeletonDataset(copy, "train")

@@ -7,7 +7,10 @@ tokens of width ``num_persons * num_joints * in_channels``; the spatial stream h
 
 import dataclasses
 import json
+import math
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from .errors import ConfigError
 from .skeleton import MODALITIES, get_layout
@@ -23,6 +26,48 @@ PRESETS: dict[str, dict] = {
 
 _DEFAULT_MLP_RATIO = {"dste": 2.0, "sttr": 1.0}
 _DEFAULT_DROP_PATH = {"dste": 0.1, "sttr": 0.0}
+#: The ``version`` of the config format this library reads and writes.
+CONFIG_VERSION = 1
+
+# What each field must hold: "int", "real" (int or float, finite), "bool", "str" or "names" (a list of
+# strings); "?" at the end also allows None. bool is never taken for an int or a real.
+_FIELD_KINDS = {
+    "layout": "str", "num_joints": "int?", "num_persons": "int", "in_channels": "int", "num_frames": "int",
+    "hidden_size": "int", "num_heads": "int", "num_layers": "int", "mlp_ratio": "real?", "alpha": "real",
+    "gap": "int", "drop_path": "real?", "encoder": "str", "modality": "str", "causal": "bool",
+    "num_classes": "int", "num_frame_classes": "int", "class_names": "names?", "dataset": "str?",
+    "protocol": "str?", "preprocessing": "str?", "description": "str?", "version": "int",
+}
+_KIND_WORDS = {"int": "an integer", "real": "a finite number", "bool": "true or false", "str": "a string",
+               "names": "a list of strings"}
+
+
+def _has_kind(value, kind: str) -> bool:
+    if kind == "bool":
+        return isinstance(value, bool)
+    if isinstance(value, bool):
+        return False
+    if kind == "int":
+        return isinstance(value, int)
+    if kind == "real":
+        return isinstance(value, int | float) and math.isfinite(value)
+    if kind == "str":
+        return isinstance(value, str)
+    return isinstance(value, list | tuple) and all(isinstance(name, str) for name in value)
+
+
+def _check_field_kinds(config) -> None:
+    """Raise ConfigError naming the first field whose value is not of its kind (see ``_FIELD_KINDS``)."""
+    for name, kind in _FIELD_KINDS.items():
+        value = getattr(config, name)
+        optional = kind.endswith("?")
+        kind = kind.rstrip("?")
+        if not ((optional and value is None) or _has_kind(value, kind)):
+            words = _KIND_WORDS[kind] + (" or null" if optional else "")
+            raise ConfigError(f"{name} must be {words}, got {value!r} ({type(value).__name__})")
+    if config.version != CONFIG_VERSION:
+        raise ConfigError(f"version is {config.version!r}; this usdrl reads config version {CONFIG_VERSION} "
+                          "(a newer usdrl wrote it?)")
 
 
 @dataclass
@@ -85,9 +130,10 @@ class USDRLConfig:
     protocol: str | None = None
     preprocessing: str | None = None
     description: str | None = None
-    version: int = field(default=1)
+    version: int = field(default=CONFIG_VERSION)
 
     def __post_init__(self):
+        _check_field_kinds(self)
         layout = get_layout(self.layout)
         if self.num_joints is None:
             self.num_joints = layout.num_joints
@@ -117,8 +163,9 @@ class USDRLConfig:
             raise ConfigError(f"alpha must lie in [0, 1], got {self.alpha}")
         if not 0.0 <= self.drop_path < 1.0:
             raise ConfigError(f"drop_path must lie in [0, 1), got {self.drop_path}")
-        if self.mlp_ratio <= 0 or int(self.hidden_size * self.mlp_ratio) < 1:
-            raise ConfigError(f"mlp_ratio must be positive, got {self.mlp_ratio}")
+        if self.mlp_ratio <= 0 or not 1 <= self.hidden_size * self.mlp_ratio < 2**31:
+            raise ConfigError(f"mlp_ratio must be positive with an MLP width hidden_size x mlp_ratio in "
+                              f"[1, 2**31), got {self.mlp_ratio}")
         if self.class_names is not None:
             self.class_names = list(self.class_names)
             if len(self.class_names) != self.num_classes:
@@ -196,6 +243,30 @@ class USDRLConfig:
             return cls(**data)
         except TypeError as exc:
             raise ConfigError(f"invalid config: {exc}") from None
+
+    @classmethod
+    def from_json_file(cls, path: str | os.PathLike) -> "USDRLConfig":
+        """Read a ``config.json``: UTF-8 JSON (no ``NaN`` / ``Infinity``, no repeated keys), every field
+        of its kind. Raises ConfigError naming the file and the field or the line."""
+
+        def no_constant(name):
+            raise ValueError(f"{name} is not a JSON number")
+
+        def unique_keys(pairs):
+            keys = [key for key, _ in pairs]
+            repeated = sorted({key for key in keys if keys.count(key) > 1})
+            if repeated:
+                raise ValueError(f"repeated keys {repeated}")
+            return dict(pairs)
+
+        try:
+            text = Path(path).read_bytes().decode("utf-8")
+            data = json.loads(text, parse_constant=no_constant, object_pairs_hook=unique_keys)
+            return cls.from_dict(data)
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+        except (ValueError, ConfigError) as exc:  # json.JSONDecodeError is a ValueError
+            raise ConfigError(f"{path}: {exc}") from None
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

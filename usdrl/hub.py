@@ -14,9 +14,11 @@ loads with no network request at all.
 
 import logging
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
 from huggingface_hub import hf_hub_download
 from huggingface_hub.errors import (
     EntryNotFoundError,
@@ -26,9 +28,12 @@ from huggingface_hub.errors import (
     RepositoryNotFoundError,
     RevisionNotFoundError,
 )
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import load_file
 
 from ._version import __version__
-from .errors import ConfigError, WeightsNotFoundError
+from .config import USDRLConfig
+from .errors import CheckpointError, ConfigError, WeightsNotFoundError
 
 logger = logging.getLogger(__name__)
 
@@ -82,6 +87,102 @@ def get_pretrained(name: str) -> PretrainedWeights:
         return _REGISTRY[name]
     except KeyError:
         raise WeightsNotFoundError(f"no pretrained weights named {name!r}; known: {list_pretrained()}") from None
+
+
+# --------------------------------------------------------------------------------------
+# Reading a weights file: header first, sizes checked before anything is built or loaded
+# --------------------------------------------------------------------------------------
+
+#: safetensors dtype names of floating-point tensors (anything else is refused).
+_FLOAT_DTYPES = {"F16", "BF16", "F32", "F64"}
+
+
+def read_weights_header(path: str | os.PathLike) -> dict[str, tuple[tuple[int, ...], str]]:
+    """``{name: (shape, safetensors dtype)}`` of a ``.safetensors`` file, from its header alone.
+
+    Raises CheckpointError naming the file when it is damaged (truncated, header not
+    JSON, offsets that do not cover the data) or holds a tensor that is not floating point.
+    """
+    try:
+        with safe_open(path, "pt") as f:
+            slices = {name: f.get_slice(name) for name in f.keys()}
+            header = {name: (tuple(s.get_shape()), s.get_dtype()) for name, s in slices.items()}
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(f"{path}: not a readable safetensors file ({exc})") from None
+    for name, (_, dtype) in header.items():
+        if dtype not in _FLOAT_DTYPES:
+            raise CheckpointError(f"{path}: tensor {name!r} is {dtype}; model weights must be floating point "
+                                  f"({', '.join(sorted(_FLOAT_DTYPES))})")
+    return header
+
+
+def load_weights_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """The tensors of a ``.safetensors`` file checked by :func:`read_weights_header`, each finite.
+
+    Tensors stored in another float type than float32 are loaded and cast when copied into
+    the model (logged). Raises CheckpointError naming the file and tensor.
+    """
+    header = read_weights_header(path)
+    try:
+        tensors = load_file(path)
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(f"{path}: not a readable safetensors file ({exc})") from None
+    for name, tensor in tensors.items():
+        if not bool(torch.isfinite(tensor).all()):
+            raise CheckpointError(f"{path}: tensor {name!r} holds NaN or infinite values")
+    cast = sorted({dtype for _, dtype in header.values()} - {"F32"})
+    if cast:
+        logger.info("%s: %s weights are cast to float32", path, "/".join(cast))
+    return tensors
+
+
+def check_config_sizes(config: USDRLConfig, header: dict, config_file, weights_file,
+                       chosen_heads: tuple[str, ...] = ()) -> None:
+    """Raise ConfigError naming the first config size that the weights' shapes contradict.
+
+    Compared: hidden_size, the spatial tokens (num_persons x num_joints), in_channels,
+    num_frames, num_layers, mlp_ratio and the head sizes (``num_classes``,
+    ``num_frame_classes``) except those in ``chosen_heads``, which the caller sets anew.
+    ``header`` is :func:`read_weights_header`'s, so an edited ``config.json`` is refused
+    before a model of its sizes is built.
+    """
+    def shape(pattern: str) -> tuple[int, ...] | None:
+        return next((dims for name, (dims, _) in header.items() if re.fullmatch(pattern, name)), None)
+
+    def refuse(name: str, value, held) -> ConfigError:
+        return ConfigError(f"{config_file}: {name} is {value} but {weights_file} holds weights for {held}")
+
+    position = shape(r"encoder\.spatial_pos")
+    temporal = shape(r"encoder\.temporal\.embeds?\.(?:\w+\.)?0\.weight")
+    spatial = shape(r"encoder\.spatial\.embeds?\.(?:\w+\.)?0\.weight")
+    fc1 = shape(r"encoder\.temporal\.layers\.0\.(?:ca\.mlp|ffn)\.fc1\.weight")
+    if position is None or temporal is None or spatial is None or fc1 is None or len(position) != 3:
+        raise CheckpointError(f"{weights_file}: not usdrl model weights (no encoder.spatial_pos, embedding or "
+                              "MLP tensors)")
+    tokens, hidden = position[1], position[2]
+    if config.hidden_size != hidden:
+        raise refuse("hidden_size", config.hidden_size, f"hidden size {hidden}")
+    if config.spatial_tokens != tokens:
+        raise refuse("num_persons x num_joints", f"{config.num_persons} x {config.num_joints}",
+                     f"{tokens} spatial tokens")
+    if config.temporal_input_dim != temporal[1]:
+        raise refuse("in_channels", config.in_channels, f"{temporal[1] / tokens:g} channels per joint")
+    if config.spatial_input_dim != spatial[1]:
+        raise refuse("num_frames", config.num_frames, f"{spatial[1] / config.in_channels:g} frames")
+    layers = len({m[1] for name in header if (m := re.match(r"encoder\.temporal\.layers\.(\d+)\.", name))})
+    if config.num_layers != layers:
+        raise refuse("num_layers", config.num_layers, f"{layers} layers")
+    if config.mlp_hidden_size != fc1[0]:
+        raise refuse("mlp_ratio", config.mlp_ratio, f"an MLP of width {fc1[0]} (ratio {fc1[0] / hidden:g})")
+    for name, prefix in (("num_classes", "head"), ("num_frame_classes", "frame_head")):
+        promised, weight = getattr(config, name), header.get(f"{prefix}.weight")
+        held = weight[0][0] if weight else 0
+        if name in chosen_heads or promised == held:
+            continue
+        if held == 0:
+            raise ConfigError(f"{config_file}: {name} is {promised} but {weights_file} has no {prefix} weights; "
+                              f"pass {name}=0 to load without that head, or {name}=N for a fresh one")
+        raise refuse(name, promised, f"{held} classes")
 
 
 def _local_files(folder: Path) -> tuple[Path, Path]:

@@ -4,7 +4,6 @@ The model takes **joint coordinates** ``(N, C, T, V, M)`` (batch, channels, fram
 joints, persons) and computes its own modality (joint, motion or bone) from them.
 """
 
-import json
 import logging
 import os
 from collections.abc import Callable
@@ -15,7 +14,7 @@ import numpy as np
 import torch
 from huggingface_hub import ModelCard, ModelCardData, PyTorchModelHubMixin, get_token
 from huggingface_hub.errors import LocalTokenNotFoundError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import nn
 from tqdm.auto import tqdm
 
@@ -25,7 +24,14 @@ from .config import USDRLConfig
 from .encoder import Encoder, dense_feature, global_feature
 from .errors import CheckpointError, ConfigError, InputError
 from .heads import ClassifierHead, FrameClassifierHead
-from .hub import CONFIG_FILE, WEIGHTS_FILE, resolve_model_files
+from .hub import (
+    CONFIG_FILE,
+    WEIGHTS_FILE,
+    check_config_sizes,
+    load_weights_file,
+    read_weights_header,
+    resolve_model_files,
+)
 from .skeleton import SkeletonLayout
 
 logger = logging.getLogger(__name__)
@@ -57,6 +63,24 @@ def _resolve_dtype(dtype) -> torch.dtype:
     if dtype not in (torch.float32, torch.bfloat16, torch.float16):
         raise InputError(f"dtype must be float32, bfloat16 or float16, got {dtype}")
     return dtype
+
+
+def _check_device(device) -> torch.device:
+    """``torch.device(device)``, or InputError when it names no device this machine has."""
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise InputError(f"device {device!r} is not a device name ('cpu', 'cuda', 'cuda:1', 'mps'): {exc}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise InputError(f"device {str(device)!r} was asked for, but CUDA is not available here (torch "
+                         f"{torch.__version__}, {'no GPU found' if torch.version.cuda else 'built without CUDA'}); "
+                         "use device='cpu'")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise InputError(f"device {str(device)!r} was asked for, but this machine has "
+                         f"{torch.cuda.device_count()} CUDA device(s)")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise InputError("device 'mps' was asked for, but MPS (Apple GPU) is not available here; use device='cpu'")
+    return device
 
 
 # The model card written by save_pretrained / push_to_hub (a Jinja template; see USDRL.generate_model_card).
@@ -168,8 +192,17 @@ class USDRL(
 
     # ---- forward passes (training use) ------------------------------------------------
     def check_input(self, x: torch.Tensor, allow_single: bool = False) -> None:
-        """Raise :class:`InputError` unless ``x`` is a batch ``(N, C, T, V, M)`` this model takes
-        (or, with ``allow_single``, one clip ``(C, T, V, M)``)."""
+        """Raise :class:`InputError` unless ``x`` is a tensor or numpy array of real numbers shaped as a
+        batch ``(N, C, T, V, M)`` this model takes (or, with ``allow_single``, one clip ``(C, T, V, M)``)."""
+        if not isinstance(x, torch.Tensor | np.ndarray):
+            raise InputError(f"expected joint coordinates as a torch.Tensor or numpy array (N, C, T, V, M), "
+                             f"got {type(x).__name__}")
+        if isinstance(x, torch.Tensor):
+            real = x.dtype != torch.bool and not x.is_complex()
+        else:
+            real = x.dtype.kind in "fiu"
+        if not real:
+            raise InputError(f"expected real-valued coordinates, got dtype {x.dtype}")
         expected = self.config.input_shape
         got = tuple(x.shape)
         if (len(got) == 5 and got[1:] == expected) or (allow_single and got == expected):
@@ -196,9 +229,12 @@ class USDRL(
 
         ``view`` picks the input of a multi-modal model (``joint``, ``motion``, ``bone`` or
         ``fused``; default ``fused``); a single-modality model has only its own modality.
+        ``x`` may be a tensor or numpy array of any real dtype: it is checked as in :meth:`encode`
+        (shape, finite values) and converted to the model's device and dtype.
         """
         self.check_input(x)
-        return self.encoder(x, view)
+        parameter = next(self.parameters())
+        return self.encoder(self._prepare_batch(x, 0, parameter.device, parameter.dtype), view)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits ``(N, num_classes)``, or the global features ``(N, 2H)`` when there is no head."""
@@ -252,8 +288,6 @@ class USDRL(
 
     def _run_batched(self, x, fn: Callable[[torch.Tensor], torch.Tensor], batch_size, device, dtype,
                      show_progress_bar, convert_to_numpy):
-        if not isinstance(x, (torch.Tensor, np.ndarray)):
-            raise InputError(f"expected a torch.Tensor or numpy array, got {type(x).__name__}")
         if batch_size < 1:
             raise InputError(f"batch_size must be >= 1, got {batch_size}")
         self.check_input(x, allow_single=True)
@@ -261,7 +295,7 @@ class USDRL(
         data = x[None] if single else x
         if len(data) == 0:
             raise InputError("got an empty batch (N = 0)")
-        device = torch.device(device) if device is not None else self._device()
+        device = _check_device(device) if device is not None else self._device()
         dtype = _resolve_dtype(dtype)
         if show_progress_bar is None:
             show_progress_bar = logger.getEffectiveLevel() <= logging.INFO
@@ -273,7 +307,7 @@ class USDRL(
         try:
             with torch.inference_mode(), autocast:
                 for start in tqdm(range(0, len(data), batch_size), disable=not show_progress_bar, unit="batch"):
-                    batch = self._prepare_batch(data[start:start + batch_size], start, device)
+                    batch = self._prepare_batch(data[start:start + batch_size], start, device, torch.float32)
                     outputs.append(fn(batch).float().cpu())
         finally:
             self.train(was_training)
@@ -283,16 +317,14 @@ class USDRL(
         return result.numpy() if convert_to_numpy else result
 
     @staticmethod
-    def _prepare_batch(batch, offset: int, device: torch.device) -> torch.Tensor:
+    def _prepare_batch(batch, offset: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+        """A batch that passed :meth:`check_input` as a ``dtype`` tensor on ``device``; InputError naming
+        the clips (``offset`` + index) that hold NaN or infinite values."""
         if isinstance(batch, np.ndarray):
-            if batch.dtype.kind not in "fiu":
-                raise InputError(f"expected real-valued coordinates, got numpy dtype {batch.dtype}")
-            tensor = torch.from_numpy(np.array(batch, dtype=np.float32))
-        elif batch.dtype == torch.bool or batch.is_complex():
-            raise InputError(f"expected real-valued coordinates, got dtype {batch.dtype}")
-        else:
-            tensor = batch
-        tensor = tensor.to(device=device, dtype=torch.float32)
+            batch = torch.from_numpy(np.array(batch, dtype=np.float32))
+        tensor = batch.to(device=device, dtype=dtype)
+        if tensor.device.type == "meta" or torch.jit.is_tracing() or torch.compiler.is_compiling():
+            return tensor  # no values to check (or a graph being recorded)
         finite = torch.isfinite(tensor).flatten(1).all(dim=1)
         if not bool(finite.all()):
             bad = (offset + torch.nonzero(~finite).flatten()).tolist()
@@ -352,24 +384,33 @@ class USDRL(
     ) -> "USDRL":
         """Load a model from a folder, a name in :func:`usdrl.list_pretrained` or a Hub repo ``org/name``.
 
-        Loading is strict: every encoder weight must be in the file with its shape. Config
-        ``overrides`` may change the heads (e.g. ``num_classes=10``): a head whose size
-        differs from the file's is freshly initialised, and the log says so. The model is
-        returned in ``eval()`` mode.
+        Loading is strict: ``config.json`` must hold every field with its type, its sizes must
+        match the weights' shapes (checked from the safetensors header before the model is
+        built; ConfigError naming the field), and every weight must be a finite float tensor
+        in an intact file (CheckpointError naming the file). A head the config promises must
+        be in the file, unless ``overrides`` set its size: ``num_classes=0`` loads without it,
+        ``num_classes=10`` gives a freshly initialised head (logged). The model is returned
+        in ``eval()`` mode.
         """
         config_file, weights_file = resolve_model_files(
             name_or_path, revision=revision, cache_dir=cache_dir, local_files_only=local_files_only,
             token=token, force_download=force_download)
-        try:
-            config = USDRLConfig.from_dict(json.loads(Path(config_file).read_text(encoding="utf-8")))
-        except (json.JSONDecodeError, ConfigError) as exc:
-            raise ConfigError(f"{config_file}: {exc}") from None
+        config = USDRLConfig.from_json_file(config_file)
+        chosen_heads = tuple(field for field in ("num_classes", "num_frame_classes") if field in overrides)
+        check_config_sizes(config, read_weights_header(weights_file), config_file, weights_file, chosen_heads)
         model = cls(config, **overrides)
-        model.load_weights(load_file(weights_file), source=str(weights_file))
+        model.load_weights(load_weights_file(weights_file), source=str(weights_file))
         return model.to(map_location).eval()
 
     def load_weights(self, state: dict[str, torch.Tensor], source: str = "state dict") -> None:
         """Load ``state`` strictly into the encoder; heads that do not fit are re-initialised (logged)."""
+        self.load_state_dict(self.check_weights(state, source), strict=True)
+
+    def check_weights(self, state: dict[str, torch.Tensor], source: str = "state dict") -> dict[str, torch.Tensor]:
+        """The state :meth:`load_weights` loads: ``state`` with heads that do not fit replaced by this
+        model's (logged). Raises a one-line CheckpointError naming missing, unexpected and misshapen
+        weights. Only shapes are read, so a model on the meta device checks a state before a real
+        model is built."""
         state = dict(state)
         own = self.state_dict()
         for prefix, head in (("head.", self.head), ("frame_head.", self.frame_head)):
@@ -393,14 +434,14 @@ class USDRL(
         mismatched = [f"{k}: expected {tuple(own[k].shape)}, got {tuple(state[k].shape)}"
                       for k in sorted(set(own) & set(state)) if own[k].shape != state[k].shape]
         if missing or unexpected or mismatched:
-            lines = [f"{source} does not match this model ({self.config.encoder}, layout {self.config.layout}, "
-                     f"hidden {self.config.hidden_size}):"]
+            parts = []
             for title, items in (("missing", missing), ("unexpected", unexpected), ("wrong shape", mismatched)):
                 if items:
                     more = f" ... and {len(items) - 8} more" if len(items) > 8 else ""
-                    lines.append(f"  {title}: {', '.join(items[:8])}{more}")
-            raise CheckpointError("\n".join(lines))
-        self.load_state_dict(state, strict=True)
+                    parts.append(f"{title}: {', '.join(items[:8])}{more}")
+            raise CheckpointError(f"{source} does not match this model ({self.config.encoder}, layout "
+                                  f"{self.config.layout}, hidden {self.config.hidden_size}): " + "; ".join(parts))
+        return state
 
     # ---- publishing -------------------------------------------------------------------
     def push_to_hub(self, repo_id: str, *, token: str | None = None, model_card_kwargs: dict | None = None,

@@ -4,6 +4,7 @@ Every problem is reported as :class:`~usdrl.errors.DataFormatError` with the fil
 and the 1-based line number.
 """
 
+import re
 from collections.abc import Callable, Sequence
 from os import PathLike
 from pathlib import Path
@@ -14,6 +15,11 @@ from ..errors import DataFormatError
 
 #: Largest magnitude a value may have: readers store float32.
 FLOAT32_MAX = float(np.finfo(np.float32).max)
+#: An integer as the formats write it: optional sign, ASCII digits (no ``_`` separators, no spaces).
+INTEGER_RE = re.compile(r"[+-]?[0-9]+")
+#: A decimal number as the formats write it: ``12``, ``-0.5``, ``.5``, ``5.``, ``1e-05``; nothing else
+#: that :func:`float` would take (``1_0``, ``nan``, ``inf``, ``infinity``).
+NUMBER_RE = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 
 
 def format_error(path: str | PathLike, line: int | None, message: str) -> DataFormatError:
@@ -46,11 +52,11 @@ def read_lines(path: str | PathLike) -> list[str]:
 
 
 def parse_int(path: str | PathLike, line: int, token: str, what: str, *, minimum: int | None = 0) -> int:
-    """``int(token)``, at least ``minimum`` (if not ``None``); DataFormatError naming ``what`` otherwise."""
-    try:
-        value = int(token)
-    except ValueError:
-        raise format_error(path, line, f"{what} must be an integer, found {token!r}") from None
+    """``int(token)`` for a token matching :data:`INTEGER_RE`, at least ``minimum`` (if not ``None``);
+    DataFormatError naming ``what`` otherwise."""
+    if not INTEGER_RE.fullmatch(token):
+        raise format_error(path, line, f"{what} must be an integer, found {token!r}")
+    value = int(token)
     if minimum is not None and value < minimum:
         raise format_error(path, line, f"{what} must be >= {minimum}, found {value}")
     return value
@@ -67,7 +73,9 @@ def parse_number_lines(
     """Parse lines of whitespace-separated numbers into a ``(len(lines), W)`` float64 array.
 
     Same rules and result as :func:`parse_number_rows` on the split lines; a fast path
-    handles the common case of the same field count on every line.
+    handles the common case of the same field count on every line (numpy's parser takes
+    exactly the decimal forms of :data:`NUMBER_RE`, plus ``nan`` / ``inf``, which the finite
+    check refuses).
     """
     low, high = fields
     if lines and low > 0 and all(map(str.strip, lines)):  # loadtxt would skip blank lines (and warn)
@@ -92,7 +100,7 @@ def parse_number_rows(
     """Parse rows of number tokens into a ``(len(rows), W)`` float64 array.
 
     Every row must have ``fields[0]`` to ``fields[1]`` tokens (``None``: no upper limit),
-    each a number as :func:`float` reads it and finite in float32. Shorter rows are
+    each a decimal number matching :data:`NUMBER_RE` and finite in float32. Shorter rows are
     zero-padded on the right; ``W`` is the longest row's length, at least ``min_width``.
     ``line_of(i)`` gives the file line of ``rows[i]`` and is only called to report an
     error (DataFormatError naming ``what``).
@@ -104,10 +112,10 @@ def parse_number_rows(
         if len(row) < low or (high is not None and len(row) > high):
             raise format_error(path, line_of(i), f"{what} must have {expected} fields, found {len(row)}")
         for token in row:
-            try:
-                value = float(token)
-            except ValueError:
-                raise format_error(path, line_of(i), f"{token!r} in {what} is not a number") from None
+            if not NUMBER_RE.fullmatch(token):
+                raise format_error(path, line_of(i), f"{token!r} in {what} is not a number "
+                                                     "(a finite decimal such as 0.215 or -1e-05)")
+            value = float(token)
             if not abs(value) <= FLOAT32_MAX:
                 raise format_error(path, line_of(i), f"{token!r} in {what} is not a finite float32 value")
             values.append(value)

@@ -53,7 +53,7 @@ JOINT_INFO_FIELDS = (
 DEFAULT_BODY_ID = 72057594037927936
 
 _UINT64_LIMIT = 2**64
-_NAME_RE = re.compile(r"^S(\d{3})C(\d{3})P(\d{3})R(\d{3})A(\d{3})$")
+_NAME_RE = re.compile(r"^S(\d{3})C(\d{3})P(\d{3})R(\d{3})A(\d{3})$", re.ASCII)  # int() takes any script's digits
 _NAME_FIELDS = ("setup", "camera", "performer", "replication", "action")
 
 
@@ -68,24 +68,30 @@ class BodyFrameGrammar:
 
     Attributes:
         num_joints: required joint count of every body.
-        body_fields: exact number of fields of a body line (ID included), or ``None`` to
-            accept any count >= 1.
+        body_fields: ``(min, max)`` fields of a body line, the ID included (min >= 1).
         body_int_fields: 0-based positions, after the ID, of fields that must be integers.
-        joint_fields: ``(min, max)`` fields per joint line; ``max`` ``None`` means no limit.
+        joint_fields: ``(min, max)`` fields per joint line.
         joint_int_fields: 0-based positions in a joint line that must hold integral values.
+
+    Both maxima bound the memory a file can ask for: parsed lines are zero-padded to the
+    longest one.
     """
 
     num_joints: int
-    body_fields: int | None
+    body_fields: tuple[int, int]
     body_int_fields: tuple[int, ...]
-    joint_fields: tuple[int, int | None]
+    joint_fields: tuple[int, int]
     joint_int_fields: tuple[int, ...] = ()
 
 
 NTU_GRAMMAR = BodyFrameGrammar(
-    num_joints=NUM_JOINTS, body_fields=10, body_int_fields=(0, 1, 2, 3, 4, 5, 8), joint_fields=(12, 12),
+    num_joints=NUM_JOINTS, body_fields=(10, 10), body_int_fields=(0, 1, 2, 3, 4, 5, 8), joint_fields=(12, 12),
     joint_int_fields=(11,),
 )
+#: Body slots ``T x M`` a file may ask for beyond one per frame and one per stored body: the
+#: dense ``(T, M)`` slots of a file listing many bodies in one frame and none in thousands of
+#: others would otherwise grow with the square of the file's size.
+SPARE_BODY_SLOTS = 16384
 
 
 @dataclass
@@ -164,19 +170,20 @@ def parse_body_frames(path: str | PathLike, grammar: BodyFrameGrammar) -> BodyFr
         raise format_error(path, 1, "file is empty")
     num_joints = grammar.num_joints
     num_frames = cursor.count("the number of frames")
-    counts, ids, body_rows, body_lines, joint_lines, block_lines = [], [], [], [], [], []
+    counts, count_lines, ids, body_rows, body_lines, joint_lines, block_lines = [], [], [], [], [], [], []
+    low, high = grammar.body_fields
+    expected_fields = f"{low}" if low == high else f"{low} to {high}"
     for t in range(1, num_frames + 1):
         num_bodies = cursor.count(f"the body count of frame {t}")
         counts.append(num_bodies)
+        count_lines.append(cursor.pos)
         for b in range(1, num_bodies + 1):
             where = f"body {b} of frame {t}"
             tokens = cursor.next_tokens(f"the body line of {where}")
             line = cursor.pos
-            if grammar.body_fields is not None and len(tokens) != grammar.body_fields:
-                raise cursor.fail(f"the body line of {where} must have {grammar.body_fields} fields, "
+            if not low <= len(tokens) <= high:
+                raise cursor.fail(f"the body line of {where} must have {expected_fields} fields, "
                                   f"found {len(tokens)}", line)
-            if not tokens:
-                raise cursor.fail(f"the body line of {where} is empty", line)
             body_id = parse_int(path, line, tokens[0], f"the body ID of {where}")
             if body_id >= _UINT64_LIMIT:
                 raise cursor.fail(f"the body ID of {where} does not fit in 64 bits: {body_id}", line)
@@ -192,6 +199,12 @@ def parse_body_frames(path: str | PathLike, grammar: BodyFrameGrammar) -> BodyFr
             joint_lines.extend(cursor.block(num_joints, f"{num_joints} joint lines of {where}"))
     if cursor.pos < len(cursor.lines):
         raise cursor.fail(f"unexpected content after the last of the {num_frames} declared frames")
+    most = max(counts, default=0)
+    if num_frames * most > num_frames + len(ids) + SPARE_BODY_SLOTS:
+        t = counts.index(most)
+        raise cursor.fail(f"frame {t + 1} lists {most} bodies, so the {num_frames} frames need {num_frames} x "
+                          f"{most} body slots for the {len(ids)} bodies stored (at most frames + bodies + "
+                          f"{SPARE_BODY_SLOTS} are allowed)", count_lines[t])
 
     def joint_line(i):
         return block_lines[i // num_joints] + i % num_joints
@@ -206,9 +219,7 @@ def parse_body_frames(path: str | PathLike, grammar: BodyFrameGrammar) -> BodyFr
         if fractional.any():
             i = int(np.argmax(fractional))
             raise cursor.fail(f"joint field {col + 1} must be an integer, found {joints[i, col]}", joint_line(i))
-    num_body_fields = grammar.body_fields - 1 if grammar.body_fields else 0
-    body_values = parse_number_rows(path, body_rows, body_line, (num_body_fields, None), "a body line",
-                                    num_body_fields)
+    body_values = parse_number_rows(path, body_rows, body_line, (low - 1, high - 1), "a body line", low - 1)
     return BodyFrames(
         body_counts=np.asarray(counts, dtype=np.int64).reshape(-1),
         body_ids=np.asarray(ids, dtype=np.uint64).reshape(-1),

@@ -34,8 +34,8 @@ NUM_BODIES = 2
 VALUES_PER_FRAME = NUM_BODIES * NUM_JOINTS * 3
 NUM_CLASSES = 51
 
-_V1_RE = re.compile(r"^(\d{4})-([LMR])$")
-_V2_RE = re.compile(r"^A(\d{2})N(\d{2})-([LMR])$")
+_V1_RE = re.compile(r"^(\d{4})-([LMR])$", re.ASCII)
+_V2_RE = re.compile(r"^A(\d{2})N(\d{2})-([LMR])$", re.ASCII)
 
 
 def parse_pkummd_name(name: str | PathLike) -> dict:

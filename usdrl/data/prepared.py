@@ -473,44 +473,76 @@ def _plan_pkummd(source: str, raw: Path, benchmark: str, **_) -> _Plan:
     return plan
 
 
+#: Classes of NTU RGB+D 120; an NTU-2D label at or above it is refused.
+NTU120_CLASSES = 120
+
+
 def _ntu2d_classes(annotations: Iterable[dict]) -> int:
     """120 if any annotation is an NTU-120-only sample (label >= 60 or setup > 17), else 60."""
     for ann in annotations:
         if ann["label"] >= 60:
-            return 120
+            return NTU120_CLASSES
         try:
             if parse_ntu_name(ann["frame_dir"]).setup > 17:
-                return 120
+                return NTU120_CLASSES
         except DataFormatError:
             continue
     return 60
 
 
-def _check_2d_annotation(raw: Path, ann: dict | None, name: str) -> dict:
+def _problem_2d_annotation(ann: dict | None) -> str | None:
+    """Why an annotation the split lists cannot be an NTU-2D sample, or None."""
     if ann is None:
-        raise DataFormatError(f"{raw}: the split lists {name}, which has no annotation")
+        return "listed by the split, but it has no annotation"
     keypoint = ann.get("keypoint")
     if keypoint is None or keypoint.shape[2:] != (17, 2) or "label" not in ann or "img_shape" not in ann:
-        raise DataFormatError(f"{raw}: annotation {name} must have 'label', 'img_shape' and 2D COCO-17 "
-                              f"'keypoint' (M, T, 17, 2), found keys {sorted(ann)}")
-    return ann
+        return f"must have 'label', 'img_shape' and 2D COCO-17 'keypoint' (M, T, 17, 2), found keys {sorted(ann)}"
+    if ann["label"] >= NTU120_CLASSES:
+        return f"label {ann['label']} is outside the {NTU120_CLASSES} NTU classes"
+    return None
 
 
 def _plan_ntu2d(source: str, raw: Path, benchmark: str, *, padding: str, legacy_2d_norm: bool) -> _Plan:
+    """The NTU-2D plan. Each annotation that cannot be a sample (bad arrays, NaN, no frames, a label
+    past 120, a duplicate name or split entry) is left out and reported; the rest is written."""
     if not raw.is_file():
         raise DataFormatError(f"{raw}: not a file; expected {RAW_LAYOUTS['ntu2d']}")
-    content = load_pyskl(raw)
+    content = load_pyskl(raw, skip_invalid=True)
     keys = {"train": f"{benchmark}_train", "test": f"{benchmark}_val"}
     for key in keys.values():
         if key not in content["split"]:
             raise DataFormatError(f"{raw}: no split list {key!r}; the pickle has {sorted(content['split'])}")
-    by_name = {ann["frame_dir"]: ann for ann in content["annotations"]}
-    parts = {part: [_check_2d_annotation(raw, by_name.get(name), name) for name in content["split"][key]]
-             for part, key in keys.items()}
+    problems = [message for _, message in content["invalid"]]
+    rejected = {name for name, _ in content["invalid"]}
+    by_name: dict[str, dict] = {}
+    for ann in content["annotations"]:
+        if ann["frame_dir"] in by_name:
+            problems.append(f"{raw}: annotation {ann['frame_dir']} appears again; the first one is kept")
+        by_name.setdefault(ann["frame_dir"], ann)
+    parts: dict[str, list[dict]] = {}
+    listed: set[str] = set()
+    for part, key in keys.items():
+        parts[part] = []
+        for name in content["split"][key]:
+            if name in rejected:
+                continue  # reported with its annotation
+            problem = (f"listed again (in {key})" if name in listed else _problem_2d_annotation(by_name.get(name)))
+            listed.add(name)
+            if problem:
+                problems.append(f"{raw}: {key} entry {name}: {problem}")
+            else:
+                parts[part].append(by_name[name])
+    if problems:
+        logger.warning("%s: %d annotation(s) or split entries left out (the rest is written); %s%s", raw,
+                       len(problems), "; ".join(problems[:5]), " ..." if len(problems) > 5 else "")
+    for part, key in keys.items():
+        if not parts[part]:
+            raise DataFormatError(f"{raw}: no usable sample in {key}; {problems[0] if problems else 'it is empty'}")
     recipe = Recipe2D(padding, legacy_2d_norm)
     plan = _Plan(layout="coco17", num_classes=_ntu2d_classes(a for anns in parts.values() for a in anns),
                  recipe=_describe(recipe),
-                 splits={"train": _SplitPlan(CLIPS), "test": _SplitPlan(CLIPS)}, parallel=False)
+                 splits={"train": _SplitPlan(CLIPS), "test": _SplitPlan(CLIPS)}, parallel=False,
+                 skipped={"invalid_annotations": problems})
     for part, annotations in parts.items():
         for ann in annotations:
             plan.add(_AnnotationTask(ann, recipe), [(part, ann["frame_dir"], ann["label"], ann["keypoint"].shape[1])])
@@ -829,6 +861,18 @@ def read_manifest(path: str | PathLike) -> dict:
     missing = [key for key in _MANIFEST_KEYS if key not in manifest]
     if missing:
         raise DataFormatError(f"{file}: the manifest lacks {', '.join(missing)}")
+    for key in _MANIFEST_KEYS:
+        value = manifest[key]
+        if key == "splits":
+            fits = isinstance(value, dict) and all(isinstance(name, str) for name in value)
+        elif key.startswith("num_"):
+            fits = _is_count(value) and value > 0
+        else:
+            fits = isinstance(value, str)
+        if not fits:
+            kind = ("a dict of splits" if key == "splits" else "a positive integer" if key.startswith("num_")
+                    else "a string")
+            raise DataFormatError(f"{file}: {key} must be {kind}, found {_short(value)}")
     _warn_if_old_recipe(path, manifest)
     return manifest
 
@@ -851,6 +895,51 @@ def _warn_if_old_recipe(path: Path, manifest: dict) -> None:
                    "prepares now. Remake it with: %s", path, version, RECIPE_VERSION, command)
 
 
+#: The dtype of each array of a split, as :func:`prepare_dataset` writes it.
+_ARRAY_DTYPES = {"data": "float32", "num_frames": "int64", "labels": "int64", "frame_labels": "int64"}
+
+
+def _is_count(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _short(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _check_split_entry(file: Path, manifest: dict, split: str) -> dict:
+    """The manifest's entry of ``split`` (``file`` is the manifest), checked: its kind, and each array's
+    shape and dtype as :func:`prepare_dataset` writes them, consistent with each other and the manifest."""
+    entry = manifest["splits"][split]
+    where = f"{file}: split {split!r}"
+    if not (isinstance(entry, dict) and entry.get("kind") in (CLIPS, UNTRIMMED)
+            and isinstance(entry.get("arrays"), dict)):
+        raise DataFormatError(f"{where} must have 'kind' ({CLIPS!r} or {UNTRIMMED!r}) and 'arrays', "
+                              f"found {_short(entry)}")
+    arrays = entry["arrays"]
+    keys = ["data", "num_frames", "labels"] + (["frame_labels"] if entry["kind"] == UNTRIMMED else [])
+    for key in keys:
+        spec = arrays.get(key)
+        if not (isinstance(spec, dict) and isinstance(spec.get("shape"), list) and all(map(_is_count, spec["shape"]))
+                and spec.get("dtype") == _ARRAY_DTYPES[key]):
+            raise DataFormatError(f"{where}: array {key!r} must be {{'shape': [sizes], 'dtype': "
+                                  f"'{_ARRAY_DTYPES[key]}'}}, found {_short(spec)}")
+    data = arrays["data"]["shape"]
+    if len(data) != 5:
+        raise DataFormatError(f"{where}: data must have 5 dimensions (N, C, T, V, M), found {data}")
+    count, max_frames = data[0], data[2]
+    expected = {"data": [count, manifest["num_channels"], max_frames, manifest["num_joints"], manifest["num_persons"]],
+                "num_frames": [count], "labels": [count], "frame_labels": [count, max_frames]}
+    for key in keys:
+        if arrays[key]["shape"] != expected[key]:
+            raise DataFormatError(f"{where}: array {key!r} has shape {arrays[key]['shape']}, expected {expected[key]} "
+                                  "from the data array and the manifest")
+    if entry.get("count", count) != count:
+        raise DataFormatError(f"{where}: count {_short(entry['count'])} but the data holds {count} samples")
+    return entry
+
+
 def _resolve_split(path: Path, split: str | None) -> tuple[Path, str]:
     """``(dataset folder, split)``; with ``split=None``, ``path`` must be a split folder."""
     if split is not None:
@@ -865,12 +954,25 @@ def _load_array(folder: Path, key: str, spec: dict, mmap: bool) -> np.ndarray:
     file = folder / f"{key}.npy"
     try:
         array = np.load(file, mmap_mode="r" if mmap else None, allow_pickle=False)
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, EOFError, TypeError) as exc:  # EOFError: an empty file
         raise DataFormatError(f"{file}: cannot be read as a .npy array ({exc})") from None
     if list(array.shape) != spec["shape"] or array.dtype != np.dtype(spec["dtype"]):
         raise DataFormatError(f"{file}: shape {array.shape} {array.dtype}, the manifest says "
                               f"{tuple(spec['shape'])} {spec['dtype']}")
     return array
+
+
+def _load_names(file: Path, count: int) -> list[str]:
+    """The ``count`` sample names in ``file`` (a JSON list of strings), or DataFormatError naming it."""
+    try:
+        names = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        raise DataFormatError(f"{file}: cannot be read as a JSON list of sample names ({exc})") from None
+    if not (isinstance(names, list) and all(isinstance(name, str) for name in names)):
+        raise DataFormatError(f"{file}: expected a JSON list of sample names, found {_short(names)}")
+    if len(names) != count:
+        raise DataFormatError(f"{file}: {len(names)} names for {count} samples")
+    return names
 
 
 class SkeletonDataset(torch.utils.data.Dataset):
@@ -902,6 +1004,11 @@ class SkeletonDataset(torch.utils.data.Dataset):
 
     Items: ``(clip, label)`` with clip ``(C, T, V, M)`` float32 and label an int, or for
     ``windows`` ``(clip, per-frame labels (T,) int64)``.
+
+    Opening checks the folder as :func:`prepare_dataset` writes it and raises DataFormatError
+    naming the file: the manifest's fields and split entry, each array's shape and dtype,
+    ``names.json`` (N strings), lengths in ``1..Tmax`` and labels in range. The data itself is
+    checked clip by clip as it is read: NaN or infinite values name the sample.
     """
 
     def __init__(
@@ -923,8 +1030,9 @@ class SkeletonDataset(torch.utils.data.Dataset):
             raise ConfigError(f"{root} has no split {split!r}; it has {', '.join(splits)}")
         self.split = split
         self.path = root / split
-        self.kind = splits[split]["kind"]
-        self._arrays = splits[split]["arrays"]
+        entry = _check_split_entry(root / MANIFEST, self.manifest, split)
+        self.kind = entry["kind"]
+        self._arrays = entry["arrays"]
         self.num_frames = int(num_frames)
         self.sampling = sampling
         self.ratio = self._check_sampling(sampling, ratio, observe_ratio)
@@ -937,7 +1045,8 @@ class SkeletonDataset(torch.utils.data.Dataset):
         #: ``windows`` only: ``(W, 2)`` int64 ``(sequence index, first frame)`` of each item.
         self.windows = self._make_windows() if sampling == "windows" else None
         self.seed = seed
-        self._names = None
+        self._names = _load_names(self.path / "names.json", len(self.lengths))
+        self._check_lengths_and_labels()
         self._pid = None
         self._data = self._frame_labels = None
         self._rng, self._rng_key = None, None
@@ -1005,9 +1114,33 @@ class SkeletonDataset(torch.utils.data.Dataset):
     @property
     def names(self) -> list[str]:
         """Sample names (for windows: of the sequences, index with ``windows[:, 0]``)."""
-        if self._names is None:
-            self._names = json.loads((self.path / "names.json").read_text(encoding="utf-8"))
         return self._names
+
+    def _check_lengths_and_labels(self) -> None:
+        """DataFormatError naming the file and the first sample whose length is outside ``1..Tmax`` or
+        whose label is outside ``0..num_classes - 1`` (``-1`` for untrimmed sequences)."""
+        max_frames = self._arrays["data"]["shape"][2]
+        bad = np.flatnonzero((self.lengths < 1) | (self.lengths > max_frames))
+        if len(bad):
+            i = int(bad[0])
+            raise DataFormatError(f"{self.path / 'num_frames.npy'}: sample {i} ({self._names[i]}) has "
+                                  f"{self.lengths[i]} frames; expected 1 to {max_frames} (the data's frames)")
+        if self.kind == UNTRIMMED:
+            bad, expected = np.flatnonzero(self.labels != IGNORE_LABEL), f"{IGNORE_LABEL} (untrimmed)"
+        else:
+            classes = self.manifest["num_classes"]
+            bad, expected = np.flatnonzero((self.labels < 0) | (self.labels >= classes)), f"0 to {classes - 1}"
+        if len(bad):
+            i = int(bad[0])
+            raise DataFormatError(f"{self.path / 'labels.npy'}: sample {i} ({self._names[i]}) has label "
+                                  f"{self.labels[i]}; expected {expected}")
+
+    def _finite(self, values: np.ndarray, sample: int) -> np.ndarray:
+        """``values`` read from sample ``sample`` of data.npy, or DataFormatError if they hold NaN or inf."""
+        if not np.isfinite(values).all():
+            raise DataFormatError(f"{self.path / 'data.npy'}: sample {sample} ({self._names[sample]}) holds NaN "
+                                  "or infinite values (a damaged file? prepare the dataset again)")
+        return values
 
     def check_config(self, config, *, head: bool = True) -> None:
         """Raise ConfigError naming every way a :class:`~usdrl.config.USDRLConfig` does not fit this data,
@@ -1098,7 +1231,7 @@ class SkeletonDataset(torch.utils.data.Dataset):
         n = int(self.lengths[index])
         if self.observe_ratio is not None:
             n = observed_length(n, self.observe_ratio)
-        valid = data[index, :, :n]
+        valid = self._finite(data[index, :, :n], index)
         if self.sampling == "resample":
             clip = resample(valid, self.num_frames)
         elif self.sampling == "random_crop":
@@ -1112,7 +1245,7 @@ class SkeletonDataset(torch.utils.data.Dataset):
     def _window(self, data: np.ndarray, sequence: int, start: int) -> tuple[np.ndarray, np.ndarray]:
         valid = min(self.num_frames, int(self.lengths[sequence]) - int(start))
         clip = np.zeros(self.input_shape, dtype=np.float32)
-        clip[:, :valid] = data[sequence, :, start:start + valid]
+        clip[:, :valid] = self._finite(data[sequence, :, start:start + valid], sequence)
         labels = np.full(self.num_frames, IGNORE_LABEL, dtype=np.int64)
         labels[:valid] = self._frame_labels[sequence, start:start + valid]
         return clip, labels

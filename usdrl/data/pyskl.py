@@ -37,7 +37,7 @@ def _check_annotation(source: str, index: int, ann) -> None:
     if not isinstance(ann.get("frame_dir"), str):
         raise _fail(source, index, ann, "field 'frame_dir' must be a string")
     if "label" in ann and not (_is_int(ann["label"]) and ann["label"] >= 0):
-        raise _fail(source, index, ann, f"field 'label' must be an integer >= 0, found {ann['label']!r}")
+        raise _fail(source, index, ann, f"field 'label' must be an integer >= 0, found {_describe(ann['label'])}")
     for key in ("img_shape", "original_shape"):
         shape = ann.get(key)
         if key in ann and not (isinstance(shape, tuple | list) and len(shape) == 2
@@ -49,9 +49,9 @@ def _check_annotation(source: str, index: int, ann) -> None:
                 and np.issubdtype(keypoint.dtype, np.floating)):
             raise _fail(source, index, ann, f"field 'keypoint' must be a float (M, T, V, 2|3) array, found "
                                             f"{getattr(keypoint, 'shape', type(keypoint).__name__)}")
-        if "total_frames" in ann and ann["total_frames"] != keypoint.shape[1]:
-            raise _fail(source, index, ann, f"total_frames is {ann['total_frames']} but keypoint has "
-                                            f"{keypoint.shape[1]} frames")
+        if "total_frames" in ann and not (_is_int(ann["total_frames"]) and ann["total_frames"] == keypoint.shape[1]):
+            raise _fail(source, index, ann, f"total_frames must be the integer {keypoint.shape[1]} (the frames of "
+                                            f"'keypoint'), found {_describe(ann['total_frames'])}")
     if "keypoint_score" in ann:
         score = ann["keypoint_score"]
         expected = keypoint.shape[:3] if keypoint is not None else None
@@ -59,17 +59,42 @@ def _check_annotation(source: str, index: int, ann) -> None:
                 and (expected is None or score.shape == expected)):
             raise _fail(source, index, ann, f"field 'keypoint_score' must be a float {expected or '(M, T, V)'} "
                                             f"array, found {getattr(score, 'shape', type(score).__name__)}")
+    problem = _value_problem(ann)
+    if problem:
+        raise _fail(source, index, ann, problem)
 
 
-def load_pyskl(path: str | PathLike) -> dict:
+def _describe(value) -> str:
+    """A short description of a field's value for an error message (arrays by dtype and shape)."""
+    if isinstance(value, np.ndarray):
+        return f"a {value.dtype} array of shape {value.shape}"
+    return repr(value) if len(repr(value)) <= 40 else type(value).__name__
+
+
+def _value_problem(ann: dict) -> str | None:
+    """What makes the arrays of a well-typed annotation unusable (no frames, NaN or infinite values), or None."""
+    keypoint, score = ann.get("keypoint"), ann.get("keypoint_score")
+    if isinstance(keypoint, np.ndarray) and keypoint.ndim == 4 and keypoint.shape[1] == 0:
+        return "'keypoint' has no frames (T = 0)"
+    for key, array in (("keypoint", keypoint), ("keypoint_score", score)):
+        if isinstance(array, np.ndarray) and array.dtype.kind == "f" and not np.isfinite(array).all():
+            where = np.argwhere(~np.isfinite(array))[0].tolist()
+            return f"{key!r} holds NaN or infinite values (first at index {tuple(where)})"
+    return None
+
+
+def load_pyskl(path: str | PathLike, *, skip_invalid: bool = False) -> dict:
     """Load a pyskl / MMAction2 skeleton-annotation pickle with the restricted unpickler.
 
-    Returns ``{"split": {name: [frame_dir, ...]}, "annotations": [dict, ...]}``; a pickle
-    holding a bare list of annotations gets an empty ``split``. Known annotation fields
-    are checked (``frame_dir`` str, ``label`` int >= 0, ``img_shape`` (h, w),
-    ``keypoint`` float ``(M, T, V, 2|3)`` with ``total_frames == T``, ``keypoint_score``
-    ``(M, T, V)``); other fields (e.g. ``frame_inds``, ``box_score``, ``valid`` of the
-    Kinetics "table of contents" kind) are passed through. Raises DataFormatError.
+    Returns ``{"split": {name: [frame_dir, ...]}, "annotations": [dict, ...], "invalid":
+    [(frame_dir, message), ...]}``; a pickle holding a bare list of annotations gets an empty ``split``.
+    Known annotation fields are checked (``frame_dir`` str, ``label`` int >= 0,
+    ``img_shape`` (h, w), ``keypoint`` finite float ``(M, T >= 1, V, 2|3)`` with the integer
+    ``total_frames == T``, ``keypoint_score`` finite ``(M, T, V)``); other fields (e.g.
+    ``frame_inds``, ``box_score``, ``valid`` of the Kinetics "table of contents" kind) are
+    passed through. Raises DataFormatError for the first bad annotation, or with
+    ``skip_invalid`` leaves each out and lists it in ``invalid`` as ``(frame_dir or None,
+    message naming it)``.
     """
     source = str(path)
     content = restricted_load(path)
@@ -83,8 +108,18 @@ def load_pyskl(path: str | PathLike) -> dict:
         for k, v in split.items()
     ):
         raise DataFormatError(f"{source}: field 'split' must map split names to lists of frame_dir strings")
+    valid, invalid = [], []
     for index, ann in enumerate(content["annotations"]):
-        _check_annotation(source, index, ann)
+        try:
+            _check_annotation(source, index, ann)
+        except DataFormatError as err:
+            if not skip_invalid:
+                raise
+            frame_dir = ann.get("frame_dir") if isinstance(ann, dict) else None
+            invalid.append((frame_dir if isinstance(frame_dir, str) else None, str(err)))
+            continue
+        valid.append(ann)
+    content.update(annotations=valid, invalid=invalid)
     return content
 
 
@@ -131,11 +166,15 @@ def annotation_to_clip(
     ``normalize`` (``legacy_2d_norm`` reproduces the reference NTU-2D scaling, see
     :func:`~usdrl.data.preprocess.normalize_2d`), then get a third channel of scores or
     zeros (``padding``). Persons beyond ``num_persons`` are dropped by lowest motion
-    energy; missing persons are zero. Raises DataFormatError if the annotation has no keypoints.
+    energy; missing persons are zero. Raises DataFormatError if the annotation has no
+    keypoints, no frames, or NaN / infinite keypoints or scores.
     """
     frame_dir = ann.get("frame_dir", "?")
     if not isinstance(ann.get("keypoint"), np.ndarray):
         raise DataFormatError(f"annotation {frame_dir}: no 'keypoint' array (a table-of-contents annotation?)")
+    problem = _value_problem(ann)
+    if problem:
+        raise DataFormatError(f"annotation {frame_dir}: {problem}")
     clip = pyskl_to_clip(ann["keypoint"])
     if clip.shape[0] == 3:
         if clip.shape[3] > num_persons:

@@ -7,10 +7,13 @@ per body in COCO-17 order (layout ``"uav17"``).
 written, and the dataset authors do not document the joint lines. What is implemented
 follows the official loader's behaviour rather than a checked file:
 
-* body lines are placeholders (e.g. ``000 0 0 0 0 0 0 0 0 0``); any number of numeric
-  fields is accepted, the first is read as an integer body ID, the rest is ignored;
-* a joint line has at least 2 numbers; fields 1-3 are taken as x, y, z (z = 0 when a line
-  has only 2) and any further fields are checked to be numbers and then ignored;
+* body lines are placeholders (e.g. ``000 0 0 0 0 0 0 0 0 0``); 1 to 10 numeric fields
+  (an NTU body line has 10) are accepted, the first is read as an integer body ID, the rest
+  is ignored;
+* a joint line has 2 to 12 numbers (an NTU joint line has 12; the official loader names
+  at most 12 fields); fields 1-3 are taken as x, y, z (z = 0 when a line has only 2) and
+  any further fields are checked to be numbers and then ignored. A longer line is a
+  DataFormatError, so memory stays proportional to the file's size;
 * the units of x, y, z are unknown.
 
 Check against a real file before relying on these choices.
@@ -35,11 +38,11 @@ logger = logging.getLogger(__name__)
 
 NUM_JOINTS = 17
 NUM_CLASSES = 155
-UAV_GRAMMAR = BodyFrameGrammar(num_joints=NUM_JOINTS, body_fields=None, body_int_fields=(), joint_fields=(2, None))
+UAV_GRAMMAR = BodyFrameGrammar(num_joints=NUM_JOINTS, body_fields=(1, 10), body_int_fields=(), joint_fields=(2, 12))
 #: The body line the writer puts in front of every body.
 PLACEHOLDER_BODY_LINE = "000 0 0 0 0 0 0 0 0 0"
 
-_NAME_RE = re.compile(r"^P(\d+)S(\d+)G(\d+)B(\d+)H(\d+)UC(\d+)LC(\d+)A(\d+)R(\d+)_(\d+)$")
+_NAME_RE = re.compile(r"^P(\d+)S(\d+)G(\d+)B(\d+)H(\d+)UC(\d+)LC(\d+)A(\d+)R(\d+)_(\d+)$", re.ASCII)
 
 
 @dataclass(frozen=True)
