@@ -21,9 +21,11 @@ import csv
 import json
 import logging
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from einops import rearrange
@@ -33,6 +35,8 @@ from ..keypoints import JointSource, convert_keypoints, get_format, list_formats
 from ..skeleton import get_layout
 from .prepared import (
     CLIPS,
+    NUM_CHANNELS,
+    NUM_PERSONS,
     Recipe2D,
     Recipe3D,
     _check_output,
@@ -43,7 +47,10 @@ from .prepared import (
     _SplitPlan,
     _write_plan,
 )
-from .preprocess import PADDINGS, AlignmentRecipe
+from .preprocess import PADDINGS, AlignmentRecipe, resample
+
+if TYPE_CHECKING:
+    from ..keypoints.tracking import Track
 
 logger = logging.getLogger(__name__)
 
@@ -459,3 +466,40 @@ def _joint_sources(src: str, dst: str) -> dict[str, list[str]]:
     names = get_format(dst).joint_names
     return {kind: [names[j] for j in np.flatnonzero(mask == value)]
             for kind, value in (("stand_in", JointSource.STAND_IN), ("missing", JointSource.MISSING))}
+
+
+def track_inputs(
+    tracks: Sequence["Track"],
+    *,
+    format: str,
+    layout: str | None = None,
+    num_frames: int = 64,
+    image_shape: tuple[int, int] | None = None,
+    padding: str = "confidence",
+) -> np.ndarray:
+    """The per-person path: each track becomes one model input, so a scene with five people gets five rows.
+
+    Args:
+        tracks: person tracks (:func:`~usdrl.keypoints.tracking.track_poses`), their poses
+            ``(V, C)`` in keypoint format ``format``.
+        layout: the model's layout (default: ``format``); other formats are converted by joint names.
+        num_frames: frames of each input: the track's frames, first to last seen, linearly resampled
+            (frames where the person went unseen count as absent joints, zero).
+        image_shape: ``(height, width)`` of 2D pixel keypoints.
+        padding: 2D only: third channel ``"confidence"`` or ``"zero"``.
+
+    Returns ``(P, 3, num_frames, V, 2)`` float32: the person in slot 0, slot 1 empty, prepared
+    as :func:`prepare_folder` prepares a clip.
+    """
+    fmt = get_format(format)
+    out = []
+    for track in tracks:
+        keypoints = track.keypoints()[None]                                   # (1, T, V, C)
+        dims = _coordinates(Path(f"track {track.track_id}"), keypoints.shape[-1], fmt.dims)
+        convert = ClipConverter(layout or format, dims, image_shape, padding)
+        clip = convert(Path(f"track {track.track_id}"), KeypointClip(keypoints), format)
+        out.append(resample(clip, num_frames))
+    if not out:
+        return np.zeros((0, NUM_CHANNELS, num_frames, get_layout(layout or format).num_joints, NUM_PERSONS),
+                        np.float32)
+    return np.stack(out).astype(np.float32)
