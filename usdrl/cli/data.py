@@ -6,20 +6,26 @@ import sys
 import textwrap
 
 #: ``usdrl prepare`` sources that are the user's own data (no official benchmark).
-OWN_SOURCES = ("folder",)
+OWN_SOURCES = ("folder", "keypoints", "pyskl")
 
 
 def _prepare(args: argparse.Namespace) -> None:
     from ..data.prepared import prepare_dataset, read_manifest
     from ..errors import ConfigError
 
-    if args.source == "folder":
-        from ..data.importers import prepare_folder
+    if args.source in OWN_SOURCES:
+        from ..data import importers
 
-        out = prepare_folder(args.raw, args.out, format=args.format, layout=args.layout, labels=args.labels,
-                             splits=args.splits, test_ratio=args.test_ratio, seed=args.seed,
-                             image_size=args.image_size, padding=args.padding, workers=args.workers,
-                             overwrite=args.overwrite)
+        options = importers.ImportOptions(format=args.format, layout=args.layout, test_ratio=args.test_ratio,
+                                          seed=args.seed, image_size=args.image_size, padding=args.padding,
+                                          workers=args.workers, overwrite=args.overwrite)
+        if args.source == "pyskl":
+            lists = None if args.split_lists is None else args.split_lists.split(",")
+            out = importers.prepare_pyskl(args.raw, args.out, split_lists=lists, label_map=args.label_map,
+                                          options=options)
+        else:
+            prepare = importers.prepare_folder if args.source == "folder" else importers.prepare_keypoints
+            out = prepare(args.raw, args.out, labels=args.labels, splits=args.splits, options=options)
     elif args.benchmark is None:
         raise ConfigError(f"prepare {args.source} needs --benchmark")
     else:
@@ -34,7 +40,7 @@ def _prepare(args: argparse.Namespace) -> None:
 
 def _add_own_data_options(prepare: argparse.ArgumentParser) -> None:
     """The options of ``usdrl prepare folder``."""
-    own = prepare.add_argument_group("own data (folder)")
+    own = prepare.add_argument_group("own data (folder, keypoints, pyskl; docs: keypoints.md)")
     own.add_argument("--format", help="keypoint format of the files (usdrl.keypoints.list_formats(); default: each "
                                       "file's 'format' field, else the only format with its joint count)")
     own.add_argument("--layout", help="layout of the prepared data (default: the files' format); other formats are "
@@ -45,6 +51,8 @@ def _add_own_data_options(prepare: argparse.ArgumentParser) -> None:
     own.add_argument("--seed", type=int, default=0, help="seed of that split (default: 0)")
     own.add_argument("--image-size", type=int, nargs=2, metavar=("WIDTH", "HEIGHT"),
                      help="image size of 2D pixel keypoints whose files give none")
+    own.add_argument("--split-lists", metavar="A,B", help="pyskl: the pickle's split lists to write (default: all)")
+    own.add_argument("--label-map", metavar="TXT", help="pyskl: class names, one per line (line k names label k)")
 
 
 def _add_prepare(commands) -> None:
@@ -68,8 +76,9 @@ def _add_prepare(commands) -> None:
             "labels). OUT appears only when complete. Use -v for a progress bar.", indent="", hang=""),
         epilog=f"raw folder layouts:\n{layouts}\n\nbenchmarks per source:\n{benchmarks}")
     prepare.add_argument("source", metavar="SOURCE", choices=[*BENCHMARKS, *OWN_SOURCES],
-                         help=f"dataset of the raw files: {', '.join(BENCHMARKS)}; or folder: your own clips, one "
-                              f".npy/.npz/.json keypoint file each (docs: keypoints.md)")
+                         help=f"dataset of the raw files: {', '.join(BENCHMARKS)}; or your own: folder (one "
+                              f".npy/.npz/.json keypoint file per clip), keypoints (COCO results .json files, "
+                              f"OpenPose frame folders), pyskl (any pyskl/MMAction2 annotation pickle)")
     prepare.add_argument("raw", metavar="RAW", help="the raw dataset: a folder, or the pickle for ntu2d (see below)")
     prepare.add_argument("out", metavar="OUT", help="folder to create (must not exist unless --overwrite)")
     protocols = sorted({name for names in BENCHMARKS.values() for name in names})

@@ -1,6 +1,15 @@
-"""Your own data as a prepared dataset: a folder of keypoint files, one per clip.
+"""Your own data as a prepared dataset: keypoint files, pose-estimator output, pyskl pickles.
 
-:func:`prepare_folder` (``usdrl prepare folder RAW OUT``) reads every ``.npy``, ``.npz`` and
+* :func:`prepare_folder` (``usdrl prepare folder RAW OUT``): one ``.npy`` / ``.npz`` / ``.json``
+  keypoint file per clip (:func:`read_keypoint_file`);
+* :func:`prepare_keypoints` (``usdrl prepare keypoints RAW OUT``): COCO results ``.json`` files
+  and OpenPose frame folders, one per video, persons tracked where ids are absent
+  (:mod:`usdrl.data.estimators`);
+* :func:`prepare_pyskl` (``usdrl prepare pyskl ANNOTATIONS.pkl OUT``): any pyskl / MMAction2
+  annotation pickle, with its own split lists and label map;
+* :func:`track_inputs`: the per-person path, one model input per person track.
+
+:func:`prepare_folder` reads every ``.npy``, ``.npz`` and
 ``.json`` file below ``RAW`` (:func:`read_keypoint_file`), labels each clip from a CSV
 (``clip,label``) or from its sub-folder, splits the clips by a CSV (``clip,split``) or by a
 seeded ratio per class, and writes the prepared format the tasks read
@@ -21,8 +30,8 @@ import csv
 import json
 import logging
 from collections import Counter
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from os import PathLike
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -183,79 +192,93 @@ class ClipConverter:
             layout.center_joint, layout.z_axis_joints, layout.x_axis_joints)
         return Recipe3D(alignment, max_candidates=None)
 
-    def coordinates(self, path: Path, clip: KeypointClip, fmt: str) -> tuple[np.ndarray, np.ndarray | None]:
+    def coordinates(self, where: str, clip: KeypointClip, fmt: str) -> tuple[np.ndarray, np.ndarray | None]:
         """``(keypoints (M, T, V_layout, dims), scores (M, T, V_layout) or None)`` of a clip in format ``fmt``."""
         channels = clip.keypoints.shape[-1]
-        if _coordinates(path, channels, get_format(fmt).dims) != self.dims:
-            raise DataFormatError(f"{path}: {channels} channels per joint; this dataset's clips have {self.dims} "
+        if _coordinates(where, channels, get_format(fmt).dims) != self.dims:
+            raise DataFormatError(f"{where}: {channels} channels per joint; this dataset's clips have {self.dims} "
                                   f"coordinates, plus an optional score")
         if channels == self.dims + 1 and clip.scores is not None:
-            raise DataFormatError(f"{path}: scores given twice (a last channel and a 'scores' field)")
+            raise DataFormatError(f"{where}: scores given twice (a last channel and a 'scores' field)")
         scores = clip.keypoints[..., -1] if channels == self.dims + 1 else clip.scores
         out = convert_keypoints(clip.keypoints[..., : self.dims], src=fmt, dst=self.layout, scores=scores,
                                 has_scores=False)
         return out.keypoints, out.scores
 
-    def __call__(self, path: Path, clip: KeypointClip, fmt: str) -> np.ndarray:
-        keypoints, scores = self.coordinates(path, clip, fmt)
+    def __call__(self, where: str, clip: KeypointClip, fmt: str) -> np.ndarray:
+        keypoints, scores = self.coordinates(where, clip, fmt)
         if self.dims == 3:
             return self.recipe.apply(rearrange(keypoints, "m t v c -> c t v m"))
         if scores is None and self.padding == "confidence":
-            raise DataFormatError(f"{path}: 2D keypoints without scores; use padding 'zero' (--padding zero) or "
+            raise DataFormatError(f"{where}: 2D keypoints without scores; use padding 'zero' (--padding zero) or "
                                   f"give scores")
         image_shape = clip.image_shape or self.image_shape
         if image_shape is None:
             if get_format(fmt).convention.units != "normalized":
-                raise DataFormatError(f"{path}: 2D {fmt} keypoints in pixels need the image size: an 'img_shape' "
+                raise DataFormatError(f"{where}: 2D {fmt} keypoints in pixels need the image size: an 'img_shape' "
                                       f"field or --image-size WIDTH HEIGHT")
             image_shape = (1, 1)
-        annotation = {"frame_dir": str(path), "keypoint": keypoints, "img_shape": tuple(image_shape)}
+        annotation = {"frame_dir": where, "keypoint": keypoints, "img_shape": tuple(image_shape)}
         if scores is not None:
             annotation["keypoint_score"] = scores
         return self.recipe.apply(annotation)
 
 
 @dataclass(frozen=True)
-class _FolderClipTask:
-    """One keypoint file -> one clip (run in a worker process)."""
+class _Source:
+    """Where one clip comes from: ``reader(item)`` reads it; ``where`` names it in messages (a file, or an
+    annotation of a pickle)."""
 
-    path: Path
+    where: str
+    item: object
+    reader: Callable[[object], KeypointClip]
+
+    def read(self) -> KeypointClip:
+        return self.reader(self.item)
+
+
+@dataclass(frozen=True)
+class _ClipTask:
+    """One source -> one clip (run in a worker process)."""
+
+    source: _Source
     format: str
     convert: ClipConverter
 
     def run(self) -> list[tuple[np.ndarray, None]]:
-        return [(self.convert(self.path, read_keypoint_file(self.path), self.format), None)]
+        return [(self.convert(self.source.where, self.source.read(), self.format), None)]
 
 
-def _coordinates(path: Path, channels: int, format_dims: int) -> int:
-    """Coordinates per joint of a file: the format's dimensions when a score follows them, else 2 or 3."""
+def _coordinates(where: str, channels: int, format_dims: int) -> int:
+    """Coordinates per joint of a clip: the format's dimensions when a score follows them, else 2 or 3."""
     if channels == format_dims + 1:
         return format_dims
     if channels in (2, 3):
         return channels
-    raise DataFormatError(f"{path}: {channels} channels per joint; expected x, y (z) and optionally a score")
+    raise DataFormatError(f"{where}: {channels} channels per joint; expected x, y (z) and optionally a score")
 
 
 @dataclass(frozen=True)
 class _InspectTask:
-    """First pass over one file: ``[(frames, coordinates, format)]``, or ``[(None, reason, None)]``."""
+    """First pass over one source: ``[(frames, coordinates, format)]``, or ``[(None, reason, None)]``."""
 
-    path: Path
+    source: _Source
     format: str | None
 
     def run(self) -> list[tuple]:
+        where = self.source.where
         try:
-            clip = read_keypoint_file(self.path)
-            fmt = self.format or clip.format or guess_format(clip.keypoints.shape[2], where=f"{self.path}: ")
+            clip = self.source.read()
+            fmt = self.format or clip.format or guess_format(clip.keypoints.shape[2], where=f"{where}: ")
             if clip.format and self.format and clip.format != self.format:
-                raise DataFormatError(f"{self.path}: the file says format {clip.format!r}, the dataset is "
+                raise DataFormatError(f"{where}: the file says format {clip.format!r}, the dataset is "
                                       f"{self.format!r}")
             expected = get_format(fmt).num_joints
             if clip.keypoints.shape[2] != expected:
-                raise DataFormatError(f"{self.path}: {clip.keypoints.shape[2]} joints, format {fmt!r} has {expected}")
+                raise DataFormatError(f"{where}: {clip.keypoints.shape[2]} joints, format {fmt!r} has {expected}")
             if not np.nan_to_num(clip.keypoints, nan=0.0, posinf=0.0, neginf=0.0).any():
-                raise DataFormatError(f"{self.path}: no joint holds a value in any frame")
-            dims = _coordinates(self.path, clip.keypoints.shape[3], get_format(fmt).dims)
+                raise DataFormatError(f"{where}: no joint holds a value in any frame")
+            dims = _coordinates(where, clip.keypoints.shape[3], get_format(fmt).dims)
         except DataFormatError as exc:   # a bad file is skipped; a ConfigError (no format) stops the run
             return [(None, str(exc), None)]
         return [(clip.keypoints.shape[1], dims, fmt)]
@@ -305,7 +328,8 @@ def class_order(labels: list[str]) -> list[str]:
 
 
 def ratio_split(names: list[str], labels: list[str], test_ratio: float, seed: int) -> dict[str, str]:
-    """``{name: "train" | "test"}``: per class, a seeded shuffle puts ``round(n * test_ratio)`` clips in test."""
+    """``{name: "train" | "test"}``: per class, a seeded shuffle puts ``n * test_ratio`` clips (rounded half
+    up) in test."""
     if not 0 <= test_ratio < 1:
         raise ConfigError(f"test_ratio must be in [0, 1), got {test_ratio}")
     rng = np.random.default_rng(seed)
@@ -313,7 +337,7 @@ def ratio_split(names: list[str], labels: list[str], test_ratio: float, seed: in
     for label in class_order(labels):
         members = sorted(n for n, lab in zip(names, labels, strict=True) if lab == label)
         order = rng.permutation(len(members))
-        num_test = int(round(len(members) * test_ratio))
+        num_test = int(np.floor(len(members) * test_ratio + 0.5))
         for rank, index in enumerate(order):
             out[members[index]] = "test" if rank < num_test else "train"
     return out
@@ -334,120 +358,103 @@ def _find_clip_files(raw: Path) -> dict[str, Path]:
     return files
 
 
-def prepare_folder(
-    raw: str | PathLike,
-    out: str | PathLike,
-    *,
-    format: str | None = None,
-    layout: str | None = None,
-    labels: str | PathLike | None = None,
-    splits: str | PathLike | None = None,
-    test_ratio: float = 0.2,
-    seed: int = 0,
-    image_size: tuple[int, int] | None = None,
-    padding: str = "confidence",
-    workers: int | None = None,
-    overwrite: bool = False,
-    show_progress_bar: bool | None = None,
-) -> Path:
-    """Prepare a folder of keypoint clip files (see the module notes).
+@dataclass
+class _Clips:
+    """The clips of a dataset to prepare, before the first pass.
 
-    Args:
-        raw: folder of ``.npy`` / ``.npz`` / ``.json`` files (:func:`read_keypoint_file`),
-            searched recursively; a clip's name is its path below ``raw`` without suffix.
-        out: the prepared dataset folder to create.
-        format: keypoint format of the files (:func:`~usdrl.keypoints.list_formats`); default:
-            each file's ``format`` field, else the only format with the file's joint count.
-        layout: layout of the prepared data; default: the format of the first file. Other
-            formats are converted through joint names.
-        labels: CSV ``clip,label`` (clip: name, file name or stem); default: the first
-            sub-folder of each clip's path is its class.
-        splits: CSV ``clip,split`` with any split names; default: a seeded per-class split
-            into ``train`` and ``test`` with ``test_ratio`` of each class in ``test``.
-        test_ratio, seed: the default split.
+    Attributes:
+        sources: ``{name: source}`` of the clips.
+        labels: ``{name: label}`` of the labelled ones.
+        skipped: ``{name: reason}`` of the clips already left out.
+        splits: ``{name: split}``, or None for the seeded ratio split.
+        benchmark: what the splits are, for the manifest.
+        class_names: the classes in label order, or None to take them from the labels (:func:`class_order`).
+    """
+
+    sources: dict[str, _Source]
+    labels: dict[str, str]
+    skipped: dict[str, str] = field(default_factory=dict)
+    splits: dict[str, str] | None = None
+    benchmark: str | None = None
+    class_names: list[str] | None = None
+
+
+@dataclass(frozen=True)
+class ImportOptions:
+    """How :func:`prepare_folder`, :func:`prepare_keypoints` and :func:`prepare_pyskl` read and split clips.
+
+    Attributes:
+        format: keypoint format of the clips (:func:`~usdrl.keypoints.list_formats`); default:
+            each clip's own (a file's ``format`` field, a pose estimator's joint count), else the
+            only format with the clip's joint count.
+        layout: layout of the prepared data; default: the format of the first clip. Other formats
+            are converted through joint names.
+        test_ratio, seed: the default split: per class, a seeded ``test_ratio`` of the clips in
+            ``test``, the rest in ``train``.
         image_size: ``(width, height)`` of 2D pixel keypoints whose files give none.
         padding: 2D only: third channel ``"confidence"`` (the scores) or ``"zero"``.
         workers: processes reading files (default: CPU count, at most 8).
         overwrite: replace an existing prepared dataset at ``out``.
         show_progress_bar: tqdm bars; ``None`` follows the log level.
-
-    Returns ``out``. The manifest adds ``class_names``, ``keypoint_formats`` (the files' formats
-    and counts) and ``joint_sources`` (which target joints are exact, stand-ins or missing).
-    Raises ConfigError or DataFormatError when nothing usable remains; ``out`` is then unchanged.
     """
-    raw, out = Path(raw), Path(out)
-    if padding not in PADDINGS:
-        raise ConfigError(f"unknown padding {padding!r}; expected one of {', '.join(PADDINGS)}")
-    for name in (format, layout):
-        if name is not None:
-            get_format(name)
-    workers = _default_workers() if workers is None else int(workers)
-    _check_output(out, overwrite)
-    files = _find_clip_files(raw)
-    skipped: dict[str, str] = {}
 
-    # labels
-    label_table = read_clip_table(labels, "label") if labels is not None else None
-    label_of: dict[str, str] = {}
-    for name, path in files.items():
-        label = _lookup(label_table, name, path) if label_table is not None else (
-            name.split("/")[0] if "/" in name else None)
-        if label is None:
-            skipped[name] = f"{path}: no label ({'not in ' + str(labels) if labels else 'not in a class sub-folder'})"
-        else:
-            label_of[name] = label
+    format: str | None = None
+    layout: str | None = None
+    test_ratio: float = 0.2
+    seed: int = 0
+    image_size: tuple[int, int] | None = None
+    padding: str = "confidence"
+    workers: int | None = None
+    overwrite: bool = False
+    show_progress_bar: bool | None = None
 
-    # first pass: read every labelled file once
-    inspected = dict(zip(label_of, (result[0] for result in _run_tasks(
-        [_InspectTask(files[name], format) for name in label_of], workers)), strict=True))
+    def check(self) -> None:
+        if self.padding not in PADDINGS:
+            raise ConfigError(f"unknown padding {self.padding!r}; expected one of {', '.join(PADDINGS)}")
+        for name in (self.format, self.layout):
+            if name is not None:
+                get_format(name)
+
+
+def _prepare_clips(source: str, raw: Path, out: Path, clips: _Clips, options: ImportOptions, *,
+                   parallel: bool = True) -> Path:
+    """Inspect every labelled clip, split, plan and write the prepared dataset (see the module notes)."""
+    workers = _default_workers() if options.workers is None else int(options.workers)
+    if not parallel:
+        workers = 1
+    skipped = dict(clips.skipped)
+    wanted = [n for n in sorted(clips.labels) if clips.splits is None or n in clips.splits]
+    inspected = dict(zip(wanted, (result[0] for result in _run_tasks(
+        [_InspectTask(clips.sources[name], options.format) for name in wanted], workers)), strict=True))
     dims_counts = Counter(info[1] for info in inspected.values() if info[0] is not None)
+    dims = 2 if dims_counts[2] >= dims_counts[3] else 3
     usable = {}
-    if dims_counts:
-        dims = 2 if dims_counts[2] >= dims_counts[3] else 3
-        for name, (frames, detail, fmt) in inspected.items():
-            if frames is None:
-                skipped[name] = detail
-            elif detail != dims:
-                skipped[name] = f"{files[name]}: {detail}D keypoints in a dataset of {dims}D clips"
-            else:
-                usable[name] = (frames, fmt)
-    else:
-        skipped.update({name: detail for name, (_, detail, _) in inspected.items()})
+    for name, (frames, detail, fmt) in inspected.items():
+        if frames is None:
+            skipped[name] = detail
+        elif detail != dims:
+            skipped[name] = f"{clips.sources[name].where}: {detail}D keypoints in a dataset of {dims}D clips"
+        else:
+            usable[name] = (frames, fmt)
     if not usable:
         reasons = "; ".join(list(skipped.values())[:3])
         raise DataFormatError(f"{raw}: no usable clip ({len(skipped)} skipped, e.g. {reasons})")
-
-    # splits
     names = sorted(usable)
-    if splits is not None:
-        split_table = read_clip_table(splits, "split")
-        split_of = {}
-        for name in names:
-            split = _lookup(split_table, name, files[name])
-            if split is None:
-                skipped[name] = f"{files[name]}: not in {splits}"
-            else:
-                split_of[name] = split
-        names = [n for n in names if n in split_of]
-        benchmark = Path(splits).name
-    else:
-        split_of = ratio_split(names, [label_of[n] for n in names], test_ratio, seed)
-        benchmark = f"test ratio {test_ratio:g}, seed {seed}"
-    if not names:
-        raise DataFormatError(f"{raw}: no clip is in a split ({splits})")
+    split_of = clips.splits or ratio_split(names, [clips.labels[n] for n in names], options.test_ratio, options.seed)
+    benchmark = clips.benchmark or f"test ratio {options.test_ratio:g}, seed {options.seed}"
 
-    first_format = usable[names[0]][1]
-    layout = layout or first_format
-    convert = ClipConverter(layout, dims, None if image_size is None else (image_size[1], image_size[0]), padding)
-    class_names = class_order([label_of[n] for n in names])
+    layout = options.layout or usable[names[0]][1]
+    image_shape = None if options.image_size is None else (options.image_size[1], options.image_size[0])
+    convert = ClipConverter(layout, dims, image_shape, options.padding)
+    class_names = clips.class_names or class_order([clips.labels[n] for n in names])
     formats = Counter(usable[n][1] for n in names)
-    split_names = sorted(set(split_of[n] for n in names), key=lambda s: (s != "train", s))
+    split_names = sorted({split_of[n] for n in names}, key=lambda s: (s != "train", s))
     plan = _Plan(layout=layout, num_classes=len(class_names), recipe=_describe(convert.recipe),
-                 splits={split: _SplitPlan(CLIPS) for split in split_names})
+                 splits={split: _SplitPlan(CLIPS) for split in split_names}, parallel=parallel)
     for name in names:
         frames, fmt = usable[name]
-        plan.add(_FolderClipTask(files[name], fmt, convert),
-                 [(split_of[name], name, class_names.index(label_of[name]), frames)])
+        plan.add(_ClipTask(clips.sources[name], fmt, convert),
+                 [(split_of[name], name, class_names.index(clips.labels[name]), frames)])
     plan.skipped = dict(sorted(skipped.items()))
     plan.extra = {
         "class_names": class_names,
@@ -456,8 +463,199 @@ def prepare_folder(
     }
     for name, reason in plan.skipped.items():
         logger.warning("skipped %s: %s", name, reason)
-    return _write_plan(plan, "folder", benchmark, raw, out, workers=workers, overwrite=overwrite,
-                       show_progress_bar=show_progress_bar)
+    return _write_plan(plan, source, benchmark, raw, out, workers=workers, overwrite=options.overwrite,
+                       show_progress_bar=options.show_progress_bar)
+
+
+def _labels_and_splits(paths: dict[str, Path], reader: Callable[[Path], KeypointClip],
+                       labels: str | PathLike | None, splits: str | PathLike | None) -> _Clips:
+    """Labels from a ``clip,label`` CSV (else the first sub-folder) and splits from a ``clip,split`` CSV
+    for clips read from ``paths`` (``{name: file or folder}``); the rest skipped with the reason."""
+    label_table = read_clip_table(labels, "label") if labels is not None else None
+    split_table = read_clip_table(splits, "split") if splits is not None else None
+    clips = _Clips({}, {}, splits=None if splits is None else {},
+                   benchmark=None if splits is None else Path(splits).name)
+    for name, path in paths.items():
+        clips.sources[name] = _Source(str(path), path, reader)
+        if label_table is not None:
+            label = _lookup(label_table, name, path)
+        else:
+            label = name.split("/")[0] if "/" in name else None
+        if label is None:
+            where = f"not in {labels}" if labels else "not in a class sub-folder"
+            clips.skipped[name] = f"{path}: no label ({where})"
+            continue
+        if split_table is not None:
+            split = _lookup(split_table, name, path)
+            if split is None:
+                clips.skipped[name] = f"{path}: not in {splits}"
+                continue
+            clips.splits[name] = split
+        clips.labels[name] = label
+    return clips
+
+
+def prepare_folder(
+    raw: str | PathLike,
+    out: str | PathLike,
+    *,
+    labels: str | PathLike | None = None,
+    splits: str | PathLike | None = None,
+    options: ImportOptions | None = None,
+    **option_fields,
+) -> Path:
+    """Prepare a folder of keypoint clip files (see the module notes).
+
+    Args:
+        raw: folder of ``.npy`` / ``.npz`` / ``.json`` files (:func:`read_keypoint_file`),
+            searched recursively; a clip's name is its path below ``raw`` without suffix.
+        out: the prepared dataset folder to create.
+        labels: CSV ``clip,label`` (clip: name, file name or stem); default: the first
+            sub-folder of each clip's path is its class.
+        splits: CSV ``clip,split`` with any split names; default: the seeded ratio split of
+            :class:`ImportOptions`.
+        options: :class:`ImportOptions`; or give its fields as keywords (``format="coco17"``).
+
+    Returns ``out``. The manifest adds ``class_names``, ``keypoint_formats`` (the clips' formats
+    and counts) and ``joint_sources`` (which target joints are stand-ins or missing).
+    Raises ConfigError or DataFormatError when nothing usable remains; ``out`` is then unchanged.
+    """
+    options = _options(options, option_fields)
+    raw, out = Path(raw), Path(out)
+    _check_output(out, options.overwrite)
+    clips = _labels_and_splits(_find_clip_files(raw), read_keypoint_file, labels, splits)
+    return _prepare_clips("folder", raw, out, clips, options)
+
+
+def prepare_keypoints(
+    raw: str | PathLike,
+    out: str | PathLike,
+    *,
+    labels: str | PathLike | None = None,
+    splits: str | PathLike | None = None,
+    options: ImportOptions | None = None,
+    **option_fields,
+) -> Path:
+    """Prepare what pose estimators wrote: COCO results ``.json`` files and OpenPose frame folders,
+    one video each (:mod:`usdrl.data.estimators`), persons tracked where the detections have no ids.
+
+    Arguments as :func:`prepare_folder`; a clip is named by its path below ``raw`` (an OpenPose
+    folder's path, a results file's path without ``.json``).
+    """
+    from .estimators import find_pose_estimator_outputs, read_pose_estimator_output
+
+    options = _options(options, option_fields)
+    raw, out = Path(raw), Path(out)
+    _check_output(out, options.overwrite)
+    clips = _labels_and_splits(find_pose_estimator_outputs(raw), read_pose_estimator_output, labels, splits)
+    return _prepare_clips("keypoints", raw, out, clips, options)
+
+
+def _annotation_clip(annotation: dict) -> KeypointClip:
+    """A pyskl annotation's ``keypoint`` ``(M, T, V, C)``, ``keypoint_score`` and ``img_shape`` as a clip."""
+    shape = annotation.get("img_shape")
+    return KeypointClip(np.asarray(annotation["keypoint"], np.float32),
+                        None if annotation.get("keypoint_score") is None else
+                        np.asarray(annotation["keypoint_score"], np.float32),
+                        None if shape is None else tuple(shape))
+
+
+#: Format of pyskl keypoints by (joints, coordinates) when not named: its 2D COCO and 3D NTU pickles.
+PYSKL_FORMATS = {(17, 2): "coco17", (25, 3): "ntu25"}
+
+
+def prepare_pyskl(
+    annotations: str | PathLike,
+    out: str | PathLike,
+    *,
+    split_lists: Sequence[str] | None = None,
+    label_map: str | PathLike | None = None,
+    options: ImportOptions | None = None,
+    **option_fields,
+) -> Path:
+    """Prepare any pyskl / MMAction2 skeleton annotation pickle, 2D or 3D, with its own splits and labels.
+
+    Args:
+        annotations: the pickle (read by the restricted unpickler: numpy and builtin types only).
+        out: the prepared dataset folder to create.
+        split_lists: the pickle's ``split`` lists to write, each as a split of that name
+            (default: all; e.g. ``["xsub_train", "xsub_val"]`` of an NTU pickle, whose other lists
+            hold the same clips again). Without split lists: the seeded ratio split.
+        label_map: a text file with one class name per line (MMAction2's label maps): line ``k``
+            names label ``k``; default: the labels' numbers.
+        options: :class:`ImportOptions` (or its fields as keywords); the format defaults to COCO-17
+            for ``(M, T, 17, 2)`` keypoints and NTU-25 for ``(M, T, 25, 3)``.
+
+    An annotation that is malformed, has no ``label`` or no ``keypoint`` is skipped with the reason.
+    """
+    from ._pickle import restricted_load
+    from .pyskl import _check_annotation
+
+    options = _options(options, option_fields)
+    path, out = Path(annotations), Path(out)
+    _check_output(out, options.overwrite)
+    content = restricted_load(path)
+    if isinstance(content, list):
+        content = {"split": {}, "annotations": content}
+    if not isinstance(content, dict) or not isinstance(content.get("annotations"), list):
+        raise DataFormatError(f"{path}: expected a dict with an 'annotations' list or a list of annotations")
+    lists = content.get("split") or {}
+    chosen = list(lists) if split_lists is None else list(split_lists)
+    unknown = [name for name in chosen if name not in lists]
+    if unknown:
+        raise ConfigError(f"{path} has no split list {unknown}; it has {sorted(lists) or 'none'}")
+    split_of: dict[str, str] = {}
+    for split in chosen:
+        for name in lists[split]:
+            if name in split_of:
+                raise ConfigError(f"{path}: {name} is in both {split_of[name]!r} and {split!r}; choose split "
+                                  f"lists that do not overlap (--split-lists)")
+            split_of[name] = split
+    names = None
+    if label_map is not None:
+        names = [line.strip() for line in Path(label_map).read_text(encoding="utf-8").splitlines()]
+        while names and not names[-1]:
+            names.pop()
+    clips = _Clips({}, {}, splits=split_of if chosen else None, benchmark=",".join(chosen) or None)
+    labels = {}
+    for index, annotation in enumerate(content["annotations"]):
+        name = annotation.get("frame_dir") if isinstance(annotation, dict) else None
+        name = name if isinstance(name, str) else f"annotations[{index}]"
+        where = f"{path}: {name}"
+        try:
+            _check_annotation(str(path), index, annotation)
+            if name in clips.sources:
+                raise DataFormatError(f"{where}: a second annotation with this frame_dir")
+            if "label" not in annotation or not isinstance(annotation.get("keypoint"), np.ndarray):
+                raise DataFormatError(f"{where}: no 'label' or no 'keypoint' array")
+            if names is not None and annotation["label"] >= len(names):
+                raise DataFormatError(f"{where}: label {annotation['label']} has no line in {label_map}")
+        except DataFormatError as exc:
+            clips.skipped[name] = str(exc)
+            continue
+        if chosen and name not in split_of:
+            clips.skipped[name] = f"{where}: in none of the split lists {chosen}"
+            continue
+        clips.sources[name] = _Source(where, annotation, _annotation_clip)
+        labels[name] = int(annotation["label"])
+    if not labels:
+        raise DataFormatError(f"{path}: no usable annotation ({len(clips.skipped)} skipped)")
+    clips.class_names = names or [str(k) for k in range(max(labels.values()) + 1)]
+    clips.labels = {name: clips.class_names[label] for name, label in labels.items()}
+    if len(set(clips.class_names)) != len(clips.class_names):
+        raise DataFormatError(f"{label_map}: class names repeat")
+    if options.format is None:
+        first = next(iter(clips.sources.values())).item["keypoint"]
+        options = replace(options, format=PYSKL_FORMATS.get(first.shape[2:]))
+    return _prepare_clips("pyskl", path, out, clips, options, parallel=False)
+
+
+def _options(options: ImportOptions | None, fields: dict) -> ImportOptions:
+    if options is not None and fields:
+        raise ConfigError(f"give options or its fields ({', '.join(fields)}), not both")
+    options = options or ImportOptions(**fields)
+    options.check()
+    return options
 
 
 def _joint_sources(src: str, dst: str) -> dict[str, list[str]]:
@@ -495,9 +693,10 @@ def track_inputs(
     out = []
     for track in tracks:
         keypoints = track.keypoints()[None]                                   # (1, T, V, C)
-        dims = _coordinates(Path(f"track {track.track_id}"), keypoints.shape[-1], fmt.dims)
+        where = f"track {track.track_id}"
+        dims = _coordinates(where, keypoints.shape[-1], fmt.dims)
         convert = ClipConverter(layout or format, dims, image_shape, padding)
-        clip = convert(Path(f"track {track.track_id}"), KeypointClip(keypoints), format)
+        clip = convert(where, KeypointClip(keypoints), format)
         out.append(resample(clip, num_frames))
     if not out:
         return np.zeros((0, NUM_CHANNELS, num_frames, get_layout(layout or format).num_joints, NUM_PERSONS),
