@@ -94,13 +94,19 @@ def _resolve(name: str, src: KeypointFormat, visiting: frozenset) -> dict[int, f
     return None
 
 
-def conversion_matrix(src: str, dst: str) -> tuple[np.ndarray, np.ndarray]:
-    """``(weights (V_dst, V_src) float64, sources (V_dst,) JointSource)`` of a conversion.
+_CACHE: dict[tuple[str, str], tuple] = {}
 
-    Row ``j`` of ``weights`` holds the mean that gives target joint ``j`` (all zero when it is missing).
-    """
+
+def _conversion(src: str, dst: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(weights (V_dst, V_src) float32, sources (V_dst,) int8, contributors (V_dst, K))``, cached.
+
+    ``contributors`` lists the source joints of each target joint (a row padded with its first;
+    0 for a missing joint)."""
     src_fmt, dst_fmt = get_format(src), get_format(dst)
-    weights = np.zeros((dst_fmt.num_joints, src_fmt.num_joints))
+    cached = _CACHE.get((src, dst))
+    if cached is not None and cached[0] is src_fmt and cached[1] is dst_fmt:   # not re-registered since
+        return cached[2:]
+    weights = np.zeros((dst_fmt.num_joints, src_fmt.num_joints), dtype=np.float32)
     sources = np.full(dst_fmt.num_joints, JointSource.MISSING, dtype=np.int8)
     for j, name in enumerate(dst_fmt.joint_names):
         found = _resolve(name, src_fmt, frozenset())
@@ -109,7 +115,23 @@ def conversion_matrix(src: str, dst: str) -> tuple[np.ndarray, np.ndarray]:
         for index, w in found.items():
             weights[j, index] = w
         sources[j] = JointSource.EXACT if name in src_fmt.joint_names else JointSource.STAND_IN
-    return weights, sources
+    rows = [np.flatnonzero(row) for row in weights]
+    width = max(1, *(len(r) for r in rows))
+    contributors = np.array([np.pad(r, (0, width - len(r)), mode="edge") if len(r) else np.zeros(width, int)
+                             for r in rows])
+    for array in (weights, sources, contributors):
+        array.flags.writeable = False
+    _CACHE[(src, dst)] = (src_fmt, dst_fmt, weights, sources, contributors)
+    return weights, sources, contributors
+
+
+def conversion_matrix(src: str, dst: str) -> tuple[np.ndarray, np.ndarray]:
+    """``(weights (V_dst, V_src) float32, sources (V_dst,) JointSource)`` of a conversion.
+
+    Row ``j`` of ``weights`` holds the mean that gives target joint ``j`` (all zero when it is missing).
+    """
+    weights, sources, _ = _conversion(src, dst)
+    return weights.copy(), sources.copy()
 
 
 @dataclass(frozen=True)
@@ -189,22 +211,20 @@ def convert_keypoints(
         scores = np.asarray(scores, dtype=np.float32)
         if scores.shape != x.shape[:-1]:
             raise InputError(f"scores must have shape {x.shape[:-1]}, got {scores.shape}")
-    weights, sources = conversion_matrix(src, dst)
+    weights, sources, contributors = _conversion(src, dst)
     absent = sources == JointSource.MISSING
     if missing == "error" and absent.any():
         names = [dst_fmt.joint_names[j] for j in np.flatnonzero(absent)]
         raise ConfigError(f"{src} has no joint for {dst} joints {names} (exact or stand-in)")
 
     valid = np.isfinite(x[..., :coords]).all(axis=-1)                            # (..., V_src)
-    clean = np.where(valid[..., None], x, 0.0)
-    out = np.einsum("...vc,wv->...wc", clean, weights).astype(np.float32)        # (..., V_dst, C)
-    used = weights > 0                                                           # (V_dst, V_src)
-    out_valid = ~((~valid)[..., None, :] & used).any(axis=-1) & ~absent          # (..., V_dst)
+    clean = np.where(valid[..., None], x, np.float32(0.0))
+    out = np.matmul(weights, clean)                                              # (..., V_dst, C)
+    out_valid = valid[..., contributors].all(axis=-1) & ~absent                  # (..., V_dst)
 
     def lowest(values: np.ndarray) -> np.ndarray:
         """Per target joint, the lowest of its contributors' ``values (..., V_src)``; 0 if missing."""
-        picked = np.where(used, values[..., None, :], np.inf).min(axis=-1)
-        return np.where(out_valid, picked, 0.0).astype(np.float32)
+        return np.where(out_valid, values[..., contributors].min(axis=-1), np.float32(0.0)).astype(np.float32)
 
     if has_scores:
         out[..., -1] = lowest(clean[..., -1])
@@ -215,4 +235,4 @@ def convert_keypoints(
     out[..., :coords] = np.where(out_valid[..., None], out[..., :coords], 0.0)
     if missing == "nan":
         out[..., absent, :coords] = np.nan
-    return ConvertedKeypoints(out, sources, out_scores, dst)
+    return ConvertedKeypoints(out, sources.copy(), out_scores, dst)
