@@ -389,8 +389,9 @@ class ImportOptions:
             only format with the clip's joint count.
         layout: layout of the prepared data; default: the format of the first clip. Other formats
             are converted through joint names.
-        test_ratio, seed: the default split: per class, a seeded ``test_ratio`` of the clips in
+        test_ratio: the default split: per class, this share of the clips (rounded half up) in
             ``test``, the rest in ``train``.
+        seed: the seed of the default split.
         image_size: ``(width, height)`` of 2D pixel keypoints whose files give none.
         padding: 2D only: third channel ``"confidence"`` (the scores) or ``"zero"``.
         workers: processes reading files (default: CPU count, at most 8).

@@ -181,7 +181,8 @@ def convert_keypoints(
 
     Args:
         x: keypoints, joints on axis -2 and channels last, e.g. ``(M, T, V, C)``.
-        src, dst: registered format names (:func:`~usdrl.keypoints.list_formats`).
+        src: the input's format, a registered name (:func:`~usdrl.keypoints.list_formats`).
+        dst: the output's format.
         scores: optional ``(..., V_src)`` confidences, converted alongside.
         has_scores: whether the last channel of ``x`` is a score; default: when
             ``C == dims + 1`` of ``src`` (x, y, score for 2D; x, y, z, score for 3D).
