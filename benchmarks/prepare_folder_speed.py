@@ -15,7 +15,6 @@ import argparse
 import json
 import logging
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -24,6 +23,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _common import machine
 from data_speed import folder_mb, prepared_count
 
 from usdrl.keypoints import convert_keypoints, get_format
@@ -88,12 +88,7 @@ def main() -> None:
     parser.add_argument("--folder", help="work folder (default: a temporary folder, deleted at the end)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    flags = ""
-    if os.path.exists("/proc/cpuinfo"):
-        with open("/proc/cpuinfo") as f:
-            line = next((x for x in f if x.startswith("flags")), "")
-        flags = " ".join(sorted(x for x in line.split() if x.startswith(("avx", "amx"))))
-    logger.info("machine: %s, %d CPUs, %s", platform.processor() or platform.machine(), os.cpu_count(), flags)
+    logger.info("machine: %s", machine())
     for src, dst in (("coco17", "ntu25"), ("mediapipe33", "ntu25"), ("openpose25", "h36m17"), ("ntu25", "ntu25")):
         logger.info("convert_keypoints %-11s -> %-6s: %7.0f clips/s of (2, 64, V, C)", src, dst,
                     conversion_rate(src, dst))

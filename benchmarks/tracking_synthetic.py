@@ -17,11 +17,10 @@ and ``iou`` costs, and the tracker's frames per second.
 
 import argparse
 import logging
-import os
-import platform
 import time
 
 import numpy as np
+from _common import machine
 
 from usdrl.keypoints.tracking import PoseTracker
 
@@ -88,12 +87,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    flags = ""
-    if os.path.exists("/proc/cpuinfo"):
-        with open("/proc/cpuinfo") as f:
-            line = next((x for x in f if x.startswith("flags")), "")
-        flags = " ".join(sorted(x for x in line.split() if x.startswith(("avx", "amx", "sse4"))))
-    logger.info("machine: %s, %d CPUs, %s", platform.processor() or platform.machine(), os.cpu_count(), flags)
+    logger.info("machine: %s", machine())
     rng = np.random.default_rng(args.seed)
     scenes = [scene(rng, int(rng.integers(2, 7)), args.frames) for _ in range(args.scenes)]
     buckets = {"0": (0, 0), "1": (1, 1), "2": (2, 2), "3-4": (3, 4), "5+": (5, 10 ** 6)}
