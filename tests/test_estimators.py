@@ -152,3 +152,25 @@ def test_cli_prepare_pyskl_3d_ntu_is_aligned(tmp_path, capsys):
     assert manifest["layout"] == "ntu25" and manifest["preprocessing"]["alignment"] == "ntu"
     clip = SkeletonDataset(tmp_path / "out", "train").padded_clips[0]
     np.testing.assert_allclose(clip[:, :5, 1, 0], 0.0, atol=1e-6)                 # centred on spine_mid
+
+
+def test_fuzzed_pose_estimator_files_give_clear_errors(tmp_path):
+    from test_importers import _mutants
+
+    rng = np.random.default_rng(1)
+    results = json.dumps([{"image_id": t, "keypoints": pose(t), "track_id": 1} for t in range(3)]).encode()
+    frame = json.dumps({"version": 1.3, "people": [{"person_id": [-1], "pose_keypoints_2d": pose(0, 25)}]}).encode()
+    for k, mutant in enumerate(_mutants(results, rng, 40)):
+        (tmp_path / f"r{k}.json").write_bytes(mutant)
+        try:
+            read_coco_results(tmp_path / f"r{k}.json")
+        except DataFormatError as exc:
+            assert f"r{k}.json" in str(exc)
+    for k, mutant in enumerate(_mutants(frame, rng, 40)):
+        folder = tmp_path / f"op{k}"
+        folder.mkdir()
+        (folder / f"op{k}_000000000000_keypoints.json").write_bytes(mutant)
+        try:
+            read_openpose_folder(folder)
+        except DataFormatError as exc:
+            assert f"op{k}" in str(exc)

@@ -209,3 +209,52 @@ def test_cli_folder_to_linear_probe_and_finetune(tmp_path, capsys):
     assert json.loads(capsys.readouterr().out)["train_clips"] == manifest["splits"]["train"]["count"]
     assert manifest["splits"]["train"]["count"] + manifest["splits"]["test"]["count"] == 16
     assert USDRL.from_pretrained(tmp_path / "tuned").config.num_classes == 2
+
+
+def _mutants(data: bytes, rng: np.random.Generator, count: int) -> list[bytes]:
+    """Corrupted copies of ``data``: truncated, bytes overwritten, JSON tokens replaced."""
+    out = []
+    for k in range(count):
+        kind = k % 3
+        if kind == 0:
+            out.append(data[: int(rng.integers(0, len(data)))])
+        elif kind == 1:
+            mutable = bytearray(data)
+            for position in rng.integers(0, len(data), size=int(rng.integers(1, 6))):
+                mutable[position] = int(rng.integers(0, 256))
+            out.append(bytes(mutable))
+        else:
+            tokens = data.split(b",")
+            tokens[int(rng.integers(0, len(tokens)))] = rng.choice(
+                [b"null", b"[]", b"{}", b'"x"', b"-1e999", b"true", b'{"keypoints": 1}', b"[[1, [2]]]"])
+            out.append(b",".join(tokens))
+    return out
+
+
+def test_fuzzed_files_give_clear_errors_and_the_rest_is_written(tmp_path):
+    """Corrupted .json/.npy/.npz files either read or raise DataFormatError; prepare skips them and writes the rest."""
+    import io
+
+    good = coco_person(3)
+    buffer = io.BytesIO()
+    np.save(buffer, good)
+    npz = io.BytesIO()
+    np.savez(npz, keypoints=good, img_shape=np.array([100, 100]), format=np.array("coco17"))
+    samples = {".json": json.dumps({"keypoints": good.tolist(), "image_size": [100, 100], "format": "coco17"})
+               .encode(), ".npy": buffer.getvalue(), ".npz": npz.getvalue()}
+    rng = np.random.default_rng(0)
+    raw = tmp_path / "raw" / "walk"
+    raw.mkdir(parents=True)
+    for suffix, data in samples.items():
+        for k, mutant in enumerate(_mutants(data, rng, 30)):
+            path = raw / f"bad{suffix[1:]}{k:02d}{suffix}"
+            path.write_bytes(mutant)
+            try:
+                read_keypoint_file(path)
+            except DataFormatError as exc:
+                assert str(path) in str(exc)
+    np.save(raw / "good.npy", good)
+    out = prepare_folder(tmp_path / "raw", tmp_path / "out", format="coco17", image_size=(100, 100),
+                         test_ratio=0.0, workers=1)
+    names = SkeletonDataset(out, "train").names
+    assert "walk/good" in names and len(names) + len(read_manifest(out)["skipped"]) == 91

@@ -86,10 +86,12 @@ def read_coco_results(path: str | PathLike) -> KeypointClip:
         where = f"{path}: detection {index}"
         if not isinstance(det, dict) or "image_id" not in det or "keypoints" not in det:
             raise DataFormatError(f"{where}: expected an object with 'image_id' and 'keypoints'")
+        if not isinstance(det["image_id"], int | str) or isinstance(det["image_id"], bool):
+            raise DataFormatError(f"{where}: 'image_id' must be an integer or a string, found {det['image_id']!r}")
         pose = _flat_keypoints(where, det["keypoints"], joints)
         joints = len(pose)
         track = det.get("track_id")
-        if track is not None and not isinstance(track, int):
+        if track is not None and (not isinstance(track, int) or isinstance(track, bool)):
             raise DataFormatError(f"{where}: 'track_id' must be an integer, found {track!r}")
         by_frame.setdefault(det["image_id"], []).append((track, pose))
     if joints not in COCO_RESULT_FORMATS:

@@ -29,6 +29,9 @@ skipped clip with its reason. As every ``usdrl prepare``, ``OUT`` appears only w
 import csv
 import json
 import logging
+import tokenize
+import zipfile
+import zlib
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -64,6 +67,9 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 KEYPOINT_SUFFIXES = (".npy", ".npz", ".json")
+#: What numpy's ``.npy`` header parser and ``zipfile`` raise for a corrupted file.
+_CORRUPT_FILE_ERRORS = (OSError, ValueError, EOFError, SyntaxError, tokenize.TokenError, zipfile.BadZipFile,
+                        zlib.error)
 #: Alignment of 3D data with the layouts that have a named recipe (:data:`~usdrl.data.ALIGNMENT_RECIPES`).
 _NAMED_ALIGNMENTS = {"ntu25": "ntu", "uav17": "uav"}
 
@@ -105,12 +111,15 @@ def _fields(path: Path, content: dict) -> KeypointClip:
     image_shape = None
     if "img_shape" in content or "image_size" in content:
         key = "img_shape" if "img_shape" in content else "image_size"
-        size = np.asarray(content[key]).ravel().tolist()
-        if len(size) != 2 or not all(isinstance(s, int | float) and s > 0 for s in size):
+        size = _array(path, content[key], f"field {key!r}").ravel().tolist()
+        if len(size) != 2 or not all(np.isfinite(s) and s > 0 for s in size):
             raise DataFormatError(f"{path}: field {key!r} must be two positive numbers, found {content[key]!r}")
         image_shape = (size[0], size[1]) if key == "img_shape" else (size[1], size[0])
     fmt = content.get("format")
-    fmt = None if fmt is None else str(np.asarray(fmt).item() if isinstance(fmt, np.ndarray) else fmt)
+    fmt = None if fmt is None else str(np.asarray(fmt).item() if isinstance(fmt, np.ndarray) and fmt.size == 1
+                                       else fmt)
+    if fmt is not None and fmt not in list_formats():
+        raise DataFormatError(f"{path}: field 'format' is {fmt!r}; known formats: {', '.join(list_formats())}")
     return KeypointClip(keypoints, scores, image_shape, fmt)
 
 
@@ -142,9 +151,9 @@ def read_keypoint_file(path: str | PathLike) -> KeypointClip:
         try:
             loaded = np.load(path, allow_pickle=False)
             clip = _fields(path, dict(loaded)) if suffix == ".npz" else KeypointClip(_array(path, loaded, "the array"))
-        except (OSError, ValueError, EOFError) as exc:
-            if isinstance(exc, DataFormatError):
-                raise
+        except DataFormatError:
+            raise
+        except _CORRUPT_FILE_ERRORS as exc:
             raise DataFormatError(f"{path}: cannot be read as {suffix} ({exc})") from None
     keypoints, scores = clip.keypoints, clip.scores
     if keypoints.ndim == 3:
