@@ -104,3 +104,23 @@ def test_a_scene_with_five_people_gets_five_labels():
     with torch.no_grad():
         labels = model(torch.from_numpy(inputs)).argmax(-1)
     assert labels.shape == (5,)
+
+
+def test_a_pair_of_interacting_tracks_is_one_two_person_input():
+    frames = []
+    for t in range(10):
+        people = [person(100.0 + t, 0.0), person(160.0 - t, 0.0)]
+        if t >= 4:
+            people.append(person(500.0, 0.0))                     # a third person, from frame 4
+        frames.append(np.stack(people))
+    tracks = track_poses(frames)
+    assert [(t.frames[0], t.frames[-1]) for t in tracks] == [(0, 9), (0, 9), (4, 9)]
+    inputs = track_inputs(tracks, format="coco17", num_frames=10, image_shape=(100, 1000), pairs=[(0, 1), (1, 2)])
+    assert inputs.shape == (2, 3, 10, 17, 2)
+    np.testing.assert_allclose(sorted(inputs[0, 0, 0, 0, :] * 1000), [100.0, 160.0], atol=1e-3)
+    # tracks 1 and 2 over the frames either is seen (0-9): track 2 absent (zero) before frame 4
+    nose = inputs[1, 0, :, 0, :] * 1000                           # (T, 2) nose x of both slots
+    person2 = int(np.argmax(nose[-1]))
+    assert not nose[:4, person2].any() and np.allclose(nose[4:, person2], 500.0, atol=1e-3)
+    with pytest.raises(ConfigError, match=r"pairs name tracks \[5\]"):
+        track_inputs(tracks, format="coco17", image_shape=(100, 1000), pairs=[(0, 5)])

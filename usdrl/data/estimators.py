@@ -68,7 +68,7 @@ def persons_over_frames(frames: list[tuple[list[int] | None, np.ndarray]]) -> np
     tracker = PoseTracker()
     for _, poses in frames:
         tracker.update(poses if len(poses) else np.zeros((0, num_joints, 3), np.float32))
-    return np.stack([track.keypoints(len(frames)) for track in tracker.tracks])
+    return np.stack([track.keypoints(0, len(frames)) for track in tracker.tracks])
 
 
 def read_coco_results(path: str | PathLike) -> KeypointClip:

@@ -684,8 +684,10 @@ def track_inputs(
     num_frames: int = 64,
     image_shape: tuple[int, int] | None = None,
     padding: str = "confidence",
+    pairs: Sequence[tuple[int, int]] | None = None,
 ) -> np.ndarray:
-    """The per-person path: each track becomes one model input, so a scene with five people gets five rows.
+    """The per-person path: each track (or each pair of interacting tracks) becomes one model input,
+    so a scene with five people gets five rows.
 
     Args:
         tracks: person tracks (:func:`~usdrl.keypoints.tracking.track_poses`), their poses
@@ -695,19 +697,27 @@ def track_inputs(
             (frames where the person went unseen count as absent joints, zero).
         image_shape: ``(height, width)`` of 2D pixel keypoints.
         padding: 2D only: third channel ``"confidence"`` or ``"zero"``.
+        pairs: ``(track id, track id)`` pairs to give as two-person inputs (both persons over the
+            frames either is seen, the more energetic in slot 0), instead of one input per track.
 
-    Returns ``(P, 3, num_frames, V, 2)`` float32: the person in slot 0, slot 1 empty, prepared
-    as :func:`prepare_folder` prepares a clip.
+    Returns ``(P, 3, num_frames, V, 2)`` float32, one row per track (person in slot 0, slot 1
+    empty) or per pair, prepared as :func:`prepare_folder` prepares a clip.
     """
     fmt = get_format(format)
+    by_id = {track.track_id: track for track in tracks}
+    groups = [[track.track_id] for track in tracks] if pairs is None else [list(pair) for pair in pairs]
+    unknown = sorted({i for group in groups for i in group} - set(by_id))
+    if unknown:
+        raise ConfigError(f"pairs name tracks {unknown}, which are not among the tracks {sorted(by_id)}")
     out = []
-    for track in tracks:
-        keypoints = track.keypoints()[None]                                   # (1, T, V, C)
-        where = f"track {track.track_id}"
+    for group in groups:
+        members = [by_id[i] for i in group]
+        start, stop = min(t.frames[0] for t in members), max(t.frames[-1] for t in members) + 1
+        keypoints = np.stack([t.keypoints(start, stop) for t in members])           # (persons, T, V, C)
+        where = f"track{'s' if len(group) > 1 else ''} {', '.join(map(str, group))}"
         dims = _coordinates(where, keypoints.shape[-1], fmt.dims)
         convert = ClipConverter(layout or format, dims, image_shape, padding)
-        clip = convert(where, KeypointClip(keypoints), format)
-        out.append(resample(clip, num_frames))
+        out.append(resample(convert(where, KeypointClip(keypoints), format), num_frames))
     if not out:
         return np.zeros((0, NUM_CHANNELS, num_frames, get_layout(layout or format).num_joints, NUM_PERSONS),
                         np.float32)

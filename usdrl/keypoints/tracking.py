@@ -46,11 +46,11 @@ class Track:
     poses: list[np.ndarray] = field(default_factory=list)
     missed: int = 0
 
-    def keypoints(self, num_frames: int | None = None) -> np.ndarray:
-        """``(T, V, C)`` float32 from the first observed frame to the last (or to ``num_frames``
-        frames of the scene when given, from frame 0); frames without an observation are NaN."""
-        start = 0 if num_frames is not None else self.frames[0]
-        stop = num_frames if num_frames is not None else self.frames[-1] + 1
+    def keypoints(self, start: int | None = None, stop: int | None = None) -> np.ndarray:
+        """``(stop - start, V, C)`` float32 of frames ``start ... stop - 1`` of the scene (default: the
+        first to the last observed frame); frames without an observation are NaN."""
+        start = self.frames[0] if start is None else start
+        stop = self.frames[-1] + 1 if stop is None else stop
         out = np.full((stop - start, *self.poses[0].shape), np.nan, dtype=np.float32)
         for frame, pose in zip(self.frames, self.poses, strict=True):
             if start <= frame < stop:
