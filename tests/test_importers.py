@@ -118,12 +118,14 @@ def test_bad_files_are_skipped_and_named(tmp_path, caplog):
     np.save(raw / "joints.npy", np.zeros((3, 18, 3), np.float32) + 1)   # 18 joints: not coco17
     (raw / "garbage.npy").write_bytes(b"not numpy")
     np.save(raw / "empty.npy", np.zeros((3, 17, 3), np.float32))
+    np.save(raw / "noscore.npy", coco_person(3)[..., :2])                # 2D without scores, padding confidence
     (tmp_path / "raw" / "loose.npy").write_bytes(np.zeros(1).tobytes())   # not in a class folder
     with caplog.at_level(logging.WARNING):
         out = prepare_folder(tmp_path / "raw", tmp_path / "out", format="coco17", image_size=(100, 100),
                              test_ratio=0.0, workers=1)
     skipped = read_manifest(out)["skipped"]
-    assert sorted(skipped) == ["loose", "walk/broken", "walk/empty", "walk/garbage", "walk/joints"]
+    assert sorted(skipped) == ["loose", "walk/broken", "walk/empty", "walk/garbage", "walk/joints", "walk/noscore"]
+    assert "2D keypoints without scores" in skipped["walk/noscore"]
     assert "broken.json, line 2: not valid JSON" in skipped["walk/broken"]
     assert "18 joints, format 'coco17' has 17" in skipped["walk/joints"]
     assert "no joint holds a value" in skipped["walk/empty"]

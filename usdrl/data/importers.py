@@ -214,11 +214,10 @@ class ClipConverter:
                                 has_scores=False)
         return out.keypoints, out.scores
 
-    def __call__(self, where: str, clip: KeypointClip, fmt: str) -> np.ndarray:
-        keypoints, scores = self.coordinates(where, clip, fmt)
-        if self.dims == 3:
-            return self.recipe.apply(rearrange(keypoints, "m t v c -> c t v m"))
-        if scores is None and self.padding == "confidence":
+    def check_2d(self, where: str, clip: KeypointClip, fmt: str) -> tuple[float, float]:
+        """The image shape ``(height, width)`` that 2D ``clip`` is divided by (``(1, 1)`` for normalised
+        formats); DataFormatError when it has none, or has no scores for ``padding="confidence"``."""
+        if self.padding == "confidence" and clip.scores is None and clip.keypoints.shape[-1] != self.dims + 1:
             raise DataFormatError(f"{where}: 2D keypoints without scores; use padding 'zero' (--padding zero) or "
                                   f"give scores")
         image_shape = clip.image_shape or self.image_shape
@@ -227,7 +226,14 @@ class ClipConverter:
                 raise DataFormatError(f"{where}: 2D {fmt} keypoints in pixels need the image size: an 'img_shape' "
                                       f"field or --image-size WIDTH HEIGHT")
             image_shape = (1, 1)
-        annotation = {"frame_dir": where, "keypoint": keypoints, "img_shape": tuple(image_shape)}
+        return tuple(image_shape)
+
+    def __call__(self, where: str, clip: KeypointClip, fmt: str) -> np.ndarray:
+        keypoints, scores = self.coordinates(where, clip, fmt)
+        if self.dims == 3:
+            return self.recipe.apply(rearrange(keypoints, "m t v c -> c t v m"))
+        image_shape = self.check_2d(where, clip, fmt)
+        annotation = {"frame_dir": where, "keypoint": keypoints, "img_shape": image_shape}
         if scores is not None:
             annotation["keypoint_score"] = scores
         return self.recipe.apply(annotation)
@@ -273,6 +279,7 @@ class _InspectTask:
 
     source: _Source
     format: str | None
+    options: "ImportOptions"
 
     def run(self) -> list[tuple]:
         where = self.source.where
@@ -288,6 +295,8 @@ class _InspectTask:
             if not np.nan_to_num(clip.keypoints, nan=0.0, posinf=0.0, neginf=0.0).any():
                 raise DataFormatError(f"{where}: no joint holds a value in any frame")
             dims = _coordinates(where, clip.keypoints.shape[3], get_format(fmt).dims)
+            if dims == 2:   # what the 2D recipe needs, checked before anything is written
+                ClipConverter(fmt, 2, self.options.image_shape, self.options.padding).check_2d(where, clip, fmt)
         except DataFormatError as exc:   # a bad file is skipped; a ConfigError (no format) stops the run
             return [(None, str(exc), None)]
         return [(clip.keypoints.shape[1], dims, fmt)]
@@ -418,6 +427,11 @@ class ImportOptions:
     overwrite: bool = False
     show_progress_bar: bool | None = None
 
+    @property
+    def image_shape(self) -> tuple[int, int] | None:
+        """``(height, width)`` from ``image_size``."""
+        return None if self.image_size is None else (self.image_size[1], self.image_size[0])
+
     def check(self) -> None:
         if self.padding not in PADDINGS:
             raise ConfigError(f"unknown padding {self.padding!r}; expected one of {', '.join(PADDINGS)}")
@@ -435,7 +449,7 @@ def _prepare_clips(source: str, raw: Path, out: Path, clips: _Clips, options: Im
     skipped = dict(clips.skipped)
     wanted = [n for n in sorted(clips.labels) if clips.splits is None or n in clips.splits]
     inspected = dict(zip(wanted, (result[0] for result in _run_tasks(
-        [_InspectTask(clips.sources[name], options.format) for name in wanted], workers)), strict=True))
+        [_InspectTask(clips.sources[name], options.format, options) for name in wanted], workers)), strict=True))
     dims_counts = Counter(info[1] for info in inspected.values() if info[0] is not None)
     dims = 2 if dims_counts[2] >= dims_counts[3] else 3
     usable = {}
@@ -454,8 +468,7 @@ def _prepare_clips(source: str, raw: Path, out: Path, clips: _Clips, options: Im
     benchmark = clips.benchmark or f"test ratio {options.test_ratio:g}, seed {options.seed}"
 
     layout = options.layout or usable[names[0]][1]
-    image_shape = None if options.image_size is None else (options.image_size[1], options.image_size[0])
-    convert = ClipConverter(layout, dims, image_shape, options.padding)
+    convert = ClipConverter(layout, dims, options.image_shape, options.padding)
     class_names = clips.class_names or class_order([clips.labels[n] for n in names])
     formats = Counter(usable[n][1] for n in names)
     split_names = sorted({split_of[n] for n in names}, key=lambda s: (s != "train", s))
