@@ -253,3 +253,16 @@ def test_bad_input_is_named():
         convert_keypoints(np.zeros((25, 3)), src="coco17", dst="ntu25")
     with pytest.raises(ConfigError, match="unknown keypoint format 'coco18'"):
         convert_keypoints(np.zeros((17, 3)), src="coco18", dst="ntu25")
+
+
+# Parent tables as the formats' sources publish them (-1: the root): SMPL's kintree_table and
+# VideoPose3D's Human3.6M skeleton.
+DOC_PARENTS = {
+    "smpl24": [-1, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 9, 9, 12, 13, 14, 16, 17, 18, 19, 20, 21],
+    "h36m17": [-1, 0, 1, 2, 0, 4, 5, 0, 7, 8, 9, 8, 11, 12, 8, 14, 15],
+}
+
+
+@pytest.mark.parametrize("name", sorted(DOC_PARENTS))
+def test_bone_trees_match_the_published_ones(name):
+    assert [v if p == -1 else p for v, p in enumerate(DOC_PARENTS[name])] == list(get_format(name).parents)
