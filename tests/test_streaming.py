@@ -83,3 +83,23 @@ def test_several_tracks_appearing_and_leaving_match_one_detector_each(model):
         assert [a[:3] for o in outputs[k] for a in o.actions] == [a[:3] for o in expected for a in o.actions]
     with pytest.raises(ConfigError, match="no track 3"):
         served.leave(3)
+
+
+def test_windows_go_to_the_models_device(model):
+    """A model whose weights live elsewhere (here: PyTorch's meta device) gets its windows there."""
+    from usdrl.tasks.streaming import MultiTrackDetector
+
+    class Elsewhere(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.weight = torch.nn.Parameter(torch.empty(1, device="meta"))
+            self.config, self.frame_head, self.devices = model.config, True, []
+
+        def forward_frames(self, x):
+            self.devices.append(x.device.type)
+            return torch.zeros(x.shape[0], x.shape[2], model.config.num_frame_classes)
+
+    stub = Elsewhere()
+    served = MultiTrackDetector(stub, stride=16)
+    served.push({0: np.zeros((3, 16, 25, 2), np.float32), 1: np.zeros((3, 16, 25, 2), np.float32)})
+    assert stub.devices == ["meta"]                                   # both tracks' windows in one batch
