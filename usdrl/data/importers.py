@@ -278,17 +278,15 @@ class _InspectTask:
     """First pass over one source: ``[(frames, coordinates, format)]``, or ``[(None, reason, None)]``."""
 
     source: _Source
-    format: str | None
     options: "ImportOptions"
 
     def run(self) -> list[tuple]:
-        where = self.source.where
+        where, given = self.source.where, self.options.format
         try:
             clip = self.source.read()
-            fmt = self.format or clip.format or guess_format(clip.keypoints.shape[2], where=f"{where}: ")
-            if clip.format and self.format and clip.format != self.format:
-                raise DataFormatError(f"{where}: the file says format {clip.format!r}, the dataset is "
-                                      f"{self.format!r}")
+            fmt = given or clip.format or guess_format(clip.keypoints.shape[2], where=f"{where}: ")
+            if clip.format and given and clip.format != given:
+                raise DataFormatError(f"{where}: the file says format {clip.format!r}, the dataset is {given!r}")
             expected = get_format(fmt).num_joints
             if clip.keypoints.shape[2] != expected:
                 raise DataFormatError(f"{where}: {clip.keypoints.shape[2]} joints, format {fmt!r} has {expected}")
@@ -442,14 +440,16 @@ class ImportOptions:
 
 def _prepare_clips(source: str, raw: Path, out: Path, clips: _Clips, options: ImportOptions, *,
                    parallel: bool = True) -> Path:
-    """Inspect every labelled clip, split, plan and write the prepared dataset (see the module notes)."""
+    """Inspect every labelled clip, split, plan and write the prepared dataset (see the module notes).
+
+    The dataset's clips are 2D or 3D as most of them are; a clip of the other kind is skipped."""
     workers = _default_workers() if options.workers is None else int(options.workers)
     if not parallel:
         workers = 1
     skipped = dict(clips.skipped)
     wanted = [n for n in sorted(clips.labels) if clips.splits is None or n in clips.splits]
     inspected = dict(zip(wanted, (result[0] for result in _run_tasks(
-        [_InspectTask(clips.sources[name], options.format, options) for name in wanted], workers)), strict=True))
+        [_InspectTask(clips.sources[name], options) for name in wanted], workers)), strict=True))
     dims_counts = Counter(info[1] for info in inspected.values() if info[0] is not None)
     dims = 2 if dims_counts[2] >= dims_counts[3] else 3
     usable = {}
