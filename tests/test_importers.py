@@ -260,3 +260,17 @@ def test_fuzzed_files_give_clear_errors_and_the_rest_is_written(tmp_path):
                          test_ratio=0.0, workers=1)
     names = SkeletonDataset(out, "train").names
     assert "walk/good" in names and len(names) + len(read_manifest(out)["skipped"]) == 91
+
+
+def test_clips_unlike_most_are_skipped_and_formats_mix(tmp_path):
+    raw = tmp_path / "raw" / "a"
+    raw.mkdir(parents=True)
+    for k in range(3):
+        np.savez(raw / f"coco{k}.npz", keypoints=coco_person(3), format=np.array("coco17"))
+    np.savez(raw / "halpe.npz", keypoints=np.ones((3, 26, 3), np.float32), format=np.array("halpe26"))
+    np.savez(raw / "kinect.npz", keypoints=np.ones((3, 25, 3), np.float32), format=np.array("ntu25"))   # 3D
+    out = prepare_folder(tmp_path / "raw", tmp_path / "out", image_size=(100, 100), test_ratio=0.0, workers=1)
+    manifest = read_manifest(out)
+    assert manifest["skipped"] == {"a/kinect": f"{raw / 'kinect.npz'}: 3D keypoints in a dataset of 2D clips"}
+    assert manifest["layout"] == "coco17" and manifest["keypoint_formats"] == {"coco17": 3, "halpe26": 1}
+    assert manifest["joint_sources"]["halpe26"] == {"stand_in": [], "missing": []}
