@@ -5,15 +5,13 @@ import json
 import sys
 import textwrap
 
-#: ``usdrl prepare`` sources that are the user's own data (no official benchmark).
-OWN_SOURCES = ("folder", "keypoints", "pyskl")
-
 
 def _prepare(args: argparse.Namespace) -> None:
+    from ..data.importers import OWN_LAYOUTS
     from ..data.prepared import prepare_dataset, read_manifest
     from ..errors import ConfigError
 
-    if args.source in OWN_SOURCES:
+    if args.source in OWN_LAYOUTS:
         from ..data import importers
 
         options = importers.ImportOptions(format=args.format, layout=args.layout, test_ratio=args.test_ratio,
@@ -33,7 +31,7 @@ def _prepare(args: argparse.Namespace) -> None:
                               overwrite=args.overwrite, padding=args.padding, legacy_2d_norm=args.legacy_2d_norm)
     manifest = read_manifest(out)
     counts = ", ".join(f"{name} {split['count']}" for name, split in manifest["splits"].items())
-    skipped = len(manifest["skipped"]) if args.source in OWN_SOURCES else 0
+    skipped = len(manifest["skipped"]) if args.source in OWN_LAYOUTS else 0
     sys.stdout.write(f"wrote {out} ({manifest['source']} {manifest['benchmark']}, layout {manifest['layout']}): "
                      f"{counts}" + (f"; skipped {skipped} (listed in the manifest)" if skipped else "") + "\n")
 
@@ -56,12 +54,14 @@ def _add_own_data_options(prepare: argparse.ArgumentParser) -> None:
 
 
 def _add_prepare(commands) -> None:
+    from ..data.importers import OWN_LAYOUTS
     from ..data.prepared import BENCHMARKS, RAW_LAYOUTS
 
     def paragraph(text: str, indent: str = "  ", hang: str = "    ") -> str:
         return textwrap.fill(text, width=100, initial_indent=indent, subsequent_indent=hang, break_on_hyphens=False)
 
-    layouts = "\n".join(paragraph(f"{source}: RAW is {text}.") for source, text in RAW_LAYOUTS.items())
+    layouts = "\n".join(paragraph(f"{source}: RAW is {text}.") for source, text in {**RAW_LAYOUTS,
+                                                                                   **OWN_LAYOUTS}.items())
     benchmarks = paragraph("; ".join(f"{source}: {', '.join(names)}" for source, names in BENCHMARKS.items()))
     prepare = commands.add_parser(
         "prepare", help="convert a raw dataset into memory-mappable arrays for training",
@@ -75,11 +75,12 @@ def _add_prepare(commands) -> None:
             "(clips cut by the label files) and train_untrimmed/test_untrimmed (whole sequences with per-frame "
             "labels). OUT appears only when complete. Use -v for a progress bar.", indent="", hang=""),
         epilog=f"raw folder layouts:\n{layouts}\n\nbenchmarks per source:\n{benchmarks}")
-    prepare.add_argument("source", metavar="SOURCE", choices=[*BENCHMARKS, *OWN_SOURCES],
+    prepare.add_argument("source", metavar="SOURCE", choices=[*BENCHMARKS, *OWN_LAYOUTS],
                          help=f"dataset of the raw files: {', '.join(BENCHMARKS)}; or your own: folder (one "
                               f".npy/.npz/.json keypoint file per clip), keypoints (COCO results .json files, "
                               f"OpenPose frame folders), pyskl (any pyskl/MMAction2 annotation pickle)")
-    prepare.add_argument("raw", metavar="RAW", help="the raw dataset: a folder, or the pickle for ntu2d (see below)")
+    prepare.add_argument("raw", metavar="RAW", help="the raw dataset: a folder, or the pickle for ntu2d and pyskl "
+                                                    "(see below)")
     prepare.add_argument("out", metavar="OUT", help="folder to create (must not exist unless --overwrite)")
     protocols = sorted({name for names in BENCHMARKS.values() for name in names})
     prepare.add_argument("--benchmark", choices=protocols,

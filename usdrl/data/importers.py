@@ -67,6 +67,15 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 KEYPOINT_SUFFIXES = (".npy", ".npz", ".json")
+#: What ``RAW`` must be for each own-data source of ``usdrl prepare`` (shown by its ``--help``).
+OWN_LAYOUTS = {
+    "folder": "a folder of .npy/.npz/.json keypoint files, one per clip, searched recursively; labels from "
+              "--labels or each clip's first sub-folder, splits from --splits or --test-ratio/--seed",
+    "keypoints": "a folder of COCO results .json files and OpenPose --write_json folders, one per video; labels "
+                 "and splits as for folder",
+    "pyskl": "a pyskl/MMAction2 annotation pickle (a file); its split lists (--split-lists) and labels "
+             "(--label-map for names)",
+}
 #: What numpy's ``.npy`` header parser and ``zipfile`` raise for a corrupted file.
 _CORRUPT_FILE_ERRORS = (OSError, ValueError, EOFError, SyntaxError, tokenize.TokenError, zipfile.BadZipFile,
                         zlib.error)
