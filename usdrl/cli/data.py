@@ -37,7 +37,7 @@ def _prepare(args: argparse.Namespace) -> None:
 
 
 def _add_own_data_options(prepare: argparse.ArgumentParser) -> None:
-    """The options of ``usdrl prepare folder``."""
+    """The options of ``usdrl prepare folder``, ``keypoints`` and ``pyskl``."""
     own = prepare.add_argument_group("own data (folder, keypoints, pyskl; docs: keypoints.md)")
     own.add_argument("--format", help="keypoint format of the files (usdrl.keypoints.list_formats(); default: each "
                                       "file's 'format' field, else the only format with its joint count)")
