@@ -181,6 +181,14 @@ def test_read_keypoint_file_shapes(tmp_path):
         read_keypoint_file(tmp_path / "c.json")
 
 
+def test_mediapipe_with_depth_and_visibility_says_what_to_do(tmp_path):
+    raw = tmp_path / "raw" / "a"
+    raw.mkdir(parents=True)
+    np.save(raw / "x.npy", np.full((3, 33, 4), 0.5, np.float32))            # x, y, z, visibility
+    with pytest.raises(DataFormatError, match=r"4 channels per joint.*keypoints\[\.\.\., \[0, 1, 3\]\]"):
+        prepare_folder(tmp_path / "raw", tmp_path / "out", format="mediapipe33", workers=1)
+
+
 def test_cli_folder_to_linear_probe_and_finetune(tmp_path, capsys):
     """The user's path with no code: COCO-17 files + labels.csv -> prepare folder -> linear-probe / finetune."""
     from usdrl.data.synthetic import make_clips, project_coco17

@@ -279,7 +279,11 @@ def _coordinates(where: str, channels: int, format_dims: int) -> int:
         return format_dims
     if channels in (2, 3):
         return channels
-    raise DataFormatError(f"{where}: {channels} channels per joint; expected x, y (z) and optionally a score")
+    hint = ""
+    if channels == format_dims + 2 == 4:
+        hint = ("; for x, y, z, score of a 2D format (e.g. MediaPipe image landmarks with their depth) keep x, y and "
+                "the score (keypoints[..., [0, 1, 3]]), or give 3D world landmarks (mediapipe33_world)")
+    raise DataFormatError(f"{where}: {channels} channels per joint; expected x, y (z) and optionally a score{hint}")
 
 
 @dataclass(frozen=True)
