@@ -2,9 +2,21 @@
 
 import argparse
 import logging
+import os
+import platform
 import time
 
 import torch
+
+
+def machine() -> str:
+    """The processor, CPU count and vector instruction sets (AVX*, AMX*) of this machine, for the log."""
+    flags = ""
+    if os.path.exists("/proc/cpuinfo"):
+        with open("/proc/cpuinfo") as f:
+            line = next((x for x in f if x.startswith("flags")), "")
+        flags = " ".join(sorted(x for x in line.split() if x.startswith(("avx", "amx"))))
+    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, {flags or 'flags unknown'}"
 
 
 def add_threads_argument(parser: argparse.ArgumentParser) -> None:

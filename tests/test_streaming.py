@@ -52,3 +52,54 @@ def test_bad_frames_and_models_are_refused(model):
         StreamingDetector(model).push(np.zeros((3, 4, 17, 2)))
     with pytest.raises(ConfigError, match="frame-wise head"):
         StreamingDetector(USDRL(USDRLConfig.from_preset("tiny")))
+
+
+def test_several_tracks_appearing_and_leaving_match_one_detector_each(model):
+    from usdrl.tasks.streaming import MultiTrackDetector
+
+    sequences = {7: make_untrimmed(seed=1).data[:, :70], 3: make_untrimmed(seed=2).data[:, :45],
+                 9: make_untrimmed(seed=3).data[:, :30]}
+    begins = {7: 0, 3: 10, 9: 25}                  # track 3 appears at step 10, track 9 at 25
+    served = MultiTrackDetector(model, stride=8, threshold=0.2)
+    outputs = {k: [] for k in sequences}
+    for step in range(80):
+        frames = {k: seq[:, step - begins[k]] for k, seq in sequences.items()
+                  if 0 <= step - begins[k] < seq.shape[1]}
+        for k, out in served.push(frames).items():
+            outputs[k].append(out)
+        for k, seq in sequences.items():
+            if step - begins[k] == seq.shape[1] - 1 and k != 7:
+                outputs[k].append(served.leave(k))     # 3 and 9 leave after their last frame
+    assert served.tracks == [7]
+    outputs[7].append(served.finish()[7])
+    assert served.tracks == []
+    for k, seq in sequences.items():
+        alone = StreamingDetector(model, stride=8, threshold=0.2)
+        expected = [alone.push(seq[:, t]) for t in range(seq.shape[1])] + [alone.finish()]
+        np.testing.assert_allclose(np.concatenate([o.scores for o in outputs[k]]),
+                                   np.concatenate([o.scores for o in expected]), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(np.concatenate([o.scores for o in outputs[k]]),
+                                   frame_scores(model, seq, stride=8).numpy(), rtol=1e-5, atol=1e-6)
+        assert [a[:3] for o in outputs[k] for a in o.actions] == [a[:3] for o in expected for a in o.actions]
+    with pytest.raises(ConfigError, match="no track 3"):
+        served.leave(3)
+
+
+def test_windows_go_to_the_models_device(model):
+    """A model whose weights live elsewhere (here: PyTorch's meta device) gets its windows there."""
+    from usdrl.tasks.streaming import MultiTrackDetector
+
+    class Elsewhere(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.weight = torch.nn.Parameter(torch.empty(1, device="meta"))
+            self.config, self.frame_head, self.devices = model.config, True, []
+
+        def forward_frames(self, x):
+            self.devices.append(x.device.type)
+            return torch.zeros(x.shape[0], x.shape[2], model.config.num_frame_classes)
+
+    stub = Elsewhere()
+    served = MultiTrackDetector(stub, stride=16)
+    served.push({0: np.zeros((3, 16, 25, 2), np.float32), 1: np.zeros((3, 16, 25, 2), np.float32)})
+    assert stub.devices == ["meta"]                                   # both tracks' windows in one batch

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import torch
 
 from .errors import ConfigError
+from .keypoints.formats import KeypointFormat, get_format, list_formats
 
 MODALITIES = ("joint", "motion", "bone")
 
@@ -143,6 +144,23 @@ def list_layouts() -> list[str]:
 
 for _layout in (NTU25, COCO17, UAV17):
     register_layout(_layout)
+
+
+def layout_from_format(fmt: KeypointFormat) -> SkeletonLayout:
+    """The layout of a keypoint format: its joints, bone tree, drawing edges, left/right pairs and
+    centre joint; with both shoulders, view alignment rotates right minus left shoulder onto +x."""
+    shoulders = {"right_shoulder", "left_shoulder"} <= set(fmt.joint_names)
+    return SkeletonLayout(
+        name=fmt.name, joint_names=fmt.joint_names, parents=fmt.parents, edges=fmt.edges,
+        flip_pairs=fmt.flip_pairs, center_joint=fmt.center_joint,
+        x_axis_joints=(fmt.index("right_shoulder"), fmt.index("left_shoulder")) if shoulders else None)
+
+
+# Every keypoint format without a hand-written layout above gets one of the same name, so a
+# model can be built for any format (``USDRLConfig(layout="mediapipe33")``).
+for _name in list_formats():
+    if _name not in _LAYOUTS:
+        register_layout(layout_from_format(get_format(_name)))
 
 
 def to_motion(x: torch.Tensor) -> torch.Tensor:

@@ -8,23 +8,61 @@ import textwrap
 
 
 def _prepare(args: argparse.Namespace) -> None:
+    from ..data.importers import OWN_LAYOUTS
     from ..data.prepared import prepare_dataset, read_manifest
+    from ..errors import ConfigError
 
-    out = prepare_dataset(args.source, args.raw, args.out, benchmark=args.benchmark, workers=args.workers,
-                          overwrite=args.overwrite, padding=args.padding, legacy_2d_norm=args.legacy_2d_norm)
+    if args.source in OWN_LAYOUTS:
+        from ..data import importers
+
+        options = importers.ImportOptions(format=args.format, layout=args.layout, test_ratio=args.test_ratio,
+                                          seed=args.seed, image_size=args.image_size, padding=args.padding,
+                                          workers=args.workers, overwrite=args.overwrite)
+        if args.source == "pyskl":
+            lists = None if args.split_lists is None else args.split_lists.split(",")
+            out = importers.prepare_pyskl(args.raw, args.out, split_lists=lists, label_map=args.label_map,
+                                          options=options)
+        else:
+            prepare = importers.prepare_folder if args.source == "folder" else importers.prepare_keypoints
+            out = prepare(args.raw, args.out, labels=args.labels, splits=args.splits, options=options)
+    elif args.benchmark is None:
+        raise ConfigError(f"prepare {args.source} needs --benchmark")
+    else:
+        out = prepare_dataset(args.source, args.raw, args.out, benchmark=args.benchmark, workers=args.workers,
+                              overwrite=args.overwrite, padding=args.padding, legacy_2d_norm=args.legacy_2d_norm)
     manifest = read_manifest(out)
     counts = ", ".join(f"{name} {split['count']}" for name, split in manifest["splits"].items())
+    skipped = len(manifest["skipped"]) if args.source in OWN_LAYOUTS else 0
     sys.stdout.write(f"wrote {out} ({manifest['source']} {manifest['benchmark']}, layout {manifest['layout']}): "
-                     f"{counts}\n")
+                     f"{counts}" + (f"; skipped {skipped} (listed in the manifest)" if skipped else "") + "\n")
+
+
+def _add_own_data_options(prepare: argparse.ArgumentParser) -> None:
+    """The options of ``usdrl prepare folder``, ``keypoints`` and ``pyskl``."""
+    own = prepare.add_argument_group("own data (folder, keypoints, pyskl; docs: keypoints.md)")
+    own.add_argument("--format", help="keypoint format of the files (usdrl.keypoints.list_formats(); default: each "
+                                      "file's 'format' field, else the only format with its joint count)")
+    own.add_argument("--layout", help="layout of the prepared data (default: the files' format); other formats are "
+                                      "converted through joint names")
+    own.add_argument("--labels", metavar="CSV", help="clip,label rows (default: each clip's sub-folder is its class)")
+    own.add_argument("--splits", metavar="CSV", help="clip,split rows (default: a seeded split per class)")
+    own.add_argument("--test-ratio", type=float, default=0.2, help="share of each class in test (default: 0.2)")
+    own.add_argument("--seed", type=int, default=0, help="seed of that split (default: 0)")
+    own.add_argument("--image-size", type=int, nargs=2, metavar=("WIDTH", "HEIGHT"),
+                     help="image size of 2D pixel keypoints whose files give none")
+    own.add_argument("--split-lists", metavar="A,B", help="pyskl: the pickle's split lists to write (default: all)")
+    own.add_argument("--label-map", metavar="TXT", help="pyskl: class names, one per line (line k names label k)")
 
 
 def _add_prepare(commands) -> None:
+    from ..data.importers import OWN_LAYOUTS
     from ..data.prepared import BENCHMARKS, RAW_LAYOUTS
 
     def paragraph(text: str, indent: str = "  ", hang: str = "    ") -> str:
         return textwrap.fill(text, width=100, initial_indent=indent, subsequent_indent=hang, break_on_hyphens=False)
 
-    layouts = "\n".join(paragraph(f"{source}: RAW is {text}.") for source, text in RAW_LAYOUTS.items())
+    layouts = "\n".join(paragraph(f"{source}: RAW is {text}.") for source, text in {**RAW_LAYOUTS,
+                                                                                   **OWN_LAYOUTS}.items())
     benchmarks = paragraph("; ".join(f"{source}: {', '.join(names)}" for source, names in BENCHMARKS.items()))
     prepare = commands.add_parser(
         "prepare", help="convert a raw dataset into memory-mappable arrays for training",
@@ -38,20 +76,25 @@ def _add_prepare(commands) -> None:
             "(clips cut by the label files) and train_untrimmed/test_untrimmed (whole sequences with per-frame "
             "labels). OUT appears only when complete. Use -v for a progress bar.", indent="", hang=""),
         epilog=f"raw folder layouts:\n{layouts}\n\nbenchmarks per source:\n{benchmarks}")
-    prepare.add_argument("source", metavar="SOURCE", choices=list(BENCHMARKS),
-                         help=f"dataset of the raw files: {', '.join(BENCHMARKS)}")
-    prepare.add_argument("raw", metavar="RAW", help="the raw dataset: a folder, or the pickle for ntu2d (see below)")
+    prepare.add_argument("source", metavar="SOURCE", choices=[*BENCHMARKS, *OWN_LAYOUTS],
+                         help=f"dataset of the raw files: {', '.join(BENCHMARKS)}; or your own: folder (one "
+                              f".npy/.npz/.json keypoint file per clip), keypoints (COCO results .json files, "
+                              f"OpenPose frame folders), pyskl (any pyskl/MMAction2 annotation pickle)")
+    prepare.add_argument("raw", metavar="RAW", help="the raw dataset: a folder, or the pickle for ntu2d and pyskl "
+                                                    "(see below)")
     prepare.add_argument("out", metavar="OUT", help="folder to create (must not exist unless --overwrite)")
     protocols = sorted({name for names in BENCHMARKS.values() for name in names})
-    prepare.add_argument("--benchmark", required=True, choices=protocols,
-                         help="evaluation protocol, i.e. the official train/test split (valid ones per source below)")
+    prepare.add_argument("--benchmark", choices=protocols,
+                         help="evaluation protocol, i.e. the official train/test split (valid ones per source "
+                              "below; needed for those sources)")
     prepare.add_argument("--workers", type=int, help="processes parsing files (default: CPU count, at most 8)")
     prepare.add_argument("--overwrite", action="store_true", help="replace an existing prepared dataset at OUT")
     prepare.add_argument("--padding", choices=["confidence", "zero"], default="confidence",
-                         help="ntu2d: third channel of the 2D keypoints (default: confidence)")
+                         help="ntu2d and 2D own data: third channel of the 2D keypoints (default: confidence)")
     prepare.add_argument("--legacy-2d-norm", action="store_true",
                          help="ntu2d: reproduce the reference NTU-2D scaling (joints 0 and 1 only) instead of "
                               "x / width, y / height")
+    _add_own_data_options(prepare)
     prepare.set_defaults(run=_prepare)
 
 

@@ -14,10 +14,21 @@ clips. Only numpy and einops are needed.
   :func:`annotation_to_clip`, :func:`pose_to_clip`.
 * Prepared datasets (``usdrl prepare``): :func:`prepare_dataset`, :func:`read_manifest`,
   :class:`SkeletonDataset`.
+* Your own data (``usdrl prepare folder|keypoints|pyskl``): :func:`prepare_folder`,
+  :func:`prepare_keypoints`, :func:`prepare_pyskl`, :func:`read_keypoint_file`,
+  :class:`ImportOptions`; one model input per tracked person: :func:`track_inputs`.
 * Synthetic actions: :mod:`usdrl.data.synthetic`; in the raw formats:
   :mod:`usdrl.data.synthetic_files`.
 """
 
+from .importers import (
+    ImportOptions,
+    prepare_folder,
+    prepare_keypoints,
+    prepare_pyskl,
+    read_keypoint_file,
+    track_inputs,
+)
 from .ntu import (
     NTUSampleName,
     is_training_sample,
@@ -68,6 +79,7 @@ __all__ = [
     "ALIGNMENT_RECIPES",
     "ActionInstance",
     "AlignmentRecipe",
+    "ImportOptions",
     "NTUSampleName",
     "SkeletonDataset",
     "SkeletonSequence",
@@ -93,6 +105,9 @@ __all__ = [
     "parse_uav_name",
     "pose_to_clip",
     "prepare_dataset",
+    "prepare_folder",
+    "prepare_keypoints",
+    "prepare_pyskl",
     "preprocess_3d",
     "pyskl_to_clip",
     "random_crop_resize",
@@ -100,6 +115,7 @@ __all__ = [
     "read_ntu_skeleton",
     "read_pkummd_labels",
     "read_pkummd_skeleton",
+    "read_keypoint_file",
     "read_pkummd_split",
     "read_sample_list",
     "read_uav_skeleton",
@@ -110,6 +126,7 @@ __all__ = [
     "split_uav_samples",
     "to_model_input",
     "top_bodies",
+    "track_inputs",
     "write_ntu_skeleton",
     "write_pkummd_labels",
     "write_pkummd_skeleton",

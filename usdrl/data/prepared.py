@@ -327,6 +327,7 @@ class _Plan:
     tasks: list = field(default_factory=list)
     targets: list[list[tuple[str, int]]] = field(default_factory=list)
     parallel: bool = True
+    extra: dict = field(default_factory=dict)  # more manifest entries (e.g. class_names)
 
     def add(self, task, samples: Iterable[tuple[str, str, int, int]]) -> None:
         """Add ``task``, which yields one sample per ``(split, name, label, length)``, in order."""
@@ -800,6 +801,14 @@ def prepare_dataset(
     raw, out = Path(raw), Path(out)
     _check_output(out, overwrite)
     plan = _PLANNERS[source](source, raw, benchmark, padding=padding, legacy_2d_norm=legacy_2d_norm)
+    return _write_plan(plan, source, benchmark, raw, out, workers=workers, overwrite=overwrite,
+                       show_progress_bar=show_progress_bar)
+
+
+def _write_plan(plan: _Plan, source: str, benchmark: str, raw: Path, out: Path, *, workers: int, overwrite: bool,
+                show_progress_bar: bool | None) -> Path:
+    """Run ``plan`` and write the prepared dataset ``out`` (all or nothing); the manifest gets
+    ``plan.extra`` besides the usual facts. Returns ``out``."""
     if not plan.parallel:
         workers = 1
     if show_progress_bar is None:
@@ -816,7 +825,7 @@ def prepare_dataset(
             "source": source, "benchmark": benchmark, "raw": str(raw),
             "layout": plan.layout, "num_channels": NUM_CHANNELS, "num_joints": layout.num_joints,
             "num_persons": NUM_PERSONS, "num_classes": plan.num_classes, "num_frame_classes": plan.num_frame_classes,
-            "preprocessing": plan.recipe, "skipped": plan.skipped, "splits": splits,
+            "preprocessing": plan.recipe, "skipped": plan.skipped, "splits": splits, **plan.extra,
         }
         atomic_write_text(tmp / MANIFEST, json.dumps(manifest, indent=2) + "\n")
         _move_into_place(tmp, out, overwrite)

@@ -7,9 +7,13 @@ and averages overlapping windows. A frame's scores are final once the last windo
 containing it has run, i.e. ``num_frames - 1`` frames later at most (the latency);
 :meth:`StreamingDetector.finish` zero-pads the last window as the offline detector does,
 so a recorded sequence gives the offline scores and proposals exactly.
+
+:class:`MultiTrackDetector` serves several person tracks at once (one state per track,
+tracks appearing and leaving), running the windows of all tracks in one batch.
 """
 
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -27,6 +31,13 @@ class StreamOutput:
     first_frame: int
     scores: np.ndarray
     actions: list[tuple[int, int, int, float]] = field(default_factory=list)
+
+
+def _frame_probabilities(model: USDRL, clips: np.ndarray) -> torch.Tensor:
+    """Frame-class probabilities ``(W, T, K)`` of windows ``(W, C, T, V, M)``, computed where the model is."""
+    device = next(model.parameters()).device
+    with torch.inference_mode():
+        return model.forward_frames(torch.from_numpy(clips).to(device)).softmax(-1).float().cpu()
 
 
 class StreamingDetector:
@@ -59,38 +70,55 @@ class StreamingDetector:
 
     def push(self, frames: np.ndarray) -> StreamOutput:
         """Add frames ``(C, F, V, M)`` (or one frame ``(C, V, M)``); returns what became final."""
-        frames = np.asarray(frames, dtype=np.float32)
-        if frames.ndim == 3:
-            frames = frames[:, None]
-        if frames.ndim != 4 or (frames.shape[0], *frames.shape[2:]) != self.frame_shape:
-            raise InputError(f"expected frames (C, F, V, M) with C, V, M = {self.frame_shape}, got {frames.shape}")
-        for t in range(frames.shape[1]):
-            self._frames.append(frames[:, t])
-            self._received += 1
-            if self._received == self._next_window + self.window:
-                self._run_window(self._next_window)
+        self._run(self._append(frames))
         return self._emit(final_upto=self._next_window)
 
     def finish(self) -> StreamOutput:
         """End of the stream: run the remaining (zero-padded) windows and close every action.
 
         As offline, windows run until one reaches the last frame."""
+        starts = []
         while self._next_window < max(1, self._received - self.window + self.stride):
-            self._run_window(self._next_window)
+            starts.append(self._next_window)
+            self._next_window += self.stride
+        self._run(starts)
         return self._emit(final_upto=self._received, closing=True)
 
-    def _run_window(self, start: int) -> None:
-        clip = np.zeros((self.frame_shape[0], self.window, *self.frame_shape[1:]), dtype=np.float32)
-        available = [self._frames[t - self._buffer_start] for t in range(start, min(start + self.window,
-                                                                                    self._received))]
-        clip[:, : len(available)] = np.stack(available, axis=1)
-        with torch.inference_mode():
-            probabilities = self.model.forward_frames(torch.from_numpy(clip)[None])[0].softmax(-1)
-        for offset, p in enumerate(probabilities[: len(available)]):
-            frame = start + offset
-            self._totals[frame] = self._totals.get(frame, 0) + p
-            self._counts[frame] = self._counts.get(frame, 0) + 1
-        self._next_window += self.stride
+    def _append(self, frames: np.ndarray) -> list[int]:
+        """Buffer ``frames``; returns the starts of the windows they completed (to be run with :meth:`_run`)."""
+        frames = np.asarray(frames, dtype=np.float32)
+        if frames.ndim == 3:
+            frames = frames[:, None]
+        if frames.ndim != 4 or (frames.shape[0], *frames.shape[2:]) != self.frame_shape:
+            raise InputError(f"expected frames (C, F, V, M) with C, V, M = {self.frame_shape}, got {frames.shape}")
+        starts = []
+        for t in range(frames.shape[1]):
+            self._frames.append(frames[:, t])
+            self._received += 1
+            if self._received == self._next_window + self.window:
+                starts.append(self._next_window)
+                self._next_window += self.stride
+        return starts
+
+    def _clips(self, starts: list[int]) -> np.ndarray:
+        """The windows ``(W, C, T, V, M)`` starting at ``starts``, zero after the last received frame."""
+        clips = np.zeros((len(starts), self.frame_shape[0], self.window, *self.frame_shape[1:]), dtype=np.float32)
+        for clip, start in zip(clips, starts, strict=True):
+            available = [self._frames[t - self._buffer_start] for t in range(start, min(start + self.window,
+                                                                                        self._received))]
+            clip[:, : len(available)] = np.stack(available, axis=1)
+        return clips
+
+    def _run(self, starts: list[int], probabilities: torch.Tensor | None = None) -> None:
+        """Add the frame probabilities ``(W, T, K)`` of the windows at ``starts`` (computed here when not
+        given) to the running averages, then drop the frames no later window reads."""
+        if starts and probabilities is None:
+            probabilities = _frame_probabilities(self.model, self._clips(starts))
+        for start, window in zip(starts, probabilities if starts else (), strict=True):
+            for offset, p in enumerate(window[: max(0, min(self.window, self._received - start))]):
+                frame = start + offset
+                self._totals[frame] = self._totals.get(frame, 0) + p
+                self._counts[frame] = self._counts.get(frame, 0) + 1
         while self._buffer_start < self._next_window and self._frames:   # frames no later window reads
             self._frames.popleft()
             self._buffer_start += 1
@@ -124,3 +152,59 @@ class StreamingDetector:
                     start, values = self._open.pop(label)
                     ended.append((label, start, frame, float(np.mean(values))))
         return ended
+
+
+class MultiTrackDetector:
+    """Online detection for several people at once: one :class:`StreamingDetector` state per track.
+
+    Each call gives the new frames of the tracks seen; a track id not seen before starts a new
+    state, :meth:`leave` ends a track (its remaining windows run zero-padded, its actions
+    close), :meth:`finish` ends them all. The windows that the frames of one call complete, over
+    all tracks, run as one batch through the model; every track gets exactly the scores and
+    actions a :class:`StreamingDetector` of its own would give.
+
+    Args:
+        model: a model with a frame-wise head (class 0 = background).
+        stride: frames between window starts (default: the window length).
+        threshold: a frame belongs to an action while that class's probability is above it.
+    """
+
+    def __init__(self, model: USDRL, *, stride: int | None = None, threshold: float = 0.02):
+        self._new = lambda: StreamingDetector(model, stride=stride, threshold=threshold)
+        self.model = self._new().model          # checks the model and the stride once
+        self.detectors: dict[int, StreamingDetector] = {}
+
+    @property
+    def tracks(self) -> list[int]:
+        """Ids of the tracks being served."""
+        return list(self.detectors)
+
+    def push(self, frames: Mapping[int, np.ndarray]) -> dict[int, StreamOutput]:
+        """Add each track's frames ``{track id: (C, F, V, M) or (C, V, M)}``; returns, per track
+        given, what became final."""
+        due = []
+        for track_id, track_frames in frames.items():
+            detector = self.detectors.get(track_id)
+            if detector is None:
+                detector = self.detectors[track_id] = self._new()
+            due.append((detector, detector._append(track_frames)))
+        starts = [start for _, track_starts in due for start in track_starts]
+        if starts:
+            clips = np.concatenate([detector._clips(track_starts) for detector, track_starts in due if track_starts])
+            probabilities = _frame_probabilities(self.model, clips)
+        offset = 0
+        for detector, track_starts in due:
+            detector._run(track_starts, probabilities[offset:offset + len(track_starts)] if track_starts else None)
+            offset += len(track_starts)
+        return {track_id: self.detectors[track_id]._emit(final_upto=self.detectors[track_id]._next_window)
+                for track_id in frames}
+
+    def leave(self, track_id: int) -> StreamOutput:
+        """End a track: its last scores and the actions still open."""
+        if track_id not in self.detectors:
+            raise ConfigError(f"no track {track_id} is being served; tracks: {self.tracks}")
+        return self.detectors.pop(track_id).finish()
+
+    def finish(self) -> dict[int, StreamOutput]:
+        """End every track."""
+        return {track_id: self.leave(track_id) for track_id in self.tracks}
