@@ -323,6 +323,9 @@ def _add_frame_training(parser: argparse.ArgumentParser, *, smoothing: float) ->
     parser.add_argument("--smoothing", type=float, default=smoothing,
                         help=f"training: weight of MS-TCN's smoothing loss (default: {smoothing:g})")
     parser.add_argument("--save-model", help="write the trained model here (save_pretrained folder)")
+    # library keywords that these options set under other names (for error messages)
+    parser.set_defaults(keyword_flags={"window_stride": "--stride", "epochs": "--train-epochs",
+                                       "train_detector": "--train-epochs"})
 
 
 def _detect(args: argparse.Namespace) -> None:

@@ -606,7 +606,7 @@ def _check_output(out: Path, overwrite: bool) -> None:
     if not out.exists():
         return
     if not overwrite:
-        raise ConfigError(f"{out} exists; pass overwrite=True (--overwrite) to replace it")
+        raise ConfigError(f"{out} exists; pass overwrite=True to replace it", keywords=("overwrite",))
     if not out.is_dir() or (any(out.iterdir()) and not (out / MANIFEST).is_file()):
         raise ConfigError(f"refusing to replace {out}: it is not a prepared dataset (no {MANIFEST})")
 
@@ -870,7 +870,7 @@ class SkeletonDataset(torch.utils.data.Dataset):
             return self.num_frames if self.sampling == "windows" else None
         if self.sampling != "windows" or not 1 <= stride <= self.num_frames:
             raise ConfigError(f"window_stride must be in 1..num_frames={self.num_frames} with sampling='windows', "
-                              f"got {stride} with {self.sampling!r}")
+                              f"got {stride} with {self.sampling!r}", keywords=("window_stride",))
         return int(stride)
 
     def _make_windows(self) -> np.ndarray:
@@ -944,7 +944,7 @@ class SkeletonDataset(torch.utils.data.Dataset):
         if problems:
             raise ConfigError(f"the model config does not fit {self.path} ({self.manifest['source']} "
                               f"{self.manifest['benchmark']}, sampling {self.sampling}):\n  "
-                              + "\n  ".join(problems))
+                              + "\n  ".join(problems), keywords=("linear_probe", "finetune", "train_detector"))
 
     # -- access ------------------------------------------------------------------------
     def _open(self) -> np.ndarray:
