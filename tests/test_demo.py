@@ -84,7 +84,21 @@ def test_the_demo_runs_without_matplotlib_and_says_how_to_get_pictures(tmp_path)
     result = run_cli(["demo", "--out", "out", "--clips", "3"], tmp_path, block_matplotlib=True)
     assert result.returncode == 0, result.stderr
     assert 'pip install "usdrl[viz]"' in result.stdout
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["detections.txt"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["detections.txt", "detections_named.txt"]
+
+
+def test_detections_keep_the_official_format_and_the_names_go_beside(tmp_path):
+    result = run_demo(tmp_path, pictures=False)
+    official = (tmp_path / "detections.txt").read_text().splitlines()
+    # the official evaluate.py turns commas into spaces and reads every field of every line as a number
+    rows = [[float(v) for v in line.replace(",", " ").split()] for line in official]
+    assert rows == [[float(v) for v in d] for d in ((k, s, e, round(p, 4)) for k, s, e, p in result.detections)]
+    named = (tmp_path / "detections_named.txt").read_text().splitlines()
+    assert named[0] == "label,class,start_frame,end_frame,start_s,end_s,score"
+    for line, (label, start, end, score) in zip(named[1:], result.detections, strict=True):
+        fields = line.split(",")
+        assert fields[:4] == [str(label), result.frame_class_names[label], str(start), str(end)]
+        assert (float(fields[4]), float(fields[5])) == (round(start / 30, 2), round(end / 30, 2))
 
 
 def test_the_demo_refuses_a_model_without_the_synthetic_heads(tmp_path):
