@@ -99,6 +99,7 @@ def test_detections_keep_the_official_format_and_the_names_go_beside(tmp_path):
         fields = line.split(",")
         assert fields[:4] == [str(label), result.frame_class_names[label], str(start), str(end)]
         assert (float(fields[4]), float(fields[5])) == (round(start / 30, 2), round(end / 30, 2))
+        assert float(fields[6]) == round(score, 4)
 
 
 def test_the_demo_refuses_a_model_without_the_synthetic_heads(tmp_path):
@@ -128,15 +129,23 @@ def test_pictures_refuse_bad_shapes_and_leave_no_file(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.gif", "t.png"]
 
 
-def test_the_readme_ten_lines_run(tmp_path, monkeypatch):
-    from usdrl.data import write_ntu_skeleton
+def test_the_readme_ten_lines_run(tmp_path, monkeypatch, capsys):
+    from usdrl.cli import main
 
-    code = re.search(r"## Ten lines.*?```python\n(.*?)\n```", README.read_text(encoding="utf-8"), re.S)[1]
-    clip = make_clips(1, seed=7)
-    write_ntu_skeleton(tmp_path / "S001C001P001R001A001.skeleton", clip.data[0, :, : clip.num_frames[0]])
+    text = README.read_text(encoding="utf-8")
+    section = text[text.index("## Ten lines"):]
+    command = shlex.split(re.search(r"`(usdrl synth [^`]+)`", section)[1])  # where the .skeleton file comes from
+    code = re.search(r"```python\n(.*?)\n```", section, re.S)[1]
     monkeypatch.chdir(tmp_path)
+    assert main(command[1:]) == 0
+    capsys.readouterr()
     namespace = {}
     exec(compile(code, "README.md", "exec"), namespace)
-    assert namespace["probabilities"].shape == (1, NUM_CLASSES)
+    probabilities, model = namespace["probabilities"], namespace["model"]
+    assert probabilities.shape == (1, NUM_CLASSES)
     assert namespace["embedding"].shape == (1, 256) and namespace["frames"].shape == (1, 64, 256)
-    assert namespace["model"].config.class_names == ["a", "b", "c", "d", "e"]
+    assert model.config.class_names == ["a", "b", "c", "d", "e"]
+    printed = capsys.readouterr().out
+    best = int(probabilities[0].argmax())
+    assert printed == f"{ACTION_NAMES[best]} {probabilities[0, best]:.0%} (1, 256) (1, 64, 256)\n"
+    assert f"`{printed.strip()}`" in section  # the README shows what it prints
