@@ -85,3 +85,19 @@ def test_every_timeline_bar_is_labelled_inside_its_bar_or_beside_it(tmp_path, mo
         assert inside or beside, name
     hatched = [p for p in bottom.collections if p.get_hatch()]
     assert len(hatched) == 1  # the phone_call detection: its class is not in the ground truth
+
+
+def test_views_by_layout_and_channels(tmp_path):
+    from PIL import Image
+
+    from usdrl.errors import InputError
+    from usdrl.viz import animate_skeleton
+
+    keypoints = np.random.default_rng(1).uniform(size=(3, 4, 17, 1)).astype(np.float32)  # x, y, score
+    animate_skeleton(keypoints, tmp_path / "coco.gif", layout="coco17")  # a front view by default
+    assert Image.open(tmp_path / "coco.gif").n_frames == 4
+    with pytest.raises(InputError, match="needs x, y, z"):
+        animate_skeleton(keypoints[:2], tmp_path / "x.gif", layout="coco17", view="three-quarter")
+    with pytest.raises(InputError, match="view must be"):
+        animate_skeleton(keypoints, tmp_path / "x.gif", layout="coco17", view="top")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["coco.gif"]

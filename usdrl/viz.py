@@ -10,6 +10,7 @@ Files are written atomically: a failed call leaves no partial picture behind.
 
 import os
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -68,6 +69,14 @@ def _robust_bounds(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return lo - pad, hi + pad
 
 
+def _floor_lines(ground: float, half: float, count: int = 5) -> list[np.ndarray]:
+    """A square grid of ``count`` by ``count`` lines on the floor ``y = ground``, ``2 * half`` wide around
+    the origin: lines ``(3, count)`` of points."""
+    ticks = np.linspace(-half, half, count)
+    level, fixed = np.full(count, ground), [np.full(count, tick) for tick in ticks]
+    return [np.stack(line) for tick in fixed for line in ((ticks, level, tick), (tick, level, ticks))]
+
+
 def _azimuth(clip: np.ndarray, present: np.ndarray, turn: float = 35.0) -> float:
     """Azimuth (degrees) of the three-quarter view of ``clip`` ``(3, T, V, M)``: ``turn`` from the front
     for one person; for two, ``turn`` from the side, so that they stand side by side in the picture
@@ -83,13 +92,14 @@ def _azimuth(clip: np.ndarray, present: np.ndarray, turn: float = 35.0) -> float
 
 def animate_skeleton(clip, path: str | os.PathLike, *, layout: str | SkeletonLayout = "ntu25",
                      title: str | None = None, fps: int = 15, size: float = 3.2,
-                     view: str = "three-quarter") -> Path:
+                     view: str | None = None) -> Path:
     """Write an animated GIF of ``clip`` ``(C, T, V, M)``.
 
-    ``view="three-quarter"`` (for 3D joints: x right, y up, z depth) draws a perspective view
+    ``view="three-quarter"`` (3D joints; the default for ``ntu25``, Kinect's joints) draws a perspective view
     from 35 degrees to the side and a little above (two persons: from their side, so that they stand
     side by side), with the floor under the feet;
-    ``view="front"`` draws x and y as they are (2D keypoints, whose third channel is a score). Left
+    ``view="front"`` (the default for other layouts, whose prepared data are 2D keypoints with a
+    score as third channel) draws x and y as they are. Left
     limbs are blue, right limbs red, the trunk grey (a second person in lighter shades); absent
     persons and frames are skipped; the view is
     fitted to the 2nd-98th percentiles of the joints, so that glitches do not move it. Every
@@ -104,28 +114,26 @@ def animate_skeleton(clip, path: str | os.PathLike, *, layout: str | SkeletonLay
     if clip.ndim != 4 or clip.shape[0] < 2 or clip.shape[2] != layout.num_joints:
         raise InputError(f"expected a clip (C, T, {layout.num_joints}, M) for layout {layout.name}, "
                          f"got shape {clip.shape}")
+    view = view or ("three-quarter" if layout.name == "ntu25" else "front")
     if view not in ("three-quarter", "front"):
         raise InputError(f"view must be 'three-quarter' or 'front', got {view!r}")
     if view == "three-quarter" and clip.shape[0] < 3:
         raise InputError(f"a three-quarter view needs x, y, z (C = 3), got C = {clip.shape[0]}; use view='front'")
     present = np.abs(clip).sum(axis=(0, 2)) > 0                          # (T, M) person m drawn in frame t
     clip, present = clip[..., present.any(0)], present[:, present.any(0)]
-    points = clip[:3].reshape(clip[:3].shape[0], -1)[:, present[:, None, :].repeat(clip.shape[2], 1).reshape(-1)]
-    floor = None
-    if view == "three-quarter" and points.size:
+    drawn = np.broadcast_to(present[:, None, :], clip.shape[1:]).reshape(-1)  # (T·V·M,) joints drawn
+    floor = []
+    if view == "three-quarter" and drawn.any():
+        points = clip[:3].reshape(3, -1)[:, drawn]
         centre = np.median(points, axis=1)                               # (3,) robust centre of the body
         height = float(np.subtract(*np.percentile(points[1], [98, 2]))) or 1.0
         xyz = clip[:3] - centre[:, None, None, None]
-        azimuth = _azimuth(xyz, present)
-        image = three_quarter_view(xyz, azimuth=azimuth, distance=3 * height)  # (2, T, V, M)
-        ground = np.percentile(points[1], 1) - centre[1]
-        grid = np.linspace(-0.6, 0.6, 5) * height
-        floor = [three_quarter_view(np.stack(line), azimuth=azimuth, distance=3 * height) for g in grid for line in (
-            (grid, np.full(5, ground), np.full(5, g)), (np.full(5, g), np.full(5, ground), grid))]
+        project = partial(three_quarter_view, azimuth=_azimuth(xyz, present), distance=3 * height)
+        image = project(xyz)                                             # (2, T, V, M)
+        floor = [project(line) for line in _floor_lines(np.percentile(points[1], 1) - centre[1], 0.6 * height)]
     else:
         image = clip[:2].copy()
-    drawn = image.reshape(2, -1)[:, present[:, None, :].repeat(clip.shape[2], 1).reshape(-1)]
-    lo, hi = _robust_bounds(drawn) if drawn.size else (np.array([-1.0, -1.0]), np.array([1.0, 1.0]))
+    lo, hi = _robust_bounds(image.reshape(2, -1)[:, drawn]) if drawn.any() else (-np.ones(2), np.ones(2))
 
     figure, axes = plt.subplots(figsize=(size, size), dpi=80)
     axes.set_xlim(lo[0], hi[0])
@@ -134,7 +142,7 @@ def animate_skeleton(clip, path: str | os.PathLike, *, layout: str | SkeletonLay
     axes.axis("off")
     if title:
         axes.set_title(title, fontsize=9)
-    for line in floor or ():
+    for line in floor:
         axes.plot(line[0], line[1], color="#dddddd", lw=0.8, zorder=0)
     sides = edge_sides(layout)
     lines = [[axes.plot([], [], color=SIDE_COLOURS[min(m, 1)][side], lw=2, solid_capstyle="round")[0]
