@@ -151,3 +151,21 @@ def test_synth_refuses_the_wrong_count(tmp_path, capsys):
     assert main(["synth", "uav", str(tmp_path), "--clips", "0"]) == 1
     assert "--clips/--sequences must be >= 1, got 0" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["knn", DEFAULT_MODEL, "-k", "0"], "-k must be in 1.."),
+    (["linear-probe", DEFAULT_MODEL, "--epochs", "0"], "--epochs must be >= 1, got 0"),
+    (["finetune", DEFAULT_MODEL, "--fraction", "0"], "--fraction must be in (0, 1], got 0.0"),
+    (["early-prediction", DEFAULT_MODEL, "--ratio", "1.5"], "--ratio must be in (0, 1]"),
+])
+def test_option_errors_name_the_option(workflow, capsys, argv, expected):
+    assert main([*argv, "--data", str(workflow / "prepared")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"usdrl {argv[0]}: error: {expected}") and err.count("\n") == 1, err
+
+
+def test_encode_refuses_a_batch_size_below_one(workflow, tmp_path, capsys):
+    argv = ["encode", DEFAULT_MODEL, str(workflow / "prepared"), str(tmp_path / "x.npy"), "--split", "test"]
+    assert main([*argv, "--batch-size", "0"]) == 1
+    assert capsys.readouterr().err == "usdrl encode: error: --batch-size must be >= 1, got 0\n"

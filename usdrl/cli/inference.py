@@ -52,6 +52,8 @@ def _encode(args: argparse.Namespace) -> None:
 
     if args.dense and args.normalize:
         raise InputError("--normalize applies to clip embeddings, not to --dense per-frame features")
+    if args.batch_size < 1:
+        raise InputError(f"--batch-size must be >= 1, got {args.batch_size}")
     model = USDRL.from_pretrained(args.model)
     embed = model.dense_features if args.dense else model.encode
     options = dict(batch_size=args.batch_size, device=args.device, dtype=args.dtype, show_progress_bar=False)

@@ -189,7 +189,7 @@ def _add_early_prediction(commands) -> None:
     early.add_argument("--ratio", type=float, action="append",
                        help="observation ratio in (0, 1] (repeat for several; default 0.1, 0.2, ..., 1.0)")
     early.add_argument("--json", action="store_true", help="print one JSON object")
-    early.set_defaults(run=_early_prediction)
+    early.set_defaults(run=_early_prediction, keyword_flags={"observe_ratio": "--ratio"})
 
 
 def _finetune(args: argparse.Namespace) -> None:

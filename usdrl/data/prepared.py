@@ -850,7 +850,8 @@ class SkeletonDataset(torch.utils.data.Dataset):
                               f"{'untrimmed sequences' if sampling == 'windows' else 'clips'}"
                               + (" (use sampling='windows')" if self.kind == UNTRIMMED else ""))
         if observe_ratio is not None and (sampling == "windows" or not 0 < observe_ratio <= 1):
-            raise ConfigError(f"observe_ratio must be in (0, 1] and needs clips, got {observe_ratio} with {sampling}")
+            raise ConfigError(f"observe_ratio must be in (0, 1] and needs clips, got {observe_ratio} with {sampling}",
+                              keywords=("observe_ratio",))
         if sampling == "random_crop":
             low, high = (0.1, 1.0) if ratio is None else ratio
             if not 0 < low <= high <= 1:
