@@ -9,7 +9,7 @@ import pytest
 from usdrl.cli import build_parser, main
 
 EXPECTED = {"demo", "encode", "info", "convert", "download", "export-onnx", "prepare", "pretrain", "linear-probe",
-            "knn", "finetune", "ensemble", "early-prediction", "detect", "segment", "eval-detection"}
+            "knn", "finetune", "ensemble", "early-prediction", "detect", "segment", "eval-detection", "synth"}
 
 
 def subcommands() -> dict[str, argparse.ArgumentParser]:

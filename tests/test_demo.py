@@ -84,7 +84,22 @@ def test_the_demo_runs_without_matplotlib_and_says_how_to_get_pictures(tmp_path)
     result = run_cli(["demo", "--out", "out", "--clips", "3"], tmp_path, block_matplotlib=True)
     assert result.returncode == 0, result.stderr
     assert 'pip install "usdrl[viz]"' in result.stdout
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["detections.txt"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["detections.txt", "detections_named.txt"]
+
+
+def test_detections_keep_the_official_format_and_the_names_go_beside(tmp_path):
+    result = run_demo(tmp_path, pictures=False)
+    official = (tmp_path / "detections.txt").read_text().splitlines()
+    # the official evaluate.py turns commas into spaces and reads every field of every line as a number
+    rows = [[float(v) for v in line.replace(",", " ").split()] for line in official]
+    assert rows == [[float(v) for v in d] for d in ((k, s, e, round(p, 4)) for k, s, e, p in result.detections)]
+    named = (tmp_path / "detections_named.txt").read_text().splitlines()
+    assert named[0] == "label,class,start_frame,end_frame,start_s,end_s,score"
+    for line, (label, start, end, score) in zip(named[1:], result.detections, strict=True):
+        fields = line.split(",")
+        assert fields[:4] == [str(label), result.frame_class_names[label], str(start), str(end)]
+        assert (float(fields[4]), float(fields[5])) == (round(start / 30, 2), round(end / 30, 2))
+        assert float(fields[6]) == round(score, 4)
 
 
 def test_the_demo_refuses_a_model_without_the_synthetic_heads(tmp_path):
@@ -114,15 +129,23 @@ def test_pictures_refuse_bad_shapes_and_leave_no_file(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.gif", "t.png"]
 
 
-def test_the_readme_ten_lines_run(tmp_path, monkeypatch):
-    from usdrl.data import write_ntu_skeleton
+def test_the_readme_ten_lines_run(tmp_path, monkeypatch, capsys):
+    from usdrl.cli import main
 
-    code = re.search(r"## Ten lines.*?```python\n(.*?)\n```", README.read_text(encoding="utf-8"), re.S)[1]
-    clip = make_clips(1, seed=7)
-    write_ntu_skeleton(tmp_path / "S001C001P001R001A001.skeleton", clip.data[0, :, : clip.num_frames[0]])
+    text = README.read_text(encoding="utf-8")
+    section = text[text.index("## Ten lines"):]
+    command = shlex.split(re.search(r"`(usdrl synth [^`]+)`", section)[1])  # where the .skeleton file comes from
+    code = re.search(r"```python\n(.*?)\n```", section, re.S)[1]
     monkeypatch.chdir(tmp_path)
+    assert main(command[1:]) == 0
+    capsys.readouterr()
     namespace = {}
     exec(compile(code, "README.md", "exec"), namespace)
-    assert namespace["probabilities"].shape == (1, NUM_CLASSES)
+    probabilities, model = namespace["probabilities"], namespace["model"]
+    assert probabilities.shape == (1, NUM_CLASSES)
     assert namespace["embedding"].shape == (1, 256) and namespace["frames"].shape == (1, 64, 256)
-    assert namespace["model"].config.class_names == ["a", "b", "c", "d", "e"]
+    assert model.config.class_names == ["a", "b", "c", "d", "e"]
+    printed = capsys.readouterr().out
+    best = int(probabilities[0].argmax())
+    assert printed == f"{ACTION_NAMES[best]} {probabilities[0, best]:.0%} (1, 256) (1, 64, 256)\n"
+    assert f"`{printed.strip()}`" in section  # the README shows what it prints

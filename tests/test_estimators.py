@@ -135,7 +135,7 @@ def test_prepare_pyskl_2d_with_its_split_lists_and_label_map(tmp_path):
     assert manifest["source"] == "pyskl" and manifest["layout"] == "coco17"
     assert manifest["class_names"] == ["clap", "wave", "jump"]
     assert list(manifest["splits"]) == ["xsub_train", "xsub_val"]
-    assert "total_frames is 5 but keypoint has 6 frames" in manifest["skipped"]["bad"]
+    assert "total_frames must be the integer 6 (the frames of 'keypoint'), found 5" in manifest["skipped"]["bad"]
     val = SkeletonDataset(out, "xsub_val")
     assert val.names == ["s6", "s7", "s8"] and val.labels.tolist() == [0, 1, 2]
     np.testing.assert_allclose(val.padded_clips[0, 0, :, :, 0], anns[6]["keypoint"][0, :, :, 0] / 200, rtol=1e-6)

@@ -169,7 +169,7 @@ def test_cli_prepare_then_pretrain_then_resume(tmp_path, capsys):
               str(settings), "--preset", "tiny", "--batch-size", "8", "--save-every", "1"]
     assert main(common + ["--epochs", "1"]) == 0
     assert main(common + ["--epochs", "1"]) == 1  # the folder holds a run: --resume or another folder
-    assert "pass resume=True" in capsys.readouterr().err
+    assert "pass --resume to continue it" in capsys.readouterr().err
     assert main(common + ["--epochs", "2", "--resume"]) == 0
     assert "after 2 epochs" in capsys.readouterr().out
     lines = metrics(tmp_path / "run")

@@ -30,6 +30,8 @@ logger = logging.getLogger(__name__)
 
 #: Demo detection settings: windows every 16 frames, proposals above 0.5 lasting 8+ frames.
 STRIDE, THRESHOLD, MIN_LENGTH = 16, 0.5, 8
+#: Frames per second of the synthetic sequences (NTU RGB+D's Kinect rate).
+FPS = 30.0
 
 
 @dataclass
@@ -122,8 +124,11 @@ def run_demo(out_dir: str | os.PathLike = "usdrl-demo", *, model: str | USDRL = 
 
     Args:
         out_dir: folder for ``detections.txt`` (official PKU-MMD ``label,start,end,score``
-            lines) and, with matplotlib, ``clip.gif`` (the first clip, animated, with its
-            prediction) and ``timeline.png`` (frame scores, true and detected actions).
+            lines, nothing else: the official ``evaluate.py`` reads every line as numbers),
+            ``detections_named.txt`` (the same rows with the class name and the times in
+            seconds, under a header line) and, with matplotlib, ``clip.gif`` (the first clip,
+            animated, with its prediction) and ``timeline.png`` (frame scores, true and
+            detected actions).
         model: a model with clip and frame heads for the synthetic classes (a name or instance).
         num_clips: clips to recognise (distinct classes while there are enough).
         seed: draws the clips and the sequence.
@@ -148,6 +153,10 @@ def run_demo(out_dir: str | os.PathLike = "usdrl-demo", *, model: str | USDRL = 
     out.mkdir(parents=True, exist_ok=True)
     lines = "".join(f"{label},{start},{end},{score:.4f}\n" for label, start, end, score in detections)
     result.files.append(atomic_write_text(out / "detections.txt", lines))
+    named = "".join(f"{label},{frame_names[label]},{start},{end},{start / FPS:.2f},{end / FPS:.2f},{score:.4f}\n"
+                    for label, start, end, score in detections)
+    result.files.append(atomic_write_text(out / "detections_named.txt",
+                                          "label,class,start_frame,end_frame,start_s,end_s,score\n" + named))
     if pictures:
         try:
             result.files += _draw(out, result, inputs[0], scores)
@@ -163,4 +172,5 @@ def _draw(out: Path, result: DemoResult, clip: np.ndarray, scores: np.ndarray) -
     title = f"predicted: {first.predicted_class} ({100 * first.confidence:.0f}%)\ntrue: {first.true_class}"
     return [animate_skeleton(clip, out / "clip.gif", title=title),
             plot_timeline(scores, out / "timeline.png", class_names=result.frame_class_names,
-                          ground_truth=result.ground_truth, detections=result.detections, threshold=THRESHOLD)]
+                          ground_truth=result.ground_truth, detections=result.detections, threshold=THRESHOLD,
+                          fps=FPS)]

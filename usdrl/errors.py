@@ -7,7 +7,16 @@ the built-in type a caller would naturally catch (``ValueError`` for bad input,
 
 
 class USDRLError(Exception):
-    """Base class of every error raised on purpose by usdrl."""
+    """Base class of every error raised on purpose by usdrl.
+
+    ``keywords`` lists the Python names the message mentions as the thing to change (arguments
+    such as ``batch_size``, or functions such as ``linear_probe``): the command line prints
+    them as what the user types there (``--batch-size``, ``usdrl linear-probe``).
+    """
+
+    def __init__(self, *args, keywords: tuple[str, ...] = ()):
+        super().__init__(*args)
+        self.keywords = tuple(keywords)
 
 
 class InputError(USDRLError, ValueError):

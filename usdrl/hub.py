@@ -15,11 +15,14 @@ loads with no network request at all.
 import logging
 import os
 import re
+import socket
+import urllib.parse
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from huggingface_hub import hf_hub_download
+from huggingface_hub import constants, hf_hub_download, try_to_load_from_cache
 from huggingface_hub.errors import (
     EntryNotFoundError,
     GatedRepoError,
@@ -193,8 +196,34 @@ def _local_files(folder: Path) -> tuple[Path, Path]:
     return files
 
 
+def _check_hub_reachable(repo_id: str) -> None:
+    """Raise at once if the Hub endpoint (or the proxy in front of it) does not accept a connection.
+
+    ``huggingface_hub`` retries an unreachable endpoint for about 25 s with a warning per try
+    before it gives up; one TCP connection tells "no network" in a moment.
+    """
+    endpoint = urllib.parse.urlsplit(constants.ENDPOINT)
+    proxy = None if urllib.request.proxy_bypass(endpoint.hostname or "") else \
+        urllib.request.getproxies().get(endpoint.scheme)
+    target = urllib.parse.urlsplit(proxy if "://" in (proxy or "") else f"http://{proxy}") if proxy else endpoint
+    port = target.port or {"https": 443, "http": 80}.get(target.scheme, 443)
+    try:
+        socket.create_connection((target.hostname, port), timeout=constants.HF_HUB_ETAG_TIMEOUT).close()
+    except OSError as exc:
+        via = f" through the proxy {target.hostname}:{port}" if proxy else ""
+        raise WeightsNotFoundError(
+            f"cannot reach the Hugging Face Hub at {constants.ENDPOINT}{via} ({exc.strerror or exc}): no network? "
+            f"{repo_id} is not in the local cache: connect (then `usdrl download {repo_id}` keeps a copy for offline "
+            "use), set HF_ENDPOINT to a reachable mirror, or load a model folder by its path") from None
+
+
 def _download(repo_id: str, filename: str, **kwargs) -> Path:
     where = f"{repo_id}@{kwargs.get('revision') or 'main'}"
+    cached = try_to_load_from_cache(repo_id, filename, cache_dir=kwargs.get("cache_dir"),
+                                    revision=kwargs.get("revision"))
+    if not (kwargs.get("local_files_only") or constants.HF_HUB_OFFLINE) and (
+            kwargs.get("force_download") or not isinstance(cached, str)):
+        _check_hub_reachable(repo_id)  # a cached file is used without the Hub when it cannot be reached
     try:
         return Path(hf_hub_download(repo_id, filename, library_name="usdrl", library_version=__version__, **kwargs))
     except LocalEntryNotFoundError:

@@ -91,7 +91,8 @@ _MODEL_CARD = """---
 # {{ repo_id or "USDRL " ~ config.encoder | upper ~ " model" }}
 
 A [USDRL]({{ paper_url }}) model for skeleton-based action understanding, for the `usdrl`
-Python library (`pip install usdrl`).
+Python library (not on PyPI yet: `pip install .` in a checkout of its repository, or `pip install usdrl`
+once it is published).
 {%- if config.description %}
 
 {{ config.description }}

@@ -8,8 +8,11 @@ from ..hub import DEFAULT_MODEL
 
 
 def _demo(args: argparse.Namespace) -> None:
-    from ..demo import run_demo
+    from ..demo import FPS, run_demo
     from ..viz import VIZ_HINT
+
+    def span(start: int, end: int) -> str:  # frames and seconds, as the timeline's two axes
+        return f"{start:>4}-{end:<4}({start / FPS:4.1f}-{end / FPS:4.1f} s)"
 
     result = run_demo(args.out, model=args.model, num_clips=args.clips, seed=args.seed, pictures=not args.no_pictures)
     names = result.frame_class_names
@@ -21,10 +24,13 @@ def _demo(args: argparse.Namespace) -> None:
     lines += [f"  {sum(c.correct for c in result.clips)} of {len(result.clips)} correct", "",
               f"Detection in one untrimmed sequence of {result.num_frames} frames "
               f"({len(result.ground_truth)} actions):",
-              f"  {'true action':<{width}}{'frames':>11}    {'best detection (same class)':<{width + 11}}{'IoU':>5}"]
+              f"  {'true action':<{width}}{'frames (seconds)':<24}{'best detection (same class)':<{width + 24}}"
+              f"{'IoU':>5}"]
     for (label, start, end), (iou, best) in zip(result.ground_truth, result.matches, strict=True):
-        found = f"{names[best[0]]:<{width}}{best[1]:>4}-{best[2]:<6}" if best else f"{'-':<{width + 11}}"
-        lines.append(f"  {names[label]:<{width}}{start:>4}-{end:<6}    {found}{iou:>5.2f}")
+        found = f"{names[best[0]]:<{width}}{span(*best[1:3]):<24}" if best else f"{'-':<{width + 24}}"
+        lines.append(f"  {names[label]:<{width}}{span(start, end):<24}{found}{iou:>5.2f}")
+    others = [d for d in result.detections if not any(d is best for _, best in result.matches)]
+    lines += [f"  {'(other detection)':<{width}}{'':<24}{names[d[0]]:<{width}}{span(*d[1:3])}" for d in others]
     false_alarms = sum(not any(d[0] == t[0] for t in result.ground_truth) for d in result.detections)
     lines += [f"  {result.found(0.5)} of {len(result.ground_truth)} actions found at IoU >= 0.5; "
               f"{len(result.detections)} detections, {false_alarms} of a class not in the sequence", "",
@@ -46,6 +52,8 @@ def _encode(args: argparse.Namespace) -> None:
 
     if args.dense and args.normalize:
         raise InputError("--normalize applies to clip embeddings, not to --dense per-frame features")
+    if args.batch_size < 1:
+        raise InputError(f"--batch-size must be >= 1, got {args.batch_size}")
     model = USDRL.from_pretrained(args.model)
     embed = model.dense_features if args.dense else model.encode
     options = dict(batch_size=args.batch_size, device=args.device, dtype=args.dtype, show_progress_bar=False)

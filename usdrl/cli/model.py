@@ -7,6 +7,10 @@ import sys
 
 from .._version import __version__
 
+#: Where the reference checkpoints are published (their READMEs' model zoos and release pages).
+REFERENCE_CHECKPOINTS = ("https://github.com/wengwanjiang/FoundSkelModel (README: Model Zoo; releases) and "
+                         "https://github.com/wengwanjiang/USDRL (releases)")
+
 
 def _info(args: argparse.Namespace) -> None:
     import torch
@@ -67,7 +71,11 @@ def register(commands) -> None:
     info.add_argument("--json", action="store_true", help="print one JSON object")
     info.set_defaults(run=_info)
 
-    convert = commands.add_parser("convert", help="convert a reference .pth.tar checkpoint to a usdrl folder")
+    convert = commands.add_parser(
+        "convert", help="convert a reference .pth.tar checkpoint to a usdrl folder",
+        description="Convert a checkpoint of the reference release (pretraining or downstream, DSTE or STTR) into a "
+                    "usdrl model folder (config.json, model.safetensors). The reference checkpoints are published "
+                    f"by the authors: {REFERENCE_CHECKPOINTS} (see docs/hub.md).")
     convert.add_argument("checkpoint", help="the reference checkpoint (pretraining or downstream, DSTE or STTR)")
     convert.add_argument("out_dir", help="folder to write (config.json, model.safetensors[, projectors])")
     convert.add_argument("--layout", choices=["ntu25", "coco17", "uav17"],

@@ -651,7 +651,7 @@ def _check_output(out: Path, overwrite: bool) -> None:
     if not out.exists():
         return
     if not overwrite:
-        raise ConfigError(f"{out} exists; pass overwrite=True (--overwrite) to replace it")
+        raise ConfigError(f"{out} exists; pass overwrite=True to replace it", keywords=("overwrite",))
     if not out.is_dir() or (any(out.iterdir()) and not (out / MANIFEST).is_file()):
         raise ConfigError(f"refusing to replace {out}: it is not a prepared dataset (no {MANIFEST})")
 
@@ -1072,7 +1072,8 @@ class SkeletonDataset(torch.utils.data.Dataset):
                               f"{'untrimmed sequences' if sampling == 'windows' else 'clips'}"
                               + (" (use sampling='windows')" if self.kind == UNTRIMMED else ""))
         if observe_ratio is not None and (sampling == "windows" or not 0 < observe_ratio <= 1):
-            raise ConfigError(f"observe_ratio must be in (0, 1] and needs clips, got {observe_ratio} with {sampling}")
+            raise ConfigError(f"observe_ratio must be in (0, 1] and needs clips, got {observe_ratio} with {sampling}",
+                              keywords=("observe_ratio",))
         if sampling == "random_crop":
             low, high = (0.1, 1.0) if ratio is None else ratio
             if not 0 < low <= high <= 1:
@@ -1092,7 +1093,7 @@ class SkeletonDataset(torch.utils.data.Dataset):
             return self.num_frames if self.sampling == "windows" else None
         if self.sampling != "windows" or not 1 <= stride <= self.num_frames:
             raise ConfigError(f"window_stride must be in 1..num_frames={self.num_frames} with sampling='windows', "
-                              f"got {stride} with {self.sampling!r}")
+                              f"got {stride} with {self.sampling!r}", keywords=("window_stride",))
         return int(stride)
 
     def _make_windows(self) -> np.ndarray:
@@ -1190,7 +1191,7 @@ class SkeletonDataset(torch.utils.data.Dataset):
         if problems:
             raise ConfigError(f"the model config does not fit {self.path} ({self.manifest['source']} "
                               f"{self.manifest['benchmark']}, sampling {self.sampling}):\n  "
-                              + "\n  ".join(problems))
+                              + "\n  ".join(problems), keywords=("linear_probe", "finetune", "train_detector"))
 
     # -- access ------------------------------------------------------------------------
     def _open(self) -> np.ndarray:

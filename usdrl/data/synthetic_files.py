@@ -10,6 +10,8 @@ lays them out the way the dataset is distributed (the folder layouts ``usdrl pre
   COCO-17 projection of the clips (joint lines ``x y score`` in pixels).
 * :func:`write_synthetic_ntu2d`: a pyskl ``ntu60_hrnet.pkl``-style pickle (2D COCO-17 keypoints).
 
+:func:`write_synthetic` picks one of them by format name (the ``usdrl synth`` command).
+
 Shapes: ``C`` coordinates, ``T`` frames, ``V`` joints, ``M`` persons.
 """
 
@@ -196,3 +198,28 @@ def write_synthetic_ntu2d(
             pickle.dump({"split": split, "annotations": annotations}, f, protocol=2)
 
     return atomic_write(path, write)
+
+
+#: Raw formats :func:`write_synthetic` writes: name -> (what is counted, the ``usdrl prepare`` sources reading it).
+SYNTHETIC_FORMATS = {
+    "ntu": ("clips", "ntu60, ntu120"),
+    "pkummd1": ("sequences", "pkummd1"),
+    "pkummd2": ("sequences", "pkummd2"),
+    "uav": ("clips", "uav"),
+    "ntu2d": ("clips", "ntu2d"),
+}
+
+
+def write_synthetic(fmt: str, out: str | PathLike, count: int, *, seed: int = 0) -> list[Path]:
+    """Write ``count`` synthetic clips (or untrimmed sequences for ``pkummd1``/``pkummd2``) in the raw
+    format ``fmt`` (a key of :data:`SYNTHETIC_FORMATS`) to ``out``: a folder, or the pickle file for
+    ``ntu2d``. Returns the skeleton files written (for ``ntu2d`` the pickle)."""
+    if fmt not in SYNTHETIC_FORMATS:
+        raise ConfigError(f"unknown synthetic format {fmt!r}; expected one of {', '.join(SYNTHETIC_FORMATS)}")
+    if count < 1:
+        raise ConfigError(f"count must be >= 1, got {count}", keywords=("count",))
+    if fmt.startswith("pkummd"):
+        return write_synthetic_pkummd(out, count, phase=int(fmt[-1]), seed=seed)
+    if fmt == "ntu2d":
+        return [write_synthetic_ntu2d(out, count, seed=seed)]
+    return {"ntu": write_synthetic_ntu, "uav": write_synthetic_uav}[fmt](out, count, seed=seed)

@@ -171,14 +171,15 @@ def frame_scores(model: USDRL, sequence: np.ndarray, *, stride: int | None = Non
     probabilities are averaged over the windows that contain it.
     """
     if model.frame_head is None:
-        raise ConfigError("detection needs a model with a frame-wise head (train one with train_detector)")
+        raise ConfigError("detection needs a model with a frame-wise head (train one with train_detector)",
+                          keywords=("train_detector",))
     sequence = np.asarray(sequence, dtype=np.float32)
     if sequence.ndim != 4 or sequence.shape[1] < 1:
         raise InputError(f"expected one sequence (C, T, V, M), got shape {sequence.shape}")
     window = model.config.num_frames
     stride = stride or window
     if not 1 <= stride <= window:
-        raise ConfigError(f"stride must be in 1..{window}, got {stride}")
+        raise ConfigError(f"stride must be in 1..{window}, got {stride}", keywords=("stride",))
     length = sequence.shape[1]
     starts = _window_starts(length, window, stride)
     padded = np.zeros((sequence.shape[0], starts[-1] + window, *sequence.shape[2:]), dtype=np.float32)

@@ -49,10 +49,10 @@ class FinetuneConfig:
 
     def __post_init__(self):
         if not 0 < self.layer_decay <= 1:
-            raise ConfigError(f"layer_decay must be in (0, 1], got {self.layer_decay}")
+            raise ConfigError(f"layer_decay must be in (0, 1], got {self.layer_decay}", keywords=("layer_decay",))
         for name in ("epochs", "batch_size", "eval_every"):
             if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}", keywords=(name,))
 
 
 def _depth(name: str, num_layers: int) -> int:
@@ -98,7 +98,8 @@ def predict_dataset(model: USDRL, dataset, *, batch_size: int = 64,
                     num_workers: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """Clip-head logits ``(N, K)`` and labels ``(N,)`` of every ``(clip, label)`` item of ``dataset``."""
     if model.head is None:
-        raise ConfigError("predictions need a model with a clip head (train one with linear_probe or finetune)")
+        raise ConfigError("predictions need a model with a clip head (train one with linear_probe or finetune)",
+                          keywords=("linear_probe", "finetune"))
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, num_workers=num_workers)
     return _evaluate(model, loader)
 
@@ -138,7 +139,8 @@ def finetune(model: USDRL, train, test, *, num_classes: int, config: FinetuneCon
             set_lr(step)
             loss = criterion(model(clips), torch.as_tensor(labels).long())
             if not torch.isfinite(loss):
-                raise InputError(f"finetuning diverged at epoch {epoch} (loss {loss.item()}); lower the lr")
+                raise InputError(f"finetuning diverged at epoch {epoch} (loss {loss.item()}); lower the lr",
+                                 keywords=("lr",))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -161,7 +163,7 @@ def labelled_subset(labels, fraction: float, *, balanced: bool = True, seed: int
     """
     labels = np.asarray(labels)
     if not 0 < fraction <= 1:
-        raise ConfigError(f"fraction must be in (0, 1], got {fraction}")
+        raise ConfigError(f"fraction must be in (0, 1], got {fraction}", keywords=("fraction",))
     rng = np.random.default_rng(seed)
     if not balanced:
         return np.sort(rng.permutation(len(labels))[: int(len(labels) * fraction)])

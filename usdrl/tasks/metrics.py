@@ -145,7 +145,7 @@ def proposals_from_scores(
     if arr.ndim != 2:
         raise InputError(f"scores must be (T, K), got shape {arr.shape}")
     if min_length < 1:
-        raise InputError(f"min_length must be >= 1, got {min_length}")
+        raise InputError(f"min_length must be >= 1, got {min_length}", keywords=("min_length",))
     out = []
     for c in range(arr.shape[1]):
         if c == background:

@@ -8,6 +8,13 @@ N(0, 0.01). The test split is evaluated every 5 epochs; the reference reports th
 **best** of those evaluations (model selection on the test set), so both the best and
 the last accuracy are returned.
 
+The reference schedule assumes a large training set (NTU-60 x-sub: about 80 steps of 512
+clips per epoch). On a small one it gives a few hundred steps in all, and a head on features
+of small spread hardly moves (measured: 8% top-1 where kNN on the same features gives 63%).
+So below :data:`SMALL_DATASET` training samples the defaults change: batches of a tenth of
+the training set and standardised features (see :meth:`ProbeConfig.resolve`); giving
+``batch_size`` and ``standardize`` explicitly always wins.
+
 With deterministic clip sampling (the reference's: whole sequences, or a fixed centre
 crop) the frozen features of every clip are the same at every epoch, so they are
 computed once and the head trains on them. The reference trains PKU-MMD II's probe on
@@ -16,7 +23,8 @@ the fixed central 50% of every training clip and tests on whole clips
 """
 
 import logging
-from dataclasses import dataclass, field
+import math
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -30,6 +38,13 @@ from .metrics import confusion_matrix, topk_accuracy
 
 logger = logging.getLogger(__name__)
 
+#: The reference protocol's batch size.
+REFERENCE_BATCH_SIZE = 512
+#: Steps per epoch the small-dataset defaults keep (a batch of a tenth of the training set).
+MIN_STEPS_PER_EPOCH = 10
+#: Training sets smaller than this get the small-dataset defaults (fewer than 10 reference batches).
+SMALL_DATASET = MIN_STEPS_PER_EPOCH * REFERENCE_BATCH_SIZE
+
 
 @dataclass
 class ProbeConfig:
@@ -38,7 +53,10 @@ class ProbeConfig:
     ``lr`` per protocol in the reference: 0.006 for NTU-60 x-sub and NTU-120, 0.03 for
     NTU-60 x-view, 0.01 for PKU-MMD II. ``standardize`` (not in the reference) scales every
     feature dimension to zero mean and unit variance over the training set first, which
-    helps features of very different scales (e.g. a randomly initialised encoder's).
+    helps features of small or very different scales (e.g. a young or randomly initialised
+    encoder's). ``batch_size`` and ``standardize`` left at ``None`` follow the training set's
+    size (:meth:`resolve`): the reference's 512 and no standardisation from
+    :data:`SMALL_DATASET` samples on, a tenth of the set and standardisation below.
     """
 
     lr: float = 0.006
@@ -47,15 +65,30 @@ class ProbeConfig:
     lr_gamma: float = 0.1
     momentum: float = 0.9
     weight_decay: float = 0.0
-    batch_size: int = 512
+    batch_size: int | None = None
     eval_every: int = 5
     seed: int = 0
-    standardize: bool = False
+    standardize: bool | None = None
 
     def __post_init__(self):
         for name in ("epochs", "batch_size", "eval_every"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}", keywords=(name,))
+
+    def resolve(self, num_train: int) -> "ProbeConfig":
+        """This config with ``batch_size`` and ``standardize`` chosen for ``num_train`` training samples
+        where they are ``None``: the reference's (512, no standardisation) from :data:`SMALL_DATASET`
+        on; below, ``ceil(num_train / 10)`` and standardised features, so that the schedule takes ten
+        steps per epoch on features of unit scale."""
+        small = num_train < SMALL_DATASET
+        resolved = replace(self, batch_size=self.batch_size or (math.ceil(num_train / MIN_STEPS_PER_EPOCH) if small
+                                                                 else REFERENCE_BATCH_SIZE),
+                           standardize=small if self.standardize is None else self.standardize)
+        if small and (self.batch_size, self.standardize) != (resolved.batch_size, resolved.standardize):
+            logger.info("%d training samples (< %d): batch size %d%s instead of the reference's 512 (pass "
+                        "batch_size=512, standardize=False for the reference protocol)", num_train, SMALL_DATASET,
+                        resolved.batch_size, ", standardised features" if resolved.standardize else "")
+        return resolved
 
 
 @dataclass
@@ -95,8 +128,9 @@ def train_linear_head(train_features: torch.Tensor, train_labels: torch.Tensor, 
                       config: ProbeConfig | None = None) -> tuple[nn.Linear, ProbeResult]:
     """Train a linear head on fixed features ``(N, D)`` with labels ``(N,)``; returns ``(head, result)``.
 
+    ``config``'s ``None`` fields are resolved for ``N`` training samples (:meth:`ProbeConfig.resolve`).
     The returned head takes the raw features (a standardisation is folded into it)."""
-    config = config or ProbeConfig()
+    config = (config or ProbeConfig()).resolve(len(train_features))
     if train_features.ndim != 2 or test_features.ndim != 2 or train_features.shape[1] != test_features.shape[1]:
         raise InputError(f"expected train and test features (N, D) of one width, got {tuple(train_features.shape)} "
                          f"and {tuple(test_features.shape)}")

@@ -56,7 +56,7 @@ def nearest_neighbours(
         raise InputError(f"query and gallery must have the same feature size, "
                          f"got {query.shape[1]} and {gallery.shape[1]}")
     if not 1 <= k <= gallery.shape[0]:
-        raise InputError(f"k must be in 1..{gallery.shape[0]} (the gallery size), got {k}")
+        raise InputError(f"k must be in 1..{gallery.shape[0]} (the gallery size), got {k}", keywords=("k",))
     if chunk_size < 1:
         raise InputError(f"chunk_size must be >= 1, got {chunk_size}")
     device = torch.device(device) if device is not None else query.device

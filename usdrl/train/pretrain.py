@@ -106,7 +106,7 @@ class PretrainConfig:
             raise ConfigError(f"precision must be fp32, bf16 or fp16, got {self.precision!r}")
         for name in ("epochs", "batch_size", "num_views", "save_every", "log_every"):
             if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}", keywords=(name,))
         if self.num_views < 2:
             raise ConfigError("MPCT needs at least 2 views (num_views >= 2)")
 
@@ -227,10 +227,12 @@ class Pretrainer:
         model_config = model_config.replace(**(metadata or {}))
         self._check_data(model_config)
         if config.batch_size % self.world:
-            raise ConfigError(f"batch_size {config.batch_size} is not divisible by {self.world} processes")
+            raise ConfigError(f"batch_size {config.batch_size} is not divisible by {self.world} processes",
+                              keywords=("batch_size",))
         self.steps_per_epoch = len(self.data) // config.batch_size
         if self.steps_per_epoch == 0:
-            raise InputError(f"{len(self.data)} clips are fewer than one batch of {config.batch_size}")
+            raise InputError(f"{len(self.data)} clips are fewer than one batch of {config.batch_size}: use a "
+                             f"batch_size of at most {len(self.data)}", keywords=("batch_size",))
 
         torch.manual_seed(config.seed)
         encoder = USDRL(model_config)
@@ -258,8 +260,8 @@ class Pretrainer:
         if not resume:
             path = latest_checkpoint(self.run_dir)
             if path is not None:
-                raise ConfigError(f"{self.run_dir} already holds {path.name}: pass resume=True (--resume) to "
-                                  "continue it, or choose another folder")
+                raise ConfigError(f"{self.run_dir} already holds {path.name}: pass resume=True to continue it, "
+                                  "or choose another folder", keywords=("resume",))
             return None
         found = newest_intact_checkpoint(self.run_dir)
         if found is None:
