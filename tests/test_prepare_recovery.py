@@ -94,7 +94,7 @@ def test_a_rerun_repairs_an_overwrite_killed_between_its_renames_and_cleans_up(r
 
     # A rerun puts the old dataset back (the killed run never finished), so it exists again ...
     assert main(["prepare", "ntu60", str(raw), str(out), "--benchmark", "xsub", "--workers", "1"]) == 1
-    assert "exists; pass overwrite=True (--overwrite)" in capsys.readouterr().err
+    assert "exists; pass --overwrite to replace it" in capsys.readouterr().err
     assert {path.relative_to(out): path.read_bytes() for path in out.rglob("*") if path.is_file()} == before
     assert hidden(out) == {"tmp": [], "old": [], "lock": []}
     # ... and with --overwrite replaces it.
