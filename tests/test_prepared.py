@@ -230,11 +230,13 @@ def test_check_config_says_what_to_do(ntu_xsub):
     dataset = SkeletonDataset(ntu_xsub, "train")
     with pytest.raises(ConfigError) as info:
         dataset.check_config(USDRLConfig.from_preset("tiny", layout="uav17", num_frames=32, num_classes=10))
-    header, layout, frames, head = str(info.value).splitlines()     # one line per kind of mismatch
-    assert header.endswith("(ntu60 xsub, sampling resample):")
-    assert layout.endswith("joints 17 in the config, 25 in the data: use a model pretrained (or converted) for "
+    message = str(info.value)
+    assert "\n" not in message  # one line, each kind of mismatch with its fix
+    layout, frames, head = message.split("; and ")
+    assert layout.endswith("(ntu60 xsub, sampling resample): layout 'uav17' in the config, 'ntu25' in the data; "
+                           "joints 17 in the config, 25 in the data: use a model pretrained (or converted) for "
                            f"layout 'ntu25', e.g. `usdrl pretrain --data {ntu_xsub}`")
-    assert frames == "  frames 32 in the config, 64 in the data: open the dataset with num_frames=32 " \
+    assert frames == "frames 32 in the config, 64 in the data: open the dataset with num_frames=32 " \
                      "(SkeletonDataset resamples each clip to it)"
     assert "`model.reset_classifier(60)`" in head
     SkeletonDataset(ntu_xsub, "train", num_frames=32).check_config(USDRLConfig.from_preset("tiny", num_frames=32))

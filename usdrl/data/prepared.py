@@ -1153,8 +1153,8 @@ class SkeletonDataset(torch.utils.data.Dataset):
         return values
 
     def check_config(self, config, *, head: bool = True) -> None:
-        """Raise ConfigError naming every way a :class:`~usdrl.config.USDRLConfig` does not fit this data,
-        each kind of mismatch on its own line with what to do about it.
+        """Raise ConfigError naming, in one line, every way a :class:`~usdrl.config.USDRLConfig` does not fit
+        this data, each kind of mismatch with what to do about it.
 
         Checked: layout, joints, persons, channels, frames, and (with ``head``) the classes of the
         head that the labels are for (clip head, or frame head for windows) when the config has
@@ -1190,8 +1190,8 @@ class SkeletonDataset(torch.utils.data.Dataset):
                 problems.append("; ".join(found) + f": {hint}")
         if problems:
             raise ConfigError(f"the model config does not fit {self.path} ({self.manifest['source']} "
-                              f"{self.manifest['benchmark']}, sampling {self.sampling}):\n  "
-                              + "\n  ".join(problems), keywords=("linear_probe", "finetune", "train_detector"))
+                              f"{self.manifest['benchmark']}, sampling {self.sampling}): "
+                              + "; and ".join(problems), keywords=("linear_probe", "finetune", "train_detector"))
 
     # -- access ------------------------------------------------------------------------
     def _open(self) -> np.ndarray:
