@@ -24,6 +24,7 @@ import sys
 import time
 
 import torch
+from _common import setup_logging
 
 logger = logging.getLogger("train_speed")
 
@@ -84,7 +85,7 @@ def main() -> None:
         result = measure(VARIANTS[args.child], args.preset, args.batch_size, args.steps)
         sys.stdout.write(json.dumps(result) + "\n")
         return
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    setup_logging()
     logger.info("%s config, batch %d x 4 views, %d threads, best of %d steps", args.preset, args.batch_size,
                 torch.get_num_threads(), args.steps)
     results = {}

@@ -316,6 +316,13 @@ def _import_onnxruntime():
     return onnxruntime
 
 
+class _WithoutOnnxRuntimeRecords(logging.Filter):
+    """Drops the root logger's records from onnxruntime's quantizer (a line per tensor it leaves alone)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "onnxruntime" not in record.pathname
+
+
 def quantize_onnx(path: str | os.PathLike, out: str | os.PathLike) -> Path:
     """Write ``out``: the ONNX file ``path`` with ONNX Runtime's dynamic int8 quantization (atomically).
 
@@ -336,7 +343,12 @@ def quantize_onnx(path: str | os.PathLike, out: str | os.PathLike) -> Path:
         quantize_dynamic(str(path), str(tmp), weight_type=QuantType.QInt8, per_channel=True,
                          reduce_range=not vnni, op_types_to_quantize=["MatMul", "Gemm"])
 
-    atomic_write(out, write)
+    quiet = _WithoutOnnxRuntimeRecords()
+    logging.getLogger().addFilter(quiet)
+    try:
+        atomic_write(out, write)
+    finally:
+        logging.getLogger().removeFilter(quiet)
     return out
 
 
@@ -367,18 +379,6 @@ class OnnxRuntimeModel:
                               "export models with usdrl.export.export_onnx")
         self.output = metadata["usdrl_output"]
         self.config = USDRLConfig.from_dict(json.loads(metadata["usdrl_config"]))
-
-    @classmethod
-    def from_model(cls, model, *, int8: bool = False, threads: int | None = None) -> "OnnxRuntimeModel":
-        """Export ``model`` (a :class:`usdrl.USDRL`, output ``embedding``), optionally quantize it
-        (:func:`quantize_onnx`), and load it; the files live in a temporary folder until loaded."""
-        import tempfile
-
-        with tempfile.TemporaryDirectory(prefix="usdrl-onnx-") as folder:
-            path = export_onnx(model, Path(folder) / "model.onnx").path
-            if int8:
-                path = quantize_onnx(path, Path(folder) / "model-int8.onnx")
-            return cls(path, threads=threads)
 
     def encode(self, x, *, batch_size: int = 64, normalize: bool = False, convert_to_numpy: bool = False,
                show_progress_bar: bool | None = None):
@@ -412,3 +412,27 @@ class OnnxRuntimeModel:
         if single:
             result = result[0]
         return result.numpy() if convert_to_numpy else result
+
+
+def onnxruntime_model(model, *, int8: bool = False, threads: int | None = None) -> OnnxRuntimeModel:
+    """An :class:`OnnxRuntimeModel` for ``model``: an exported ``.onnx`` file, a :class:`usdrl.USDRL`, or a
+    name or folder for :meth:`usdrl.USDRL.from_pretrained` (exported with output ``embedding``).
+
+    With ``int8`` the file is first quantized (:func:`quantize_onnx`). Intermediate files live in a
+    temporary folder until the session has loaded them.
+    """
+    import tempfile
+
+    from .model import USDRL
+
+    if isinstance(model, str | os.PathLike) and Path(model).suffix == ".onnx" and not int8:
+        return OnnxRuntimeModel(model, threads=threads)
+    with tempfile.TemporaryDirectory(prefix="usdrl-onnx-") as folder:
+        if isinstance(model, str | os.PathLike) and Path(model).suffix == ".onnx":
+            path = Path(model)
+        else:
+            model = model if isinstance(model, USDRL) else USDRL.from_pretrained(model)
+            path = export_onnx(model, Path(folder) / "model.onnx").path
+        if int8:
+            path = quantize_onnx(path, Path(folder) / "model-int8.onnx")
+        return OnnxRuntimeModel(path, threads=threads)

@@ -272,21 +272,27 @@ class USDRL(
     def quantize(self) -> "USDRL":
         """A copy for CPU inference with dynamic int8 quantization of its linear layers.
 
-        ``torch.ao.quantization.quantize_dynamic`` replaces every ``nn.Linear`` (embeddings,
-        attention projections, MLPs, point-wise projections, heads) by one that stores int8
-        weights (per tensor) and quantizes its input on the fly; LayerNorms, the token mixing
-        and the softmax stay float32. Inputs and outputs stay float32, so ``encode``,
-        ``dense_features`` and ``forward`` work as before, on the CPU only. This model is left
-        as it was. Agreement with float32 on the embedded model: see ``docs/model.md``.
+        ``torch.ao.quantization.quantize_dynamic`` replaces the ``nn.Linear`` layers of the DST
+        (or transformer) layers and the heads (attention projections, MLPs, point-wise
+        projections) by ones that store int8 weights and quantize their input on the fly
+        (per tensor). The stream embeddings stay float32: their input is raw coordinates,
+        whose per-tensor quantization costs accuracy (embedding cosine to fp32 0.996 instead
+        of 0.9998 on the embedded model), for little time. LayerNorms, token mixing and softmax
+        stay float32 too; inputs and outputs are float32, so ``encode``, ``dense_features`` and
+        ``forward`` work as before, on the CPU only. This model is left as it was. Speed and
+        agreement with fp32: ``docs/benchmarks.md``.
         """
-        from torch.ao.quantization import quantize_dynamic
+        from torch.ao.quantization import default_dynamic_qconfig, quantize_dynamic
 
         model = copy.deepcopy(self).to(device="cpu", dtype=torch.float32).eval()
+        float_layers = {f"encoder.{name}": None for name, module in model.encoder.named_modules()
+                        if ".embed" in f".{name}" and isinstance(module, nn.Linear)}
         with warnings.catch_warnings():
             # torch.ao.quantization announces its move to torchao; the eager API still works
             warnings.filterwarnings("ignore", category=DeprecationWarning)
             warnings.filterwarnings("ignore", message=".*quantize_per_tensor.*")
-            return quantize_dynamic(model, {nn.Linear}, dtype=torch.qint8, inplace=True)
+            return quantize_dynamic(model, {nn.Linear: default_dynamic_qconfig, **float_layers}, dtype=torch.qint8,
+                                    inplace=True)
 
     @staticmethod
     def _prepare_batch(batch, offset: int, device: torch.device) -> torch.Tensor:

@@ -85,7 +85,7 @@ class StreamingDetector:
                                                                                     self._received))]
         clip[:, : len(available)] = np.stack(available, axis=1)
         with torch.inference_mode():
-            probabilities = self.model.forward_frames(torch.from_numpy(clip)[None])[0].softmax(-1)
+            probabilities = self.model.forward_frames(torch.from_numpy(clip)[None])[0].float().softmax(-1)
         for offset, p in enumerate(probabilities[: len(available)]):
             frame = start + offset
             self._totals[frame] = self._totals.get(frame, 0) + p
