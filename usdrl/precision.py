@@ -189,7 +189,8 @@ def _warn_once(key: tuple[str, str], message: str, *args) -> None:
 
 
 def _cuda_gpu(device: torch.device, machine: MachineInfo) -> GpuInfo | None:
-    index = device.index if device.index is not None else (torch.cuda.current_device() if machine.gpus else 0)
+    index = device.index if device.index is not None else (torch.cuda.current_device() if torch.cuda.is_available()
+                                                            else 0)
     return next((gpu for gpu in machine.gpus if gpu.index == index), None)
 
 
