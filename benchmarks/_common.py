@@ -65,9 +65,11 @@ def interleaved_times(variants: dict, rounds: int = 3, warmup: int = 1) -> dict[
     return times
 
 
-def speedup(times: dict[str, list[float]], name: str, baseline: str) -> float:
-    """The median over rounds of ``baseline``'s time over ``name``'s (> 1: ``name`` is faster)."""
-    return statistics.median(b / a for a, b in zip(times[name], times[baseline], strict=True))
+def speedup(times: dict[str, list[float]], name: str, baseline: str) -> tuple[float, float]:
+    """``baseline``'s time over ``name``'s (> 1: ``name`` is faster): the median over rounds of the per-round
+    ratios, and the ratio of the best (least disturbed) rounds."""
+    median = statistics.median(b / a for a, b in zip(times[name], times[baseline], strict=True))
+    return median, min(times[baseline]) / min(times[name])
 
 
 def _synced(result: torch.Tensor) -> torch.Tensor:

@@ -233,7 +233,13 @@ class DSTLayer(_Checkpointable):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # Checkpointing recomputes CA and each DSA branch separately: a third of a layer at a time.
         ca_out = self._run(self._conv_attention, x)
-        dsa_sum = self._run(self._shifted_dsa_branch, x) + self._run(self._dsa_branch, x)  # DSA = dsa_sum / 2
+        if self.training:
+            dsa_sum = self._run(self._shifted_dsa_branch, x) + self._run(self._dsa_branch, x)  # DSA = dsa_sum / 2
+        else:
+            # The two DSA branches share every weight: in eval mode (no drop path, whose draws differ per
+            # branch) they run as one batch of 2n, larger and fewer matrix products for the same values.
+            shifted, plain = self._dsa_branch(torch.cat([self.dsa.shift(x), x])).chunk(2)
+            dsa_sum = shifted + plain
         return torch.add(self.alpha * ca_out, dsa_sum, alpha=0.5 * (1.0 - self.alpha))
 
 

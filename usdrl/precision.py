@@ -243,10 +243,11 @@ def resolve_precision(request, device, *, training: bool = False, machine: Machi
         raise ConfigError(f"fp16 training needs a CUDA device (loss scaling); got {device}: use bf16 or fp32")
     if name == "bf16":
         if device.type == "cpu" and not machine.cpu_bf16:
-            _warn_once(("bf16", "cpu"), "bf16 is emulated on this CPU (%s; torch kernels %s): it runs slower than "
-                       "fp32; use precision/dtype 'auto' (fp32 here) or, for inference, 'int8'",
-                       "no AVX512-BF16 or AMX" if machine.kernel_isa.startswith("AVX512") else
-                       "bf16 instructions not used", machine.kernel_isa)
+            hardware = bool({"AVX512-BF16", "AMX-BF16"} & set(machine.cpu_features))
+            reason = (f"torch runs its {machine.kernel_isa} kernels here" if hardware
+                      else "this CPU has no AVX512-BF16 or AMX")
+            _warn_once(("bf16", "cpu"), "bf16 is emulated on this CPU (%s) and runs slower than fp32; use "
+                       "precision/dtype 'auto' (fp32 here) or, for inference, 'int8'", reason)
         if gpu is not None and not gpu.bf16:
             _warn_once(("bf16", "cuda"), "bf16 is emulated on %s (compute capability %d.%d < 8.0): use 'auto' "
                        "(fp16 here)", gpu.name, *gpu.capability)
