@@ -1,6 +1,6 @@
 """Real-time streaming: one `StreamingDetector` per track, many tracks in one process.
 
-Usage: python benchmarks/streaming_speed.py [--tracks 8] [--threads 2] [--stride 32] [--frames 640]
+Usage: python benchmarks/streaming_speed.py [--tracks 8] [--threads 1] [--stride 32] [--frames 320]
 
 Each track is its own synthetic untrimmed sequence (NTU layout, prepared as ``usdrl prepare``
 does) fed to its own detector one frame per ``push``, round-robin over the tracks, as a live
@@ -57,9 +57,11 @@ def run(model: USDRL, sequences: list[np.ndarray], stride: int, precision) -> tu
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tracks", type=int, default=8)
-    parser.add_argument("--threads", type=int, default=2, help="torch threads (default: 2, the cores here)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads (default 1: with 2, OpenMP threads spin and stall while other processes "
+                             "hold the cores)")
     parser.add_argument("--stride", type=int, default=32, help="frames between windows (default: 32)")
-    parser.add_argument("--frames", type=int, default=640, help="frames per track (default: 640)")
+    parser.add_argument("--frames", type=int, default=320, help="frames per track (default: 320)")
     parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds per precision (default: 2)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
