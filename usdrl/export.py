@@ -26,6 +26,7 @@ import platform
 import warnings
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -387,7 +388,6 @@ class OnnxRuntimeModel:
         from tqdm.auto import tqdm
 
         from .errors import InputError
-        from .model import USDRL
 
         if normalize and self.output != "embedding":
             raise InputError(f"normalize applies to embeddings; {self.path} computes {self.output!r}")
@@ -403,8 +403,13 @@ class OnnxRuntimeModel:
             show_progress_bar = logger.getEffectiveLevel() <= logging.INFO
         outputs = []
         for start in tqdm(range(0, len(data), batch_size), disable=not show_progress_bar, unit="batch"):
-            batch = USDRL._prepare_batch(data[start:start + batch_size], start, torch.device("cpu"))
-            (result,) = self.session.run([self.output], {INPUT_NAME: batch.numpy()})
+            batch = data[start:start + batch_size]
+            batch = np.asarray(batch.cpu() if isinstance(batch, torch.Tensor) else batch, dtype=np.float32)
+            finite = np.isfinite(batch).reshape(len(batch), -1).all(axis=1)
+            if not finite.all():
+                raise InputError(f"input contains NaN or infinite values in clip(s) "
+                                 f"{(start + np.flatnonzero(~finite)).tolist()[:10]}")
+            (result,) = self.session.run([self.output], {INPUT_NAME: batch})
             outputs.append(torch.from_numpy(result))
         result = torch.cat(outputs)
         if normalize:
