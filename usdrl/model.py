@@ -32,6 +32,7 @@ from .skeleton import SkeletonLayout
 
 logger = logging.getLogger(__name__)
 
+
 def _as_config(config: USDRLConfig | dict | None, overrides: dict) -> USDRLConfig:
     if config is None:
         return USDRLConfig.from_dict(overrides)
@@ -276,8 +277,8 @@ class USDRL(
         (or transformer) layers and the heads (attention projections, MLPs, point-wise
         projections) by ones that store int8 weights and quantize their input on the fly
         (per tensor). The stream embeddings stay float32: their input is raw coordinates,
-        whose per-tensor quantization costs accuracy (embedding cosine to fp32 0.996 instead
-        of 0.9998 on the embedded model), for little time. LayerNorms, token mixing and softmax
+        whose per-tensor quantization costs accuracy (worst-clip embedding cosine to fp32 0.996
+        instead of 0.9998 on the embedded model), for little time. LayerNorms, token mixing and softmax
         stay float32 too; inputs and outputs are float32, so ``encode``, ``dense_features`` and
         ``forward`` work as before, on the CPU only. This model is left as it was. Speed and
         agreement with fp32: ``docs/benchmarks.md``.
