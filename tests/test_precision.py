@@ -276,3 +276,16 @@ def test_cuda_encode_per_precision_is_close_to_cpu_fp32(dtype):
     gpu = model.encode(x, device="cuda", dtype=dtype)
     assert gpu.device.type == "cpu" and gpu.dtype == torch.float32
     assert nn.functional.cosine_similarity(gpu, cpu, dim=1).min() > 0.999
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_eval_batching_gives_the_training_path_values(causal):
+    """In eval mode a DST layer runs its three attention inputs and its two DSA branches as batches."""
+    model = tiny(drop_path=0.0, causal=causal)
+    x = clips(3, model.config)
+    with torch.no_grad():
+        batched = model.encoder(x)
+        model.train()
+        separate = model.encoder(x)
+    for got, want in zip(batched, separate, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-6, atol=1e-6)

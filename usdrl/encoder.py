@@ -231,16 +231,26 @@ class DSTLayer(_Checkpointable):
         return self._dsa_branch(self.dsa.shift(x))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training:
+            return self._forward_batched(x)
         # Checkpointing recomputes CA and each DSA branch separately: a third of a layer at a time.
         ca_out = self._run(self._conv_attention, x)
-        if self.training:
-            dsa_sum = self._run(self._shifted_dsa_branch, x) + self._run(self._dsa_branch, x)  # DSA = dsa_sum / 2
-        else:
-            # The two DSA branches share every weight: in eval mode (no drop path, whose draws differ per
-            # branch) they run as one batch of 2n, larger and fewer matrix products for the same values.
-            shifted, plain = self._dsa_branch(torch.cat([self.dsa.shift(x), x])).chunk(2)
-            dsa_sum = shifted + plain
+        dsa_sum = self._run(self._shifted_dsa_branch, x) + self._run(self._dsa_branch, x)  # DSA = dsa_sum / 2
         return torch.add(self.alpha * ca_out, dsa_sum, alpha=0.5 * (1.0 - self.alpha))
+
+    def _forward_batched(self, x: torch.Tensor) -> torch.Tensor:
+        """The forward pass in eval mode (no drop path, whose draws differ per branch): the attention
+        module serves CA and both DSA branches, so its three inputs run as one batch of ``3n``, and the
+        two DSA branches, which share every weight, as one of ``2n``. The same values as the training
+        path, with fewer and larger matrix products."""
+        ca, dsa = self.ca, self.dsa
+        u = x + F.relu(ca.pointwise(x))
+        h = torch.cat([dsa.shift(x), x])                       # the inputs of the two DSA branches
+        attended = self.attn(torch.cat([ca.norm1(u), dsa.norm1(h)]), causal=self.causal).unflatten(0, (3, -1))
+        ca_out = ca.mlp(ca.norm2(x + attended[0]))
+        h = h + attended[1:].flatten(0, 1)
+        shifted, plain = (h + dsa.mlp(dsa.norm2(h))).chunk(2)
+        return torch.add(self.alpha * ca_out, shifted + plain, alpha=0.5 * (1.0 - self.alpha))
 
 
 class TransformerLayer(_Checkpointable):
