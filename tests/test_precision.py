@@ -289,3 +289,16 @@ def test_eval_batching_gives_the_training_path_values(causal):
         separate = model.encoder(x)
     for got, want in zip(batched, separate, strict=True):
         torch.testing.assert_close(got, want, rtol=1e-6, atol=1e-6)
+
+
+def test_streaming_under_bf16_autocast_returns_float32_scores():
+    from usdrl.tasks.streaming import StreamingDetector
+
+    model = tiny(num_frame_classes=4)
+    frames = clips(1, model.config)[0].numpy()                  # (C, T, V, M): one window
+    detector = StreamingDetector(model)
+    with resolve_precision("bf16", "cpu", machine=AMX_CPU).context():
+        out = detector.push(frames)
+        detector.finish()
+    assert out.scores.dtype == np.float32 and out.scores.shape == (model.config.num_frames, 4)
+    np.testing.assert_allclose(out.scores.sum(1), 1.0, rtol=1e-5)
