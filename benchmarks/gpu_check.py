@@ -43,7 +43,7 @@ def run_tests(args) -> None:
     command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-k", "cuda or gpu or device",
                str(HERE.parent / "tests")]
     result = subprocess.run(command, capture_output=True, text=True, timeout=args.part_timeout, cwd=HERE.parent)
-    logger.info("tests (%s): exit %d; %s", " ".join(command[3:7]), result.returncode,
+    logger.info("tests (pytest -k %r): exit %d; %s", command[7], result.returncode,
                 (result.stdout.strip().splitlines() or ["no output"])[-1])
 
 
