@@ -92,10 +92,14 @@ class MachineInfo:
     gpus: tuple[GpuInfo, ...] = ()
 
     @property
+    def cpu_bf16_instructions(self) -> bool:
+        """The CPU has bf16 instructions (AVX512-BF16 or AMX)."""
+        return bool({"AVX512-BF16", "AMX-BF16"} & set(self.cpu_features))
+
+    @property
     def cpu_bf16(self) -> bool:
-        """bf16 is native on this CPU: AVX512-BF16 or AMX instructions, and PyTorch's AVX-512 kernels."""
-        hardware = bool({"AVX512-BF16", "AMX-BF16"} & set(self.cpu_features))
-        return hardware and self.kernel_isa.startswith("AVX512")
+        """bf16 is native here: the CPU's bf16 instructions, and PyTorch's AVX-512 kernels that use them."""
+        return self.cpu_bf16_instructions and self.kernel_isa.startswith("AVX512")
 
     def summary(self) -> str:
         """Two or more lines: the CPU (model, features, kernels, threads) and each GPU."""
@@ -243,8 +247,7 @@ def resolve_precision(request, device, *, training: bool = False, machine: Machi
         raise ConfigError(f"fp16 training needs a CUDA device (loss scaling); got {device}: use bf16 or fp32")
     if name == "bf16":
         if device.type == "cpu" and not machine.cpu_bf16:
-            hardware = bool({"AVX512-BF16", "AMX-BF16"} & set(machine.cpu_features))
-            reason = (f"torch runs its {machine.kernel_isa} kernels here" if hardware
+            reason = (f"torch runs its {machine.kernel_isa} kernels here" if machine.cpu_bf16_instructions
                       else "this CPU has no AVX512-BF16 or AMX")
             _warn_once(("bf16", "cpu"), "bf16 is emulated on this CPU (%s) and runs slower than fp32; use "
                        "precision/dtype 'auto' (fp32 here) or, for inference, 'int8'", reason)
