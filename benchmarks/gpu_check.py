@@ -1,6 +1,6 @@
 """The GPU check: CUDA tests and speed per precision, prepared to run in a few minutes when a GPU is lent.
 
-Usage: python benchmarks/gpu_check.py                  # on a CUDA machine; about 5-8 minutes on one GPU
+Usage: python benchmarks/gpu_check.py                  # on a CUDA machine; sized for <= 8 minutes on one GPU
        python benchmarks/gpu_check.py --device cpu --preset tiny --batch-size 4   # a dry run of the script
 
 Parts (``--parts``, all by default), each under its own time guard:
