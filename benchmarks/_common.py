@@ -1,22 +1,25 @@
-"""Helpers shared by the benchmark scripts: the machine's matmul peak, a timer, the run set-up."""
+"""Helpers shared by the benchmark scripts: the machine header, timers, the matmul peak, the run set-up."""
 
 import argparse
+import datetime
 import logging
-import os
-import platform
+import statistics
 import time
 
 import torch
 
+from usdrl.precision import machine_info
 
-def machine() -> str:
-    """The processor, CPU count and vector instruction sets (AVX*, AMX*) of this machine, for the log."""
-    flags = ""
-    if os.path.exists("/proc/cpuinfo"):
-        with open("/proc/cpuinfo") as f:
-            line = next((x for x in f if x.startswith("flags")), "")
-        flags = " ".join(sorted(x for x in line.split() if x.startswith(("avx", "amx"))))
-    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, {flags or 'flags unknown'}"
+logger = logging.getLogger("benchmark")
+
+
+def setup_logging() -> None:
+    """Log to stdout as plain lines, starting with the date and the machine (CPU instruction sets, torch's
+    kernels, threads, GPUs): every figure a benchmark prints belongs to that machine."""
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logger.info("%s UTC, torch %s", datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M"),
+                torch.__version__)
+    logger.info("%s", machine_info().summary())
 
 
 def add_threads_argument(parser: argparse.ArgumentParser) -> None:
@@ -29,7 +32,7 @@ def add_threads_argument(parser: argparse.ArgumentParser) -> None:
 def start_run(args: argparse.Namespace) -> float:
     """Set the torch threads, log the script's figures and only the library's warnings; returns the start time."""
     torch.set_num_threads(args.threads)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    setup_logging()
     for name in ("usdrl", "usdrl.tasks", "usdrl.train"):
         logging.getLogger(name).setLevel(logging.WARNING)
     return time.perf_counter()
@@ -45,6 +48,28 @@ def best_time(fn, repeats: int = 5, warmup: int = 1) -> float:
         fn()
         times.append(time.perf_counter() - start)
     return min(times)
+
+
+def interleaved_times(variants: dict, rounds: int = 3, warmup: int = 1) -> dict[str, list[float]]:
+    """Seconds of each call of ``variants[name]()``: ``rounds`` rounds, each timing every variant once in
+    turn (after ``warmup`` untimed calls each), so that a shared machine's load changes hit all alike."""
+    for fn in variants.values():
+        for _ in range(warmup):
+            fn()
+    times = {name: [] for name in variants}
+    for _ in range(rounds):
+        for name, fn in variants.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return times
+
+
+def speedup(times: dict[str, list[float]], name: str, baseline: str) -> tuple[float, float]:
+    """``baseline``'s time over ``name``'s (> 1: ``name`` is faster): the median over rounds of the per-round
+    ratios, and the ratio of the best (least disturbed) rounds."""
+    median = statistics.median(b / a for a, b in zip(times[name], times[baseline], strict=True))
+    return median, min(times[baseline]) / min(times[name])
 
 
 def _synced(result: torch.Tensor) -> torch.Tensor:

@@ -21,7 +21,7 @@ import logging
 
 import numpy as np
 import torch
-from _common import best_time
+from _common import best_time, setup_logging
 
 from usdrl.train.augment import AugmentConfig, make_views
 
@@ -85,7 +85,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="rounds of all runs, alternated")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    setup_logging()
 
     rng = np.random.default_rng(0)
     clips = rng.normal(size=(args.batch_size, 3, args.frames, 25, 2)).astype(np.float32)

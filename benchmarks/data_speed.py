@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _common import setup_logging
 
 from usdrl.data import read_ntu_skeleton
 from usdrl.data.prepared import SkeletonDataset, prepare_dataset
@@ -103,7 +104,7 @@ def main() -> None:
     parser.add_argument("--reads", type=int, default=20000, help="random reads timed")
     parser.add_argument("--folder", help="work folder (default: a temporary folder, deleted at the end)")
     args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    setup_logging()
     logging.getLogger("usdrl").setLevel(logging.WARNING)
 
     work = Path(args.folder or tempfile.mkdtemp(prefix="usdrl-data-speed-"))

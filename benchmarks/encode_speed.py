@@ -1,115 +1,180 @@
-"""`encode` throughput of the reference-size (`base`) USDRL on NTU input, against the matmul peak.
+"""`encode` speed per precision and backend against fp32 and the reference implementation, and agreement.
 
-Usage: python benchmarks/encode_speed.py [--batch-size 64] [--batches 3] [--device cpu] [--compile]
+Usage: python benchmarks/encode_speed.py [--preset base] [--batch-size 8] [--rounds 5] [--threads 1]
+                                         [--skip onnx] [--compile]
 
-Prints, for fp32 and bf16: clips/s, achieved GFLOP/s (FLOPs counted by torch's flop
-counter: matrix products only, 2 per multiply-add) and the fraction of the machine's
-matmul peak measured in the same process; and the top-1 agreement of bf16 with fp32
-on a classification head fitted (least squares) to the fp32 features of synthetic clips.
-With ``--compile`` it also times fp32 after ``model.encoder.compile()`` with inductor's weight
-freezing (``torch._inductor.config.freezing = True``), the opt-in path that fuses the
-element-wise work eager PyTorch runs separately.
+Speed: the ``--preset`` model (``base`` is the reference size) encodes one batch of clips per
+call, on the CPU: the literal reference implementation (``tests/reference_impl.py``, same
+weights), fp32, ``dtype="auto"``, bf16, int8 (``model.quantize()``), and ONNX Runtime fp32 and
+int8 (``usdrl.export``). All in one process, in interleaved rounds (each round times every
+variant once), so the ratios hold on a shared machine; each ratio is given as the median of the
+per-round ratios and as the ratio of the best rounds (the least disturbed by other processes).
+
+The AVX2 path of an AVX-512 machine (what PyTorch, oneDNN and MKL run on an AVX2-only CPU; fbgemm's
+int8 kernels still pick AVX-512 / VNNI, ONNX Runtime its own):
+
+    ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2 python benchmarks/encode_speed.py
+
+Agreement: the embedded model ``usdrl-synthetic-small`` on held-out synthetic clips (a seed
+its training did not draw): top-1 of its clip head and embedding cosine, each path against fp32.
 """
 
 import argparse
 import logging
+import sys
+import tempfile
 import time
+from pathlib import Path
 
+import numpy as np
 import torch
-from _common import best_time, matmul_peak
-from torch.utils.flop_counter import FlopCounterMode
+from _common import interleaved_times, setup_logging, speedup
 
 from usdrl import USDRL, USDRLConfig
+from usdrl.convert import load_reference_checkpoint
+from usdrl.data.preprocess import to_model_input
+from usdrl.data.synthetic import make_clips
+from usdrl.export import OnnxRuntimeModel, export_onnx, onnxruntime_model, quantize_onnx
+from usdrl.precision import resolve_precision
 
 logger = logging.getLogger("encode_speed")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 
-def flops_per_clip(model: USDRL) -> float:
-    x = torch.randn(1, *model.config.input_shape, device=model._device())
-    with FlopCounterMode(display=False) as counter, torch.no_grad():
-        model.encoder(x)
-    return counter.get_total_flops()
+def reference_pair(config: USDRLConfig) -> tuple[torch.nn.Module, USDRL]:
+    """The literal reference DSTE with a clip head, and the same weights loaded into a :class:`USDRL`."""
+    from reference_impl import LiteralDownstream, LiteralDSTE
+
+    torch.manual_seed(0)
+    backbone = LiteralDSTE(config.temporal_input_dim, config.spatial_input_dim, config.hidden_size,
+                           config.num_heads, config.num_frames, config.spatial_tokens)
+    reference = LiteralDownstream(backbone, config.hidden_size, 60).eval()
+    with tempfile.TemporaryDirectory() as folder:
+        torch.save({"epoch": 0, "state_dict": reference.state_dict()}, f"{folder}/reference.pth.tar")
+        model = load_reference_checkpoint(f"{folder}/reference.pth.tar", num_heads=config.num_heads).model
+    return reference, model.eval()
 
 
-def smooth_clips(n: int, config: USDRLConfig, seed: int) -> torch.Tensor:
-    """Smooth random trajectories (a stand-in for skeletons; real skeletons are smooth in time)."""
-    g = torch.Generator().manual_seed(seed)
-    knots = torch.randn(n, config.in_channels, 8, config.num_joints, config.num_persons, generator=g)
-    return torch.nn.functional.interpolate(
-        knots.flatten(3).transpose(2, 3).reshape(-1, 1, 8), size=config.num_frames, mode="linear",
-        align_corners=True).reshape(n, config.in_channels, config.num_joints * config.num_persons,
-                                    config.num_frames).transpose(2, 3).reshape(n, *config.input_shape)
+def variants(args, reference, model: USDRL, clips: torch.Tensor) -> dict:
+    """name -> a call that encodes ``clips`` once."""
+    def encode(dtype, target=model):
+        return lambda: target.encode(clips, batch_size=len(clips), dtype=dtype, show_progress_bar=False)
+
+    def run_reference():
+        with torch.inference_mode():
+            return reference.features(clips)
+
+    start = time.perf_counter()
+    quantized = model.quantize()
+    logger.info("model.quantize(): %.1f s", time.perf_counter() - start)
+    calls = {"reference fp32": run_reference, "fp32": encode(None), "auto": encode("auto"),
+             "bf16": encode("bf16"), "int8": encode(None, quantized)}
+    if "onnx" not in args.skip:
+        start = time.perf_counter()
+        with tempfile.TemporaryDirectory(prefix="encode-speed-") as folder:  # sessions keep what they loaded
+            path = export_onnx(model, f"{folder}/model.onnx").path
+            runners = {"onnxruntime fp32": OnnxRuntimeModel(path),
+                       "onnxruntime int8": OnnxRuntimeModel(quantize_onnx(path, f"{folder}/model-int8.onnx"))}
+        logger.info("exported to ONNX and quantized in %.1f s", time.perf_counter() - start)
+        for name, runner in runners.items():
+            calls[name] = lambda runner=runner: runner.encode(clips, batch_size=len(clips), show_progress_bar=False)
+    return calls
 
 
-def time_compiled(model: USDRL, clips: torch.Tensor, args, flops: float, peak: float) -> None:
+def time_compiled(model: USDRL, clips: torch.Tensor, rounds: int) -> None:
     """fp32 ``encode`` with the encoder compiled by inductor with weight freezing (first call compiles)."""
+    import copy
+
     import torch._inductor.config as inductor_config
 
     inductor_config.freezing = True
-    eager = model.encode(clips[: args.batch_size], batch_size=args.batch_size, show_progress_bar=False)
-    model.encoder.compile()
+    compiled = copy.deepcopy(model)
+    compiled.encoder.compile()
     start = time.perf_counter()
-    compiled = model.encode(clips[: args.batch_size], batch_size=args.batch_size, show_progress_bar=False)
-    logger.info("compiled in %.0f s; max |compiled - eager| / max |eager| = %.1e", time.perf_counter() - start,
-                float((compiled - eager).abs().max() / eager.abs().max()))
-    seconds = best_time(lambda: model.encode(clips, batch_size=args.batch_size, show_progress_bar=False),
-                        repeats=args.repeats)
-    achieved = len(clips) / seconds * flops / 1e9
-    logger.info("fp32 compiled: %.1f clips/s, %.0f GFLOP/s = %.0f%% of the fp32 matmul peak", len(clips) / seconds,
-                achieved, 100 * achieved / peak)
+    compiled.encode(clips, batch_size=len(clips), show_progress_bar=False)
+    logger.info("compiled in %.0f s", time.perf_counter() - start)
+    times = interleaved_times({"fp32": lambda: model.encode(clips, batch_size=len(clips), show_progress_bar=False),
+                               "compiled": lambda: compiled.encode(clips, batch_size=len(clips),
+                                                                   show_progress_bar=False)}, rounds)
+    logger.info("fp32 compiled / fp32 eager: %.2fx (median of rounds), %.2fx (best rounds)",
+                *speedup(times, "compiled", "fp32"))
+
+
+def agreement(args) -> None:
+    """Top-1 of the embedded model's clip head and embedding cosine of each path against fp32, held-out clips."""
+    model = USDRL.from_pretrained("usdrl-synthetic-small")
+    drawn = make_clips(args.agreement_clips, seed=7)
+    frames = model.config.num_frames
+    clips = torch.from_numpy(np.stack([to_model_input(c, frames, length=n)
+                                       for c, n in zip(drawn.data, drawn.num_frames, strict=True)]))
+    quantized = model.quantize()
+    head = model.head.eval()
+
+    def outputs(encoder_model, dtype=None):
+        embeddings = encoder_model.encode(clips, dtype=dtype, show_progress_bar=False)
+        with torch.inference_mode():
+            return embeddings, head(embeddings).argmax(-1)
+
+    fp32, fp32_top1 = outputs(model)
+    paths = {"auto": outputs(model, "auto"), "bf16": outputs(model, "bf16"), "int8": outputs(quantized)}
+    if "onnx" not in args.skip:
+        for name, int8 in (("onnxruntime fp32", False), ("onnxruntime int8", True)):
+            embeddings = onnxruntime_model(model, int8=int8).encode(clips, show_progress_bar=False)
+            with torch.inference_mode():
+                paths[name] = (embeddings, head(embeddings).argmax(-1))
+    logger.info("agreement with fp32 on %d held-out synthetic clips (usdrl-synthetic-small, its clip head; "
+                "fp32 top-1 accuracy %.1f%%):", len(clips),
+                100 * float((fp32_top1.numpy() == drawn.labels).mean()))
+    for name, (embeddings, top1) in paths.items():
+        cosine = torch.nn.functional.cosine_similarity(embeddings, fp32, dim=1)
+        logger.info("  %-17s top-1 agreement %5.1f%%, embedding cosine min %.5f / mean %.5f", name,
+                    100 * float((top1 == fp32_top1).float().mean()), float(cosine.min()), float(cosine.mean()))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--batches", type=int, default=3, help="batches per timed run")
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--preset", default="base")
+    parser.add_argument("--preset", default="base", help="model size for the speed part (default: base)")
+    parser.add_argument("--batch-size", type=int, default=8, help="clips per timed call (default: 8)")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved timing rounds (default: 5)")
+    parser.add_argument("--threads", type=int, default=1, help="torch and ONNX Runtime threads (default: 1)")
+    parser.add_argument("--agreement-clips", type=int, default=580, help="held-out clips (default: 580)")
+    parser.add_argument("--skip", nargs="*", default=[], choices=["onnx", "agreement", "speed"],
+                        help="parts to leave out")
     parser.add_argument("--compile", action="store_true", help="also time fp32 with the encoder compiled")
     args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    torch.set_num_threads(args.threads)
+    setup_logging()
+    logger.info("dtype='auto' resolves to %s on the CPU here", resolve_precision("auto", "cpu").name)
 
-    torch.manual_seed(0)
-    model = USDRL(USDRLConfig.from_preset(args.preset)).to(args.device).eval()
-    clips = smooth_clips(args.batch_size * args.batches, model.config, seed=1).to(args.device)
-    flops = flops_per_clip(model)
-    peaks = {"fp32": matmul_peak(torch.float32, args.device), "bf16": matmul_peak(torch.bfloat16, args.device)}
-    logger.info("device %s, %d threads; %s config: %.2f GFLOP per clip", args.device, torch.get_num_threads(),
-                args.preset, flops / 1e9)
-    rates = {}
-    for name, dtype in (("fp32", None), ("bf16", torch.bfloat16)):
-        seconds = best_time(lambda dtype=dtype: model.encode(clips, batch_size=args.batch_size, dtype=dtype,
-                                                             show_progress_bar=False), repeats=args.repeats)
-        rates[name] = len(clips) / seconds
-        achieved = rates[name] * flops / 1e9
-        logger.info("%s: %.1f clips/s, %.0f GFLOP/s = %.0f%% of the %s matmul peak (%.0f GFLOP/s; fp32 peak "
-                    "%.0f)", name, rates[name], achieved, 100 * achieved / peaks[name], name, peaks[name],
-                    peaks["fp32"])
-    logger.info("bf16 / fp32 throughput: %.2fx; fp32 at %.0f%% of the fp32 matmul peak", rates["bf16"] / rates["fp32"],
-                100 * rates["fp32"] * flops / 1e9 / peaks["fp32"])
-    if args.compile:
-        time_compiled(model, clips, args, flops, peaks["fp32"])
-
-    # top-1 agreement on a head fitted (least squares) to fp32 features of half the clips,
-    # measured on the other half: 10 classes of smooth random motion
-    num_classes, per_class = 10, 26
-    prototypes = smooth_clips(num_classes, model.config, seed=2).to(args.device)
-    labels = torch.arange(num_classes).repeat_interleave(per_class)
-    data = prototypes[labels.to(args.device)] + 0.5 * smooth_clips(len(labels), model.config, seed=3).to(args.device)
-    fp32 = model.encode(data, batch_size=args.batch_size, show_progress_bar=False)
-    bf16 = model.encode(data, batch_size=args.batch_size, dtype=torch.bfloat16, show_progress_bar=False)
-    fit, held_out = torch.arange(len(labels)) % 2 == 0, torch.arange(len(labels)) % 2 == 1
-
-    def with_bias(features):
-        return torch.cat([features, torch.ones(len(features), 1)], 1)
-
-    head = torch.linalg.lstsq(with_bias(fp32[fit]), torch.nn.functional.one_hot(labels[fit]).float()).solution
-    fp32_top1 = (with_bias(fp32[held_out]) @ head).argmax(1)
-    bf16_top1 = (with_bias(bf16[held_out]) @ head).argmax(1)
-    logger.info("top-1 agreement bf16 vs fp32: %.1f%% of %d held-out clips (fp32 head accuracy %.1f%%)",
-                100 * (fp32_top1 == bf16_top1).float().mean(), int(held_out.sum()),
-                100 * (fp32_top1 == labels[held_out]).float().mean())
+    if "speed" not in args.skip:
+        config = USDRLConfig.from_preset(args.preset)
+        reference, model = reference_pair(config)
+        clips = torch.randn(args.batch_size, *config.input_shape, generator=torch.Generator().manual_seed(1))
+        calls = variants(args, reference, model, clips)
+        times = interleaved_times(calls, args.rounds)
+        logger.info("%s config (hidden %d), batch %d, %d thread(s), %d interleaved rounds:", args.preset,
+                    config.hidden_size, args.batch_size, args.threads, args.rounds)
+        logger.info("  %-17s %9s  %s", "", "clips/s", "x fp32: median of rounds / best rounds")
+        for name in calls:
+            logger.info("  %-17s %9.1f  %.2fx / %.2fx", name, args.batch_size / min(times[name]),
+                        *speedup(times, name, "fp32"))
+        targets = [("fp32 eager / reference", speedup(times, "fp32", "reference fp32"), 1.10),
+                   ("auto / fp32", speedup(times, "auto", "fp32"), 1.0),
+                   ("int8 / fp32", speedup(times, "int8", "fp32"), 2.0)]
+        if "onnx" not in args.skip:
+            targets.append(("onnxruntime int8 / fp32", speedup(times, "onnxruntime int8", "fp32"), 2.0))
+        for name, (median, best), target in targets:
+            if name == "auto / fp32" and resolve_precision("auto", "cpu").name == "fp32":
+                verdict = "auto is fp32 here: the same computation, the difference is noise"
+            elif min(median, best) >= target:
+                verdict = "reached"
+            else:
+                verdict = "NOT reached" if max(median, best) < target else "reached by one measure only"
+            logger.info("target %-24s %.2fx / %.2fx (>= %.2fx: %s)", name, median, best, target, verdict)
+        if args.compile:
+            time_compiled(model, clips, args.rounds)
+    if "agreement" not in args.skip:
+        agreement(args)
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ import tempfile
 from pathlib import Path
 
 import torch
+from _common import setup_logging
 
 from usdrl import USDRLConfig
 from usdrl.data import SkeletonDataset, prepare_dataset
@@ -71,7 +72,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's)")
     parser.add_argument("--workdir", help="folder for the raw, prepared and run files (default: a temporary one)")
     args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    setup_logging()
     for name in ("usdrl.tasks", "usdrl.train"):
         logging.getLogger(name).setLevel(logging.WARNING)
     if args.threads:

@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _common import machine
+from _common import setup_logging
 from data_speed import folder_mb, prepared_count
 
 from usdrl.keypoints import convert_keypoints, get_format
@@ -87,8 +87,7 @@ def main() -> None:
     parser.add_argument("--clips", type=int, default=10000)
     parser.add_argument("--folder", help="work folder (default: a temporary folder, deleted at the end)")
     args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    logger.info("machine: %s", machine())
+    setup_logging()
     for src, dst in (("coco17", "ntu25"), ("mediapipe33", "ntu25"), ("openpose25", "h36m17"), ("ntu25", "ntu25")):
         logger.info("convert_keypoints %-11s -> %-6s: %7.0f clips/s of (2, 64, V, C)", src, dst,
                     conversion_rate(src, dst))

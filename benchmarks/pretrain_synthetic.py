@@ -16,7 +16,7 @@ import time
 
 import numpy as np
 import torch
-from _common import pretrain_within
+from _common import pretrain_within, setup_logging
 
 from usdrl import USDRL, USDRLConfig
 from usdrl.data.preprocess import center_on_joint, resample
@@ -66,7 +66,7 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--out", help="parent folder of the runs (default: a new temporary folder)")
     args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    setup_logging()
     out = args.out or tempfile.mkdtemp(prefix="usdrl-pretrain-synthetic-")
 
     model_config = USDRLConfig.from_preset(args.preset, dataset="synthetic")

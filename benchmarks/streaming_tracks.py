@@ -14,7 +14,7 @@ import logging
 import time
 
 import numpy as np
-from _common import add_threads_argument, machine, start_run
+from _common import add_threads_argument, start_run
 
 from usdrl import USDRL
 from usdrl.data.synthetic import make_untrimmed
@@ -42,7 +42,6 @@ def main() -> None:
     add_threads_argument(parser)
     args = parser.parse_args()
     start_run(args)
-    logger.info("machine: %s; torch threads %d", machine(), args.threads)
     model = USDRL.from_pretrained("usdrl-synthetic-small").eval()
     sequences = []
     for k in range(args.tracks):

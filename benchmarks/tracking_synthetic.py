@@ -20,7 +20,7 @@ import logging
 import time
 
 import numpy as np
-from _common import machine
+from _common import setup_logging
 
 from usdrl.keypoints.tracking import PoseTracker
 
@@ -86,8 +86,7 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=120)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    logger.info("machine: %s", machine())
+    setup_logging()
     rng = np.random.default_rng(args.seed)
     scenes = [scene(rng, int(rng.integers(2, 7)), args.frames) for _ in range(args.scenes)]
     buckets = {"0": (0, 0), "1": (1, 1), "2": (2, 2), "3-4": (3, 4), "5+": (5, 10 ** 6)}

@@ -24,6 +24,7 @@ import sys
 import time
 
 import torch
+from _common import setup_logging
 
 logger = logging.getLogger("train_speed")
 
@@ -35,25 +36,28 @@ VARIANTS = {
 }
 
 
-def measure(variant: dict, preset: str, batch_size: int, steps: int) -> dict:
-    """Time ``steps`` pretraining steps in this process; returns seconds per step and peak RSS."""
+def measure(variant: dict, preset: str, batch_size: int, steps: int, device: str = "cpu") -> dict:
+    """Time ``steps`` pretraining steps in this process; returns seconds per step and peak memory (GiB): the
+    resident set size on the CPU, the largest allocation of this device's caching allocator on CUDA."""
     from usdrl import USDRL, USDRLConfig
+    from usdrl.precision import resolve_precision
     from usdrl.train import AugmentConfig, MGFDLoss, make_views
     from usdrl.train.pretrain import PretrainingModel
 
     torch.manual_seed(0)
-    model = PretrainingModel(USDRL(USDRLConfig.from_preset(preset)))
+    model = PretrainingModel(USDRL(USDRLConfig.from_preset(preset))).to(device)
     model.model.set_grad_checkpointing(variant["checkpointing"])
     optimizer = torch.optim.Adam(model.parameters(), lr=5e-4, weight_decay=1e-5)
     criterion = MGFDLoss()
-    clips = torch.randn(batch_size, 3, 300, 25, 2)
-    lengths = torch.randint(64, 301, (batch_size,))
-    generator = torch.Generator().manual_seed(0)
-    dtype = torch.bfloat16 if variant["precision"] == "bf16" else None
+    clips = torch.randn(batch_size, 3, 300, 25, 2, device=device)
+    lengths = torch.randint(64, 301, (batch_size,), device=device)
+    generator = torch.Generator(device).manual_seed(0)
+    precision = resolve_precision(variant["precision"], device, training=True)
+    scaler = torch.amp.GradScaler(device, enabled=precision.name == "fp16")
 
     def step() -> float:
         views = make_views(clips, lengths, 4, generator, AugmentConfig())
-        with torch.autocast("cpu", dtype=dtype, enabled=dtype is not None):
+        with precision.context():
             if variant["separate"]:
                 parts = [model(v[None]) for v in views]
                 embeddings = {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
@@ -61,16 +65,21 @@ def measure(variant: dict, preset: str, batch_size: int, steps: int) -> dict:
                 embeddings = model(views)
         loss, _ = criterion({k: v.float() for k, v in embeddings.items()})
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        return float(loss)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        return loss.detach().item()
 
     times = []
     for _ in range(steps):
         start = time.perf_counter()
         step()
         times.append(time.perf_counter() - start)
-    return {"seconds": min(times), "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}
+    if device.startswith("cuda"):
+        peak = torch.cuda.max_memory_allocated(device) / 2**30
+    else:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    return {"seconds": min(times), "peak_gib": peak}
 
 
 def main() -> None:
@@ -84,7 +93,7 @@ def main() -> None:
         result = measure(VARIANTS[args.child], args.preset, args.batch_size, args.steps)
         sys.stdout.write(json.dumps(result) + "\n")
         return
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    setup_logging()
     logger.info("%s config, batch %d x 4 views, %d threads, best of %d steps", args.preset, args.batch_size,
                 torch.get_num_threads(), args.steps)
     results = {}
@@ -96,7 +105,7 @@ def main() -> None:
         first, fp32 = next(iter(results.values())), results.get("fp32", results[name])
         logger.info("%-24s %6.2f s/step (%.2fx)   peak %5.2f GiB (%3.0f%% of fp32)", name,
                     results[name]["seconds"], first["seconds"] / results[name]["seconds"],
-                    results[name]["peak_rss_gib"], 100 * results[name]["peak_rss_gib"] / fp32["peak_rss_gib"])
+                    results[name]["peak_gib"], 100 * results[name]["peak_gib"] / fp32["peak_gib"])
 
 
 if __name__ == "__main__":

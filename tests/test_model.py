@@ -153,8 +153,8 @@ def test_bf16_path_is_close_to_fp32_and_agrees_on_the_class():
     assert bf16.dtype == torch.float32
     cosine = torch.nn.functional.cosine_similarity(fp32, bf16, dim=1)
     assert cosine.min() > 0.99
-    with pytest.raises(InputError, match="unknown dtype"):
-        model.encode(x, dtype="int8")
+    with pytest.raises(ConfigError, match="unknown precision 'fp8'"):
+        model.encode(x, dtype="fp8")
 
 
 def test_progress_bar_follows_the_log_level(caplog, capsys):

@@ -48,35 +48,59 @@ class DropPath(nn.Module):
 class Attention(nn.Module):
     """Multi-head self-attention with ``nn.MultiheadAttention``'s parameters and maths.
 
-    ``in_proj_weight`` packs the query, key and value projections as rows ``[q; k; v]``.
-    The computation is rearranged for speed without changing the result: the key bias
-    shifts every score of a query by the same amount, to which softmax is blind, so it
-    is skipped; the value bias passes through attention unchanged (rows of the
-    attention matrix sum to 1), so it is folded into the output bias. Only the query
-    bias is added to a full activation. Input and output are ``(n, l, d)``.
+    ``in_proj`` maps each token to its query, key and value (weight rows ``[q; k; v]``),
+    ``out_proj`` maps the heads' concatenated outputs back. Both are ``nn.Linear`` modules
+    called as modules, so standard tools that swap linear layers (dynamic int8
+    quantization, :meth:`usdrl.USDRL.quantize`) apply. The ``state_dict`` keeps
+    ``nn.MultiheadAttention``'s names, ``in_proj_weight`` and ``in_proj_bias`` (reference
+    checkpoints and saved models load unchanged). Input and output are ``(n, l, d)``.
     """
 
     def __init__(self, dim: int, num_heads: int):
         super().__init__()
         self.num_heads = num_heads
-        self.in_proj_weight = nn.Parameter(torch.empty(3 * dim, dim))
-        self.in_proj_bias = nn.Parameter(torch.zeros(3 * dim))
+        self.in_proj = nn.Linear(dim, 3 * dim)
         self.out_proj = nn.Linear(dim, dim)
-        nn.init.xavier_uniform_(self.in_proj_weight)
+        nn.init.xavier_uniform_(self.in_proj.weight)
+        nn.init.zeros_(self.in_proj.bias)
         nn.init.zeros_(self.out_proj.bias)
+        self.register_state_dict_post_hook(_rename_keys({"in_proj.weight": "in_proj_weight",
+                                                         "in_proj.bias": "in_proj_bias"}))
+        self.register_load_state_dict_pre_hook(_rename_keys({"in_proj_weight": "in_proj.weight",
+                                                             "in_proj_bias": "in_proj.bias"}))
+
+    @property
+    def in_proj_weight(self) -> nn.Parameter:
+        """``(3d, d)``, as ``nn.MultiheadAttention.in_proj_weight``."""
+        return self.in_proj.weight
+
+    @property
+    def in_proj_bias(self) -> nn.Parameter:
+        """``(3d,)``, as ``nn.MultiheadAttention.in_proj_bias``."""
+        return self.in_proj.bias
 
     def forward(self, x: torch.Tensor, causal: bool = False) -> torch.Tensor:
-        q_bias, _, v_bias = self.in_proj_bias.chunk(3)
-        qkv = F.linear(x, self.in_proj_weight)
-        q, k, v = rearrange(qkv, "n l (three h e) -> three n h l e", three=3, h=self.num_heads)
-        q = q + rearrange(q_bias.to(q.dtype), "(h e) -> h 1 e", h=self.num_heads)
+        q, k, v = rearrange(self.in_proj(x), "n l (three h e) -> three n h l e", three=3, h=self.num_heads)
         scores = torch.matmul(q, k.transpose(-1, -2)) * q.shape[-1] ** -0.5
         if causal:
             future = torch.ones(scores.shape[-2:], dtype=torch.bool, device=x.device).triu_(1)
             scores = scores.masked_fill(future, float("-inf"))
         out = torch.matmul(scores.softmax(dim=-1), v)
-        out_bias = torch.addmv(self.out_proj.bias, self.out_proj.weight, v_bias)
-        return F.linear(rearrange(out, "n h l e -> n l (h e)"), self.out_proj.weight, out_bias)
+        return self.out_proj(rearrange(out, "n h l e -> n l (h e)"))
+
+
+def _rename_keys(names: dict[str, str]):
+    """A state-dict hook renaming ``prefix + old`` to ``prefix + new`` in place (the state dict is the second
+    argument of both the post-save and the pre-load hooks), keeping the keys' order."""
+    def hook(module, state_dict, prefix, *args):
+        keys = [prefix + old for old in names if prefix + old in state_dict]
+        if not keys:
+            return
+        items = list(state_dict.items())
+        state_dict.clear()
+        for key, value in items:
+            state_dict[prefix + names[key[len(prefix):]] if key in keys else key] = value
+    return hook
 
 
 class MLP(nn.Module):
@@ -92,6 +116,14 @@ class MLP(nn.Module):
         return self.fc2(self.act(self.fc1(x)))
 
 
+class TokenMixing(nn.Linear):
+    """An ``(l, l)`` linear map over the token axis (called through :meth:`TokenMixer._mix`, not as a module).
+
+    Its own type keeps it out of tools that swap ``nn.Linear`` modules by exact type (dynamic
+    quantization): the mixer reads its weight, and the ``l x l`` products are a small part of a layer.
+    """
+
+
 class TokenMixer(nn.Module):
     """The dense shift of DSA: ``g = W2 relu(W1 x) + x`` over the token axis.
 
@@ -103,14 +135,14 @@ class TokenMixer(nn.Module):
 
     def __init__(self, num_tokens: int, gap: int, causal: bool):
         super().__init__()
-        self.mix1 = nn.Linear(num_tokens, num_tokens)
-        self.mix2 = nn.Linear(num_tokens, num_tokens)
+        self.mix1 = TokenMixing(num_tokens, num_tokens)
+        self.mix2 = TokenMixing(num_tokens, num_tokens)
         index = torch.arange(num_tokens)
         self.register_buffer("anchors", (index % gap == 0)[:, None], persistent=False)
         mask = torch.tril(torch.ones(num_tokens, num_tokens)) if causal else None
         self.register_buffer("causal_mask", mask, persistent=False)
 
-    def _mix(self, layer: nn.Linear, x: torch.Tensor) -> torch.Tensor:
+    def _mix(self, layer: TokenMixing, x: torch.Tensor) -> torch.Tensor:
         weight = layer.weight if self.causal_mask is None else layer.weight * self.causal_mask
         weight, bias = weight.to(x.dtype), layer.bias.to(x.dtype)
         # one (l, l) @ (l, d) product per sample, with the bias added by the product itself
@@ -199,10 +231,26 @@ class DSTLayer(_Checkpointable):
         return self._dsa_branch(self.dsa.shift(x))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training:
+            return self._forward_batched(x)
         # Checkpointing recomputes CA and each DSA branch separately: a third of a layer at a time.
         ca_out = self._run(self._conv_attention, x)
         dsa_sum = self._run(self._shifted_dsa_branch, x) + self._run(self._dsa_branch, x)  # DSA = dsa_sum / 2
         return torch.add(self.alpha * ca_out, dsa_sum, alpha=0.5 * (1.0 - self.alpha))
+
+    def _forward_batched(self, x: torch.Tensor) -> torch.Tensor:
+        """The forward pass in eval mode (no drop path, whose draws differ per branch): the attention
+        module serves CA and both DSA branches, so its three inputs run as one batch of ``3n``, and the
+        two DSA branches, which share every weight, as one of ``2n``. The same values as the training
+        path, with fewer and larger matrix products."""
+        ca, dsa = self.ca, self.dsa
+        u = x + F.relu(ca.pointwise(x))
+        h = torch.cat([dsa.shift(x), x])                       # the inputs of the two DSA branches
+        attended = self.attn(torch.cat([ca.norm1(u), dsa.norm1(h)]), causal=self.causal).unflatten(0, (3, -1))
+        ca_out = ca.mlp(ca.norm2(x + attended[0]))
+        h = h + attended[1:].flatten(0, 1)
+        shifted, plain = (h + dsa.mlp(dsa.norm2(h))).chunk(2)
+        return torch.add(self.alpha * ca_out, shifted + plain, alpha=0.5 * (1.0 - self.alpha))
 
 
 class TransformerLayer(_Checkpointable):

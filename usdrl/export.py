@@ -26,6 +26,7 @@ import platform
 import warnings
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -122,23 +123,6 @@ def _import_onnx():
     return onnx
 
 
-def _addmv_symbolic():
-    """An ONNX translation of ``aten::addmv`` (``beta * input + alpha * (mat @ vec)``), which the
-    TorchScript exporter lacks; the attention layers use it to fold the value bias."""
-    from torch.onnx import symbolic_helper
-
-    @symbolic_helper.parse_args("v", "v", "v", "f", "f")
-    def addmv(g, bias, mat, vec, beta, alpha):
-        product = g.op("MatMul", mat, vec)
-        if alpha != 1.0:
-            product = g.op("Mul", product, g.op("Constant", value_t=torch.tensor(alpha, dtype=torch.float32)))
-        if beta != 1.0:
-            bias = g.op("Mul", bias, g.op("Constant", value_t=torch.tensor(beta, dtype=torch.float32)))
-        return g.op("Add", bias, product)
-
-    return addmv
-
-
 def _adaptive_avg_pool1d_symbolic(input_length: int):
     """An ONNX translation of ``aten::adaptive_avg_pool1d`` on ``(n, d, input_length)`` inputs as a
     product with the fixed ``(input_length, output_length)`` averaging matrix.
@@ -162,8 +146,7 @@ def _adaptive_avg_pool1d_symbolic(input_length: int):
 def _export_torchscript(wrapper: nn.Module, example: torch.Tensor, opset: int | None, output: str) -> bytes:
     kwargs = {"dynamo": False} if "dynamo" in inspect.signature(torch.onnx.export).parameters else {}
     buffer = io.BytesIO()
-    symbolics = {"aten::addmv": _addmv_symbolic(),
-                 "aten::adaptive_avg_pool1d": _adaptive_avg_pool1d_symbolic(wrapper.model.config.spatial_tokens)}
+    symbolics = {"aten::adaptive_avg_pool1d": _adaptive_avg_pool1d_symbolic(wrapper.model.config.spatial_tokens)}
     for name, symbolic in symbolics.items():
         torch.onnx.register_custom_op_symbolic(name, symbolic, 9)
     try:
@@ -324,3 +307,137 @@ def export_onnx(model, path: str | os.PathLike, *, output: str = "embedding", op
                         output_shape=output_shape, **result)
     logger.info("%s", report.summary())
     return report
+
+
+def _import_onnxruntime():
+    try:
+        import onnxruntime
+    except ImportError:
+        raise MissingDependencyError('the ONNX Runtime backend needs onnxruntime: pip install "usdrl[onnx]"') from None
+    return onnxruntime
+
+
+class _WithoutOnnxRuntimeRecords(logging.Filter):
+    """Drops the root logger's records from onnxruntime's quantizer (a line per tensor it leaves alone)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "onnxruntime" not in record.pathname
+
+
+def quantize_onnx(path: str | os.PathLike, out: str | os.PathLike) -> Path:
+    """Write ``out``: the ONNX file ``path`` with ONNX Runtime's dynamic int8 quantization (atomically).
+
+    The weights of the matrix products (``MatMul``, ``Gemm``) are stored as int8 per output
+    channel and each product quantizes its input to uint8 on the fly; everything else stays
+    float32, and so do the input and output. On CPUs without VNNI the weights use 7 bits
+    (``reduce_range``), which avoids the overflow of their 16-bit intermediate sums.
+    """
+    _import_onnxruntime()
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    from .precision import machine_info
+
+    vnni = bool({"AVX512-VNNI", "AVX-VNNI"} & set(machine_info().cpu_features))
+    out = Path(out)
+
+    def write(tmp: Path) -> None:
+        quantize_dynamic(str(path), str(tmp), weight_type=QuantType.QInt8, per_channel=True,
+                         reduce_range=not vnni, op_types_to_quantize=["MatMul", "Gemm"])
+
+    quiet = _WithoutOnnxRuntimeRecords()
+    logging.getLogger().addFilter(quiet)
+    try:
+        atomic_write(out, write)
+    finally:
+        logging.getLogger().removeFilter(quiet)
+    return out
+
+
+class OnnxRuntimeModel:
+    """A usdrl ONNX file (see :func:`export_onnx`) run by ONNX Runtime on the CPU.
+
+    ``encode`` takes and returns what :meth:`usdrl.USDRL.encode` does, so the two backends
+    are interchangeable where clip embeddings are wanted.
+
+    Attributes:
+        path: the file.
+        output: what it computes (``embedding``, ``logits`` or ``frames``; the name of its output).
+        config: the model's :class:`usdrl.USDRLConfig`, from the file's metadata.
+        session: the ``onnxruntime.InferenceSession``.
+    """
+
+    def __init__(self, path: str | os.PathLike, *, threads: int | None = None):
+        onnxruntime = _import_onnxruntime()
+        from .config import USDRLConfig
+
+        self.path = Path(path)
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = threads or torch.get_num_threads()
+        self.session = onnxruntime.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
+        metadata = self.session.get_modelmeta().custom_metadata_map
+        if "usdrl_config" not in metadata:
+            raise ConfigError(f"{self.path}: not a usdrl export (no usdrl_config in its metadata); "
+                              "export models with usdrl.export.export_onnx")
+        self.output = metadata["usdrl_output"]
+        self.config = USDRLConfig.from_dict(json.loads(metadata["usdrl_config"]))
+
+    def encode(self, x, *, batch_size: int = 64, normalize: bool = False, convert_to_numpy: bool = False,
+               show_progress_bar: bool | None = None):
+        """The file's output for clips ``x`` ``(N, C, T, V, M)`` (or one clip ``(C, T, V, M)``), batch by
+        batch; arguments and result as :meth:`usdrl.USDRL.encode` (``normalize`` for embeddings only)."""
+        from tqdm.auto import tqdm
+
+        from .errors import InputError
+
+        if normalize and self.output != "embedding":
+            raise InputError(f"normalize applies to embeddings; {self.path} computes {self.output!r}")
+        if batch_size < 1:
+            raise InputError(f"batch_size must be >= 1, got {batch_size}")
+        expected = self.config.input_shape
+        single = tuple(x.shape) == expected
+        data = x[None] if single else x
+        if data.ndim != 5 or tuple(data.shape[1:]) != expected or len(data) == 0:
+            raise InputError(f"expected clips (N, {', '.join(map(str, expected))}) for {self.path}, "
+                             f"got {tuple(x.shape)}")
+        if show_progress_bar is None:
+            show_progress_bar = logger.getEffectiveLevel() <= logging.INFO
+        outputs = []
+        for start in tqdm(range(0, len(data), batch_size), disable=not show_progress_bar, unit="batch"):
+            batch = data[start:start + batch_size]
+            batch = np.asarray(batch.cpu() if isinstance(batch, torch.Tensor) else batch, dtype=np.float32)
+            finite = np.isfinite(batch).reshape(len(batch), -1).all(axis=1)
+            if not finite.all():
+                raise InputError(f"input contains NaN or infinite values in clip(s) "
+                                 f"{(start + np.flatnonzero(~finite)).tolist()[:10]}")
+            (result,) = self.session.run([self.output], {INPUT_NAME: batch})
+            outputs.append(torch.from_numpy(result))
+        result = torch.cat(outputs)
+        if normalize:
+            result = torch.nn.functional.normalize(result, dim=-1)
+        if single:
+            result = result[0]
+        return result.numpy() if convert_to_numpy else result
+
+
+def onnxruntime_model(model, *, int8: bool = False, threads: int | None = None) -> OnnxRuntimeModel:
+    """An :class:`OnnxRuntimeModel` for ``model``: an exported ``.onnx`` file, a :class:`usdrl.USDRL`, or a
+    name or folder for :meth:`usdrl.USDRL.from_pretrained` (exported with output ``embedding``).
+
+    With ``int8`` the file is first quantized (:func:`quantize_onnx`). Intermediate files live in a
+    temporary folder until the session has loaded them.
+    """
+    import tempfile
+
+    from .model import USDRL
+
+    if isinstance(model, str | os.PathLike) and Path(model).suffix == ".onnx" and not int8:
+        return OnnxRuntimeModel(model, threads=threads)
+    with tempfile.TemporaryDirectory(prefix="usdrl-onnx-") as folder:
+        if isinstance(model, str | os.PathLike) and Path(model).suffix == ".onnx":
+            path = Path(model)
+        else:
+            model = model if isinstance(model, USDRL) else USDRL.from_pretrained(model)
+            path = export_onnx(model, Path(folder) / "model.onnx").path
+        if int8:
+            path = quantize_onnx(path, Path(folder) / "model-int8.onnx")
+        return OnnxRuntimeModel(path, threads=threads)

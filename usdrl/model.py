@@ -4,10 +4,11 @@ The model takes **joint coordinates** ``(N, C, T, V, M)`` (batch, channels, fram
 joints, persons) and computes its own modality (joint, motion or bone) from them.
 """
 
+import copy
 import logging
 import os
+import warnings
 from collections.abc import Callable
-from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -32,15 +33,10 @@ from .hub import (
     read_weights_header,
     resolve_model_files,
 )
+from .precision import resolve_precision
 from .skeleton import SkeletonLayout
 
 logger = logging.getLogger(__name__)
-
-_DTYPES = {
-    "float32": torch.float32, "fp32": torch.float32,
-    "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
-    "float16": torch.float16, "fp16": torch.float16,
-}
 
 
 def _as_config(config: USDRLConfig | dict | None, overrides: dict) -> USDRLConfig:
@@ -51,18 +47,6 @@ def _as_config(config: USDRLConfig | dict | None, overrides: dict) -> USDRLConfi
     if isinstance(config, USDRLConfig):
         return config.replace(**overrides)
     raise ConfigError(f"config must be a USDRLConfig or a dict, got {type(config).__name__}")
-
-
-def _resolve_dtype(dtype) -> torch.dtype:
-    if dtype is None:
-        return torch.float32
-    if isinstance(dtype, str):
-        if dtype not in _DTYPES:
-            raise InputError(f"unknown dtype {dtype!r}; expected one of {', '.join(_DTYPES)}")
-        return _DTYPES[dtype]
-    if dtype not in (torch.float32, torch.bfloat16, torch.float16):
-        raise InputError(f"dtype must be float32, bfloat16 or float16, got {dtype}")
-    return dtype
 
 
 def _check_device(device) -> torch.device:
@@ -260,14 +244,18 @@ class USDRL(
             normalize: L2-normalise each embedding.
             convert_to_numpy: return a numpy array instead of a tensor.
             show_progress_bar: a tqdm bar; ``None`` shows it when this logger is at INFO or below.
-            dtype: ``torch.bfloat16`` (or ``"bf16"``) runs the matrix products in bfloat16 on CPU or
-                GPU; ``torch.float16`` on GPU. The output is always float32.
+            dtype: the compute precision (:func:`usdrl.precision.resolve_precision`). ``"auto"``, the
+                recommended choice, takes the fastest that is native where the model runs: bf16 on a
+                GPU with bf16 or a CPU with AVX512-BF16 / AMX, fp16 on an older GPU, fp32 otherwise.
+                Or name one: ``"fp32"`` (default, also ``None``), ``"tf32"`` (CUDA), ``"bf16"`` /
+                ``torch.bfloat16``, ``"fp16"`` / ``torch.float16`` (autocast), ``"int8"`` (CPU: runs
+                :meth:`quantize`'s copy, made at each call). The output is always float32.
 
         Returns:
             ``(N, 2H)`` float32 on the CPU (``(2H,)`` for a single clip).
         """
-        def embed(batch):
-            features = global_feature(*self.encoder(batch))
+        def embed(encoder, batch):
+            features = global_feature(*encoder(batch))
             return torch.nn.functional.normalize(features.float(), dim=-1) if normalize else features
         return self._run_batched(x, embed, batch_size, device, dtype, show_progress_bar, convert_to_numpy)
 
@@ -283,11 +271,11 @@ class USDRL(
         In causal mode D = H and the feature is ``y_t[i]`` alone, which depends only on
         frames ``<= i``. Arguments as in :meth:`encode`.
         """
-        def dense(batch):
-            return dense_feature(*self.encoder(batch), causal=self.config.causal)
+        def dense(encoder, batch):
+            return dense_feature(*encoder(batch), causal=self.config.causal)
         return self._run_batched(x, dense, batch_size, device, dtype, show_progress_bar, convert_to_numpy)
 
-    def _run_batched(self, x, fn: Callable[[torch.Tensor], torch.Tensor], batch_size, device, dtype,
+    def _run_batched(self, x, fn: Callable[[Encoder, torch.Tensor], torch.Tensor], batch_size, device, dtype,
                      show_progress_bar, convert_to_numpy):
         if batch_size < 1:
             raise InputError(f"batch_size must be >= 1, got {batch_size}")
@@ -297,25 +285,50 @@ class USDRL(
         if len(data) == 0:
             raise InputError("got an empty batch (N = 0)")
         device = _check_device(device) if device is not None else self._device()
-        dtype = _resolve_dtype(dtype)
+        precision = resolve_precision(dtype, device)
         if show_progress_bar is None:
             show_progress_bar = logger.getEffectiveLevel() <= logging.INFO
-        autocast = (torch.autocast(device.type, dtype=dtype) if dtype != torch.float32 else nullcontext())
         self.to(device)
+        encoder = self.quantize().encoder if precision.name == "int8" else self.encoder
         was_training = self.training
         self.eval()
         outputs = []
         try:
-            with torch.inference_mode(), autocast:
+            with torch.inference_mode(), precision.context():
                 for start in tqdm(range(0, len(data), batch_size), disable=not show_progress_bar, unit="batch"):
                     batch = self._prepare_batch(data[start:start + batch_size], start, device, torch.float32)
-                    outputs.append(fn(batch).float().cpu())
+                    outputs.append(fn(encoder, batch).float().cpu())
         finally:
             self.train(was_training)
         result = torch.cat(outputs)
         if single:
             result = result[0]
         return result.numpy() if convert_to_numpy else result
+
+    def quantize(self) -> "USDRL":
+        """A copy for CPU inference with dynamic int8 quantization of its linear layers.
+
+        ``torch.ao.quantization.quantize_dynamic`` replaces the ``nn.Linear`` layers of the DST
+        (or transformer) layers and the heads (attention projections, MLPs, point-wise
+        projections) by ones that store int8 weights and quantize their input on the fly
+        (per tensor). The stream embeddings stay float32: their input is raw coordinates,
+        whose per-tensor quantization costs accuracy (worst-clip embedding cosine to fp32 0.996
+        instead of 0.9998 on the embedded model), for little time. LayerNorms, token mixing and softmax
+        stay float32 too; inputs and outputs are float32, so ``encode``, ``dense_features`` and
+        ``forward`` work as before, on the CPU only. This model is left as it was. Speed and
+        agreement with fp32: ``docs/benchmarks.md``.
+        """
+        from torch.ao.quantization import default_dynamic_qconfig, quantize_dynamic
+
+        model = copy.deepcopy(self).to(device="cpu", dtype=torch.float32).eval()
+        float_layers = {f"encoder.{name}": None for name, module in model.encoder.named_modules()
+                        if ".embed" in f".{name}" and isinstance(module, nn.Linear)}
+        with warnings.catch_warnings():
+            # torch.ao.quantization announces its move to torchao; the eager API still works
+            warnings.filterwarnings("ignore", category=DeprecationWarning)
+            warnings.filterwarnings("ignore", message=".*quantize_per_tensor.*")
+            return quantize_dynamic(model, {nn.Linear: default_dynamic_qconfig, **float_layers}, dtype=torch.qint8,
+                                    inplace=True)
 
     @staticmethod
     def _prepare_batch(batch, offset: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:

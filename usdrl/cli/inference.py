@@ -48,15 +48,24 @@ def _encode(args: argparse.Namespace) -> None:
     from .._io import atomic_write
     from ..data.prepared import MANIFEST, SkeletonDataset
     from ..errors import InputError
+    from ..export import onnxruntime_model
     from ..model import USDRL
 
     if args.dense and args.normalize:
         raise InputError("--normalize applies to clip embeddings, not to --dense per-frame features")
     if args.batch_size < 1:
         raise InputError(f"--batch-size must be >= 1, got {args.batch_size}")
-    model = USDRL.from_pretrained(args.model)
-    embed = model.dense_features if args.dense else model.encode
-    options = dict(batch_size=args.batch_size, device=args.device, dtype=args.dtype, show_progress_bar=False)
+    options = dict(batch_size=args.batch_size, show_progress_bar=False)
+    if args.backend == "onnxruntime":
+        if args.dense or args.device not in (None, "cpu") or args.dtype not in (None, "auto", "float32", "int8"):
+            raise InputError("--backend onnxruntime computes clip embeddings on the CPU in float32 or int8 "
+                             "(--dtype auto, float32 or int8; no --dense, no --device)")
+        model = onnxruntime_model(args.model, int8=args.dtype == "int8")
+        embed = model.encode
+    else:
+        model = USDRL.from_pretrained(args.model)
+        embed = model.dense_features if args.dense else model.encode
+        options.update(device=args.device, dtype=args.dtype)
     if args.normalize:
         options["normalize"] = True
     source = Path(args.input)
@@ -111,5 +120,11 @@ def register(commands) -> None:
     encode.add_argument("--normalize", action="store_true", help="L2-normalise each embedding (not with --dense)")
     encode.add_argument("--batch-size", type=int, default=64, help="clips per forward pass (default: 64)")
     encode.add_argument("--device", help="e.g. cuda or cpu (default: the model's device)")
-    encode.add_argument("--dtype", choices=["float32", "bfloat16"], help="compute type (default: float32)")
+    encode.add_argument("--dtype", choices=["auto", "float32", "tf32", "bfloat16", "float16", "int8"],
+                        help="compute precision: auto (recommended) takes the fastest native one here (bf16 on a "
+                             "CPU with AVX512-BF16/AMX or a recent GPU, else float32); int8 quantizes the linear "
+                             "layers (CPU) (default: float32)")
+    encode.add_argument("--backend", choices=["torch", "onnxruntime"], default="torch",
+                        help="run with PyTorch, or export to ONNX and run with ONNX Runtime on the CPU (MODEL may "
+                             "then be an exported .onnx file) (default: torch)")
     encode.set_defaults(run=_encode)

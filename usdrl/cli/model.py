@@ -16,6 +16,7 @@ def _info(args: argparse.Namespace) -> None:
     import torch
 
     from ..hub import get_pretrained, list_pretrained
+    from ..precision import machine_info
 
     devices = ["cpu"] + [f"cuda:{i} ({torch.cuda.get_device_name(i)})" for i in range(torch.cuda.device_count())]
     info = {
@@ -25,12 +26,14 @@ def _info(args: argparse.Namespace) -> None:
         "devices": devices,
         "cpu_threads": torch.get_num_threads(),
         "pretrained": {name: get_pretrained(name).description for name in list_pretrained()},
+        "machine": machine_info().to_dict(),
     }
     if args.json:
         sys.stdout.write(json.dumps(info, indent=2) + "\n")
         return
     lines = [f"usdrl {info['usdrl']} (python {info['python']}, torch {info['torch']})",
              f"devices: {', '.join(devices)}; cpu threads: {info['cpu_threads']}",
+             machine_info().summary(),
              "pretrained weights:" if info["pretrained"] else "pretrained weights: none registered"]
     lines += [f"  {name}: {text}" for name, text in info["pretrained"].items()]
     sys.stdout.write("\n".join(lines) + "\n")
@@ -67,7 +70,7 @@ def _export_onnx(args: argparse.Namespace) -> None:
 
 
 def register(commands) -> None:
-    info = commands.add_parser("info", help="version, registered weights, torch and devices")
+    info = commands.add_parser("info", help="version, registered weights, torch, devices and their instruction sets")
     info.add_argument("--json", action="store_true", help="print one JSON object")
     info.set_defaults(run=_info)
 
