@@ -37,7 +37,7 @@ def _frame_probabilities(model: USDRL, clips: np.ndarray) -> torch.Tensor:
     """Frame-class probabilities ``(W, T, K)`` of windows ``(W, C, T, V, M)``, computed where the model is."""
     device = next(model.parameters()).device
     with torch.inference_mode():
-        return model.forward_frames(torch.from_numpy(clips).to(device)).softmax(-1).float().cpu()
+        return model.forward_frames(torch.from_numpy(clips).to(device)).float().softmax(-1).cpu()
 
 
 class StreamingDetector:
