@@ -101,7 +101,7 @@ def test_bones_are_the_formats_own_and_missing_joints_break_them():
         assert drawn == {edge for edge in fmt.edges if pinky not in edge}
         assert len(picture.dots[0].get_offsets()) == 32
     finally:
-        picture._close()
+        picture.close()
 
 
 def test_left_and_right_colours_fade_with_the_score():
@@ -118,7 +118,7 @@ def test_left_and_right_colours_fade_with_the_score():
         assert np.allclose(right_forearm, white - 0.92 * (white - to_rgb(SIDE_COLOURS[0][1])))
         assert np.allclose(right_shin, white - 0.4 * (white - to_rgb(SIDE_COLOURS[0][1])))
     finally:
-        picture._close()
+        picture.close()
 
 
 def test_each_label_is_drawn_above_its_own_person():
@@ -136,7 +136,7 @@ def test_each_label_is_drawn_above_its_own_person():
             centres = picture.scene.image[0, 0].mean(axis=0)          # (M,) each person's middle
             assert np.argmin(np.abs(centres - x)) == m                # nearest to their own person
     finally:
-        picture._close()
+        picture.close()
 
 
 def test_animate_scene_from_tracks_and_labels_by_id(tmp_path):

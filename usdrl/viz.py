@@ -211,7 +211,7 @@ class SkeletonPicture:
         width, height = self.hi - self.lo
         # a wide scene (people side by side) gets a wide picture, down to 0.6 times as high as wide
         self.figure, self.axes = plt.subplots(figsize=(size, size * float(np.clip(height / width, 0.6, 1.0))), dpi=80)
-        self._close = partial(plt.close, self.figure)
+        self.close = partial(plt.close, self.figure)  #: close the figure
         axes = self.axes
         axes.set_xlim(self.lo[0], self.hi[0])
         axes.set_ylim(self.lo[1], self.hi[1])
@@ -222,6 +222,8 @@ class SkeletonPicture:
         for line in scene.floor:
             axes.plot(line[0], line[1], color="#dddddd", lw=0.8, zorder=0)
         persons = scene.image.shape[-1]
+        self.edge_sides = edge_sides(layout)
+        self.joint_sides = [_joint_side(layout, v) for v in range(layout.num_joints)]
         self.colours = [SIDE_COLOURS[min(m, 1)] for m in range(persons)]
         self.lines = [[axes.plot([], [], lw=2, solid_capstyle="round")[0] for _ in layout.edges]
                       for _ in range(persons)]
@@ -238,17 +240,16 @@ class SkeletonPicture:
 
     def show(self, t: int) -> None:
         """Draw frame ``t``."""
-        scene, sides = self.scene, edge_sides(self.layout)
+        scene = self.scene
         image, shown, confidence = scene.image[:, t], scene.shown[t], scene.confidence[t]  # (2, V, M), (V, M)
-        joint_sides = [_joint_side(self.layout, v) for v in range(self.layout.num_joints)]
         for m, body in enumerate(self.lines):
-            for line, (a, b), side in zip(body, self.layout.edges, sides, strict=True):
+            for line, (a, b), side in zip(body, self.layout.edges, self.edge_sides, strict=True):
                 drawn = shown[a, m] and shown[b, m]
                 line.set_data(image[0, [a, b], m] if drawn else [], image[1, [a, b], m] if drawn else [])
                 line.set_color(_fade(self.colours[m][side], _opacity(min(confidence[a, m], confidence[b, m]))))
             joints = np.flatnonzero(shown[:, m])
             self.dots[m].set_offsets(image[:, joints, m].T.reshape(-1, 2))
-            self.dots[m].set_facecolors([_fade(self.colours[m][joint_sides[v]], _opacity(confidence[v, m]))
+            self.dots[m].set_facecolors([_fade(self.colours[m][self.joint_sides[v]], _opacity(confidence[v, m]))
                                          for v in joints])
             text = self.texts[m]
             if text is not None:
@@ -273,7 +274,7 @@ class SkeletonPicture:
                 self.figure.canvas.draw()
                 yield Image.fromarray(np.asarray(self.figure.canvas.buffer_rgba())).convert("RGB").quantize(64)
         finally:
-            self._close()
+            self.close()
 
 
 def _write_gif(picture: SkeletonPicture, path: str | os.PathLike, fps: int) -> Path:
