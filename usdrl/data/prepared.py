@@ -971,6 +971,15 @@ def _load_array(folder: Path, key: str, spec: dict, mmap: bool) -> np.ndarray:
     return array
 
 
+def head_class_names(dataset, num_classes: int) -> list[str] | None:
+    """The class names of a new ``num_classes`` head trained on ``dataset`` (a :class:`SkeletonDataset`,
+    or a ``Subset`` of one): its manifest's ``class_names`` when they number ``num_classes``, else None."""
+    while isinstance(dataset, torch.utils.data.Subset):
+        dataset = dataset.dataset
+    names = getattr(dataset, "class_names", None)
+    return names if names is not None and len(names) == num_classes else None
+
+
 def _load_names(file: Path, count: int) -> list[str]:
     """The ``count`` sample names in ``file`` (a JSON list of strings), or DataFormatError naming it."""
     try:
@@ -1114,6 +1123,13 @@ class SkeletonDataset(torch.utils.data.Dataset):
         if self.sampling == "windows":
             return int(self.manifest["num_frame_classes"])
         return int(self.manifest["num_classes"])
+
+    @property
+    def class_names(self) -> list[str] | None:
+        """Names of the clip classes, in label order, from the manifest (``usdrl prepare folder``,
+        ``keypoints`` and ``pyskl`` keep them); None when the manifest has none."""
+        names = self.manifest.get("class_names")
+        return list(names) if names else None
 
     @property
     def input_shape(self) -> tuple[int, int, int, int]:

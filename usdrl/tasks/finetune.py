@@ -15,6 +15,7 @@ import torch
 import torch.utils.data
 from torch import nn
 
+from ..data.prepared import head_class_names
 from ..errors import ConfigError, InputError
 from ..model import USDRL
 from .metrics import confusion_matrix, topk_accuracy
@@ -121,10 +122,12 @@ def finetune(model: USDRL, train, test, *, num_classes: int, config: FinetuneCon
     ``train`` and ``test`` are datasets of ``(clip (C, T, V, M), label)`` items (e.g.
     ``SkeletonDataset(path, "train", sampling="random_crop")`` and ``SkeletonDataset(path, "test")``,
     or a :func:`labelled_subset` of one). Returns best and last top-1/top-5 as :class:`ProbeResult`.
+    The new head's ``class_names`` (stored in the model's config) default to those in the manifest
+    of ``train``'s prepared dataset.
     """
     config = config or FinetuneConfig()
     torch.manual_seed(config.seed)
-    model.reset_classifier(num_classes, class_names)
+    model.reset_classifier(num_classes, class_names or head_class_names(train, num_classes))
     generator = torch.Generator().manual_seed(config.seed)
     train_loader = torch.utils.data.DataLoader(train, batch_size=config.batch_size, shuffle=True, drop_last=False,
                                                generator=generator, num_workers=num_workers)

@@ -31,7 +31,7 @@ import torch
 import torch.utils.data
 from torch import nn
 
-from ..data.prepared import SkeletonDataset
+from ..data.prepared import SkeletonDataset, head_class_names
 from ..errors import ConfigError, InputError
 from ..model import USDRL
 from .metrics import confusion_matrix, topk_accuracy
@@ -196,14 +196,15 @@ def linear_probe(model: USDRL, train, test, *, num_classes: int, config: ProbeCo
         batch_size: clips per forward pass when computing features.
         num_workers: data-loading processes.
         device: where the features are computed (default: the model's device).
-        class_names: stored in the model's config with the head.
+        class_names: stored in the model's config with the head (default: the class names in the
+            manifest of ``train``'s prepared dataset, :func:`~usdrl.data.prepared.head_class_names`).
     """
     train_features, train_labels = encode_dataset(model, train, batch_size=batch_size, num_workers=num_workers,
                                                   device=device)
     test_features, test_labels = encode_dataset(model, test, batch_size=batch_size, num_workers=num_workers,
                                                 device=device)
     head, result = train_linear_head(train_features, train_labels, test_features, test_labels, num_classes, config)
-    model.reset_classifier(num_classes, class_names)
+    model.reset_classifier(num_classes, class_names or head_class_names(train, num_classes))
     model.head.load_state_dict(head.state_dict())
     model.eval()  # ready to predict, as after finetune()
     return result
