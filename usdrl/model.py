@@ -236,10 +236,22 @@ class USDRL(
         parameter = next(self.parameters())
         return self.encoder(self._prepare_batch(x, 0, parameter.device, parameter.dtype), view)
 
+    def forward_head(self, features: tuple[torch.Tensor, torch.Tensor], pre_logits: bool = False) -> torch.Tensor:
+        """The clip-level output of :meth:`forward_features`' tokens (timm's contract).
+
+        The pooling lives here alone: the global feature ``[max_t y_t ; max_s y_s]`` ``(N, 2H)``
+        (``pre_logits=True``, or a model without a head), else the head's logits ``(N, num_classes)``.
+        """
+        pooled = global_feature(*features)
+        return pooled if pre_logits or self.head is None else self.head(pooled)
+
+    def get_classifier(self) -> nn.Module:
+        """The clip-level head (``nn.Identity()`` when there is none), as timm models answer."""
+        return self.head if self.head is not None else nn.Identity()
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits ``(N, num_classes)``, or the global features ``(N, 2H)`` when there is no head."""
-        features = global_feature(*self.forward_features(x))
-        return features if self.head is None else self.head(features)
+        return self.forward_head(self.forward_features(x))
 
     def forward_frames(self, x: torch.Tensor) -> torch.Tensor:
         """Frame logits ``(N, T, num_frame_classes)``, or dense features ``(N, T, D)`` without a frame head."""
@@ -266,7 +278,7 @@ class USDRL(
             ``(N, 2H)`` float32 on the CPU (``(2H,)`` for a single clip).
         """
         def embed(batch):
-            features = global_feature(*self.encoder(batch))
+            features = self.forward_head(self.encoder(batch), pre_logits=True)
             return torch.nn.functional.normalize(features.float(), dim=-1) if normalize else features
         return self._run_batched(x, embed, batch_size, device, dtype, show_progress_bar, convert_to_numpy)
 

@@ -141,16 +141,15 @@ class PretrainingModel(nn.Module):
         self.projectors = Projectors(model.config.hidden_size, sync_batchnorm=sync_batchnorm)
 
     def forward(self, views: torch.Tensor) -> dict[str, torch.Tensor]:
-        num_views = views.shape[0]
-        if self.model.config.modality == "multi":
+        num_views, model = views.shape[0], self.model
+        if model.config.modality == "multi":
             names = MULTIMODAL_VIEWS[: num_views - 1] + ("fused",)
-            pooled = [self.model.forward_features(v, name) for v, name in zip(views, names, strict=True)]
-            y_t = torch.stack([t.amax(dim=1) for t, _ in pooled])
-            y_s = torch.stack([s.amax(dim=1) for _, s in pooled])
+            pooled = torch.stack([model.forward_head(model.forward_features(v, name), pre_logits=True)
+                                  for v, name in zip(views, names, strict=True)])
         else:
-            t, s = self.model.forward_features(rearrange(views, "k n c t v m -> (k n) c t v m"))
-            y_t = rearrange(t.amax(dim=1), "(k n) d -> k n d", k=num_views)
-            y_s = rearrange(s.amax(dim=1), "(k n) d -> k n d", k=num_views)
+            features = model.forward_features(rearrange(views, "k n c t v m -> (k n) c t v m"))
+            pooled = rearrange(model.forward_head(features, pre_logits=True), "(k n) d -> k n d", k=num_views)
+        y_t, y_s = pooled.chunk(2, dim=-1)  # the pooled temporal and spatial halves (K, N, H)
         return self.projectors(y_t, y_s)
 
 
