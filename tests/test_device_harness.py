@@ -68,6 +68,7 @@ def test_inference_entry_points(accelerator):
     from usdrl.tasks.finetune import predict_dataset
     from usdrl.tasks.metrics import topk_accuracy
     from usdrl.tasks.recognition import encode_dataset
+    from usdrl.tasks.streaming import StreamingDetector
 
     model = tiny_model(num_classes=CLASSES, num_frame_classes=FRAME_CLASSES)
     batch = clips(model)
@@ -79,6 +80,9 @@ def test_inference_entry_points(accelerator):
                        *encode_dataset(model, labelled(model)), *predict_dataset(model, labelled(model))):
             assert not accelerator.on_device(output)  # the helpers hand back host tensors
         topk_accuracy(*predict_dataset(model, labelled(model)), k=(1,))
+        stream = StreamingDetector(model)
+        outputs = [stream.push(batch[0].numpy()), stream.finish()]
+        assert sum(len(output.scores) for output in outputs) == model.config.num_frames
 
 
 def test_finetune_and_linear_probe(accelerator):

@@ -112,6 +112,12 @@ def test_the_divergence_guard(tmp_path):
             run.check_loss(torch.tensor(loss))
 
 
+def test_a_one_process_loop_refuses_torchrun(monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(ConfigError, match="only pretrain runs under torchrun"):
+        TrainingRun(RunOptions(device="cpu"), config={})
+
+
 def test_forward_head_and_get_classifier_follow_timm():
     torch.manual_seed(0)
     model = USDRL(USDRLConfig.from_preset("tiny", hidden_size=16, num_heads=1, num_classes=3)).eval()

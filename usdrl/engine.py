@@ -310,6 +310,8 @@ class TrainingRun:
         resumable_changes: names of ``config`` (dotted when nested) a resume may change.
         default_device: the device when ``options.device`` is ``None`` (the model's, usually).
         max_loss: :meth:`check_loss` stops a run whose loss is above this or not finite.
+        distributed: the loop supports several processes (it shards its data and wraps its model
+            with :meth:`wrap`); otherwise a run under torchrun is refused.
 
     A loop calls :meth:`place` on its model, :meth:`resume` once its optimiser and scheduler exist,
     then per epoch :meth:`set_epoch` on its samplers, per step :meth:`to_device`, :meth:`autocast`,
@@ -318,7 +320,10 @@ class TrainingRun:
 
     def __init__(self, options: RunOptions, *, config: dict, facts: dict | None = None,
                  resumable_changes=(), default_device: torch.device | str | None = "auto", precision: str = "fp32",
-                 max_loss: float = math.inf):
+                 max_loss: float = math.inf, distributed: bool = False):
+        if not distributed and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            raise ConfigError("this training runs in one process; of the training commands only pretrain runs under "
+                              "torchrun so far")
         self.options, self.config, self.max_loss = options, config, max_loss
         self.run_dir = Path(options.run_dir) if options.run_dir is not None else None
         self.rank, self.world, self.device = setup_distributed(options.device if options.device is not None

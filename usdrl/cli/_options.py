@@ -3,8 +3,6 @@
 
 import argparse
 
-ENGINE_DOCS = "docs/engine.md"
-
 
 def add_run_options(parser: argparse.ArgumentParser, *, run_dir_flag: str = "--out", run_dir_help: str,
                     required: bool = False, precision_default: str = "fp32", save_every_default: str = "1") -> None:

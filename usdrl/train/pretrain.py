@@ -182,7 +182,7 @@ class Pretrainer:
                              allow_changed_config=allow_changed_config, show_progress_bar=show_progress_bar)
         self.run = TrainingRun(options, config=config.to_dict(), facts={"num_clips": len(self.data)},
                                resumable_changes=RESUMABLE_CHANGES, precision=config.precision,
-                               max_loss=config.max_loss)
+                               max_loss=config.max_loss, distributed=True)
         self.rank, self.world, self.device = self.run.rank, self.run.world, self.run.device
         checkpoint = self.run.resumed_state
         if checkpoint is not None:
