@@ -52,9 +52,9 @@ logger = logging.getLogger(__name__)
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 AUTOCAST_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
-__all__ = ["PRECISIONS", "EpochSampler", "RunOptions", "TrainingRun", "build_optimizer", "constant_schedule",
-           "latest_checkpoint", "resolve_device", "resolve_precision", "setup_distributed", "step_schedule",
-           "warmup_cosine_schedule"]
+__all__ = ["PRECISIONS", "EpochSampler", "RunOptions", "StepFactor", "TrainingRun", "WarmupCosineFactor",
+           "build_optimizer", "config_dict", "constant_schedule", "derived_seed", "latest_checkpoint",
+           "resolve_device", "resolve_precision", "setup_distributed", "step_schedule", "warmup_cosine_schedule"]
 
 
 # ---- device and precision ---------------------------------------------------------------

@@ -68,8 +68,9 @@ class PretrainConfig:
         lr_milestones, lr_gamma: the learning rate is multiplied by ``lr_gamma`` at each
             milestone epoch.
         num_views: augmented views per clip (MPCT; the last one is the anchor).
-        precision: ``fp32``, ``bf16`` (autocast) or ``fp16`` (autocast with loss scaling, the
-            releases' CUDA AMP); the loss itself is computed in float32.
+        precision: ``fp32``, ``bf16`` (autocast), ``fp16`` (autocast with loss scaling, the
+            releases' CUDA AMP) or ``auto`` (:func:`usdrl.engine.resolve_precision`); the loss
+            itself is computed in float32.
         grad_checkpointing: recompute layer activations in the backward pass.
         grad_clip: clip the gradient norm to this value (``None``: no clipping).
         max_loss: the collapse guard stops a run whose loss exceeds this (or is not finite).
