@@ -39,6 +39,8 @@ def command(name: str, folders, run_dir) -> list[str]:
                          "8", "--lr", "0.05", "--out", str(run_dir)],
         "finetune": ["finetune", encoder, "--data", str(folders["ntu60"]), "--epochs", "3", "--batch-size", "8",
                      "--fraction", "0.5", "--out", str(run_dir)],
+        "finetune-fp16": ["finetune", encoder, "--data", str(folders["ntu60"]), "--epochs", "3", "--batch-size",
+                          "8", "--precision", "fp16", "--out", str(run_dir)],  # the loss scaler's state resumes too
         "detect": ["detect", encoder, "--data", str(folders["pkummd1"]), "--out", str(run_dir) + "-proposals",
                    "--train-epochs", "3", "--batch-size", "4", "--stride", "32", "--save-model", str(run_dir)],
         "detect-reference": ["detect", encoder, "--data", str(folders["pkummd1"]), "--out",
@@ -55,7 +57,8 @@ def result_of(capsys) -> dict:
     return result
 
 
-@pytest.mark.parametrize("name", ["linear-probe", "finetune", "detect", "detect-reference", "segment"])
+@pytest.mark.parametrize("name", ["linear-probe", "finetune", "finetune-fp16", "detect", "detect-reference",
+                                  "segment"])
 def test_an_interrupted_run_resumes_to_the_same_losses_result_and_weights(name, folders, tmp_path, capsys,
                                                                           monkeypatch):
     assert main(command(name, folders, tmp_path / "straight")) == 0

@@ -31,6 +31,7 @@ import logging
 import math
 import os
 import random
+import warnings
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -406,6 +407,15 @@ class TrainingRun:
         self.scaler.update()
         self.step += 1
         return norm
+
+    @staticmethod
+    def advance(scheduler) -> None:
+        """``scheduler.step()``, quiet about an optimiser step the fp16 loss scaler skipped (PyTorch warns
+        that the schedule moved first; the engine's schedules are closed-form in their position, so
+        nothing is lost)."""
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler\.step\(\)` before")
+            scheduler.step()
 
     def progress(self, total: int, **kwargs):
         """A tqdm bar over ``total`` steps, shown as :attr:`show_progress_bar` says (rank 0 only)."""

@@ -127,7 +127,7 @@ def train_detector(model: USDRL, windows, *, num_classes: int,
                 if smoothing:
                     loss = loss + smoothing * smoothing_loss(logits, labels)
                 engine.backward_step(loss, optimizer)
-                schedule.step()
+                engine.advance(schedule)
                 epoch_losses.append(loss.item())
                 engine.log({"lr": lr, "loss": epoch_losses[-1]})
                 bar.update()

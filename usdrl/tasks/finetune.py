@@ -141,7 +141,7 @@ def finetune(model: USDRL, train, test, *, num_classes: int, config: FinetuneCon
                 with engine.autocast():
                     loss = criterion(model(clips).float(), labels.long())
                 engine.backward_step(loss, optimizer)
-                schedule.step()
+                engine.advance(schedule)
                 engine.log({"lr": lr, "loss": loss.item()})
                 bar.update()
             epoch = engine.epoch + 1

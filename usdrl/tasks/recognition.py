@@ -134,7 +134,7 @@ def train_linear_head(train_features: torch.Tensor, train_labels: torch.Tensor, 
                 with engine.autocast():
                     loss = nn.functional.cross_entropy(head(train_features[batch]).float(), train_labels[batch])
                 engine.backward_step(loss, optimizer)
-            schedule.step()
+            engine.advance(schedule)
             epoch = engine.epoch + 1
             engine.log({"lr": lr, "loss": loss.item()})
             if epoch % config.eval_every == 0 or epoch == config.epochs:

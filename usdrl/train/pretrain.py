@@ -274,7 +274,7 @@ class Pretrainer:
                         run.log({"lr": lr, **metrics})
                     bar.update()
                     bar.set_postfix(epoch=run.epoch, loss=f"{metrics['loss']:.4g}")
-                self.schedule.step()
+                run.advance(self.schedule)
                 run.end_epoch(config.epochs, model_config=self.module.model.config.to_dict())
         if self.rank == 0:
             self._save_final()
