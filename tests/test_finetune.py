@@ -7,9 +7,9 @@ import torch
 from usdrl import USDRL, ConfigError, USDRLConfig
 from usdrl.data.preprocess import align_view, resample
 from usdrl.data.synthetic import make_clips
+from usdrl.engine import WarmupCosineFactor
 from usdrl.tasks.finetune import (
     FinetuneConfig,
-    _schedule,
     ensemble_scores,
     finetune,
     labelled_subset,
@@ -28,7 +28,7 @@ def test_layer_wise_learning_rates():
 
 
 def test_warm_up_then_cosine():
-    factors = [_schedule(step, total=10, warmup=2) for step in range(10)]
+    factors = [WarmupCosineFactor(total=10, warmup=2)(step) for step in range(10)]
     assert factors[:2] == [0.5, 1.0] and factors[2] == 1.0
     assert factors[6] == pytest.approx(0.5) and factors[-1] == pytest.approx(0.5 * (1 + np.cos(np.pi * 7 / 8)))
     assert all(a >= b for a, b in zip(factors[2:-1], factors[3:], strict=True))

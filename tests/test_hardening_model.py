@@ -265,10 +265,10 @@ def test_forward_takes_what_encode_takes(model, entry, convert):
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without CUDA")
 @pytest.mark.parametrize("device", ["cuda", "cuda:1"])
 def test_encode_on_cuda_without_cuda_says_so(model, device):
-    with pytest.raises(InputError, match=f"device '{device}' was asked for, but CUDA is not available here"):
+    with pytest.raises(ConfigError, match=f"device '{device}' asked for, but CUDA is not available here"):
         model.encode(torch.randn(1, 3, 64, 25, 2), device=device)
 
 
 def test_encode_on_an_unknown_device_name(model):
-    with pytest.raises(InputError, match="device 'gpu' is not a device name"):
+    with pytest.raises(ConfigError, match="device must be auto, cpu, cuda, cuda:N or mps, got 'gpu'"):
         model.encode(torch.randn(1, 3, 64, 25, 2), device="gpu")

@@ -198,7 +198,7 @@ def test_cli_detect_recipe_reference(pku1, tmp_path, monkeypatch):
 
     seen = []
 
-    def fake_training(model, windows, *, num_classes, config, smoothing):
+    def fake_training(model, windows, *, num_classes, config, smoothing, run):
         seen.append((config, smoothing))
         model.reset_frame_classifier(num_classes)
 

@@ -223,7 +223,6 @@ import json, os, signal, sys
 import torch
 torch.set_num_threads(int(sys.argv[1]))
 from usdrl.cli import main
-from usdrl.train.pretrain import Pretrainer
 
 
 def die():
@@ -243,16 +242,17 @@ if where == "checkpoint":  # half of checkpoint_0002.pt written
         save(state, file)
     torch.save = half_save
 elif where == "metrics":  # in epoch 1, after checkpoint_0001 (step 3): half of the metrics line of step 5 written
-    log = Pretrainer._log
+    from usdrl.engine import TrainingRun
+    log = TrainingRun.log
 
     def torn_log(self, record):
-        if record["step"] == 5:
-            line = json.dumps(record) + "\\n"
+        if self.step == 5:
+            line = json.dumps({"epoch": self.epoch, "step": self.step, **record}) + "\\n"
             with open(self.run_dir / "metrics.jsonl", "a") as f:
                 f.write(line[: len(line) // 2])
             die()
         log(self, record)
-    Pretrainer._log = torn_log
+    TrainingRun.log = torn_log
 sys.exit(main(sys.argv[3:]))
 """
 

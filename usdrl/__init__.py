@@ -8,6 +8,7 @@ from .errors import (
     DataFormatError,
     InputError,
     MissingDependencyError,
+    TrainingDivergedError,
     USDRLError,
     WeightsNotFoundError,
 )
@@ -26,6 +27,7 @@ __all__ = [
     "DataFormatError",
     "InputError",
     "MissingDependencyError",
+    "TrainingDivergedError",
     "PretrainedWeights",
     "SkeletonLayout",
     "USDRLConfig",

@@ -41,3 +41,7 @@ class DataFormatError(USDRLError, ValueError):
 
 class MissingDependencyError(USDRLError, ImportError):
     """An optional feature needs a package that is not installed; the message says how to get it."""
+
+
+class TrainingDivergedError(USDRLError, RuntimeError):
+    """The training loss became non-finite or exploded; the last good checkpoint is kept."""

@@ -32,7 +32,6 @@ from torch import nn
 
 from ._io import atomic_write
 from ._version import __version__
-from .encoder import global_feature
 from .errors import ConfigError, MissingDependencyError, USDRLError
 
 logger = logging.getLogger(__name__)
@@ -99,7 +98,7 @@ class _ExportWrapper(nn.Module):
             return self.model(skeleton)
         if self.output == "frames":
             return self.model.forward_frames(skeleton)
-        return global_feature(*self.model.forward_features(skeleton))
+        return self.model.forward_head(self.model.forward_features(skeleton), pre_logits=True)
 
 
 def _check_heads(model, output: str) -> None:

@@ -33,7 +33,7 @@ from .hub import (
     read_weights_header,
     resolve_model_files,
 )
-from .precision import resolve_precision
+from .precision import resolve_device, resolve_precision
 from .skeleton import SkeletonLayout
 
 logger = logging.getLogger(__name__)
@@ -47,24 +47,6 @@ def _as_config(config: USDRLConfig | dict | None, overrides: dict) -> USDRLConfi
     if isinstance(config, USDRLConfig):
         return config.replace(**overrides)
     raise ConfigError(f"config must be a USDRLConfig or a dict, got {type(config).__name__}")
-
-
-def _check_device(device) -> torch.device:
-    """``torch.device(device)``, or InputError when it names no device this machine has."""
-    try:
-        device = torch.device(device)
-    except (RuntimeError, TypeError) as exc:
-        raise InputError(f"device {device!r} is not a device name ('cpu', 'cuda', 'cuda:1', 'mps'): {exc}") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise InputError(f"device {str(device)!r} was asked for, but CUDA is not available here (torch "
-                         f"{torch.__version__}, {'no GPU found' if torch.version.cuda else 'built without CUDA'}); "
-                         "use device='cpu'")
-    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
-        raise InputError(f"device {str(device)!r} was asked for, but this machine has "
-                         f"{torch.cuda.device_count()} CUDA device(s)")
-    if device.type == "mps" and not torch.backends.mps.is_available():
-        raise InputError("device 'mps' was asked for, but MPS (Apple GPU) is not available here; use device='cpu'")
-    return device
 
 
 # The model card written by save_pretrained / push_to_hub (a Jinja template; see USDRL.generate_model_card).
@@ -221,10 +203,22 @@ class USDRL(
         parameter = next(self.parameters())
         return self.encoder(self._prepare_batch(x, 0, parameter.device, parameter.dtype), view)
 
+    def forward_head(self, features: tuple[torch.Tensor, torch.Tensor], pre_logits: bool = False) -> torch.Tensor:
+        """The clip-level output of :meth:`forward_features`' tokens (timm's contract).
+
+        The pooling lives here alone: the global feature ``[max_t y_t ; max_s y_s]`` ``(N, 2H)``
+        (``pre_logits=True``, or a model without a head), else the head's logits ``(N, num_classes)``.
+        """
+        pooled = global_feature(*features)
+        return pooled if pre_logits or self.head is None else self.head(pooled)
+
+    def get_classifier(self) -> nn.Module:
+        """The clip-level head (``nn.Identity()`` when there is none), as timm models answer."""
+        return self.head if self.head is not None else nn.Identity()
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits ``(N, num_classes)``, or the global features ``(N, 2H)`` when there is no head."""
-        features = global_feature(*self.forward_features(x))
-        return features if self.head is None else self.head(features)
+        return self.forward_head(self.forward_features(x))
 
     def forward_frames(self, x: torch.Tensor) -> torch.Tensor:
         """Frame logits ``(N, T, num_frame_classes)``, or dense features ``(N, T, D)`` without a frame head."""
@@ -255,7 +249,7 @@ class USDRL(
             ``(N, 2H)`` float32 on the CPU (``(2H,)`` for a single clip).
         """
         def embed(encoder, batch):
-            features = global_feature(*encoder(batch))
+            features = self.forward_head(encoder(batch), pre_logits=True)
             return torch.nn.functional.normalize(features.float(), dim=-1) if normalize else features
         return self._run_batched(x, embed, batch_size, device, dtype, show_progress_bar, convert_to_numpy)
 
@@ -284,7 +278,7 @@ class USDRL(
         data = x[None] if single else x
         if len(data) == 0:
             raise InputError("got an empty batch (N = 0)")
-        device = _check_device(device) if device is not None else self._device()
+        device = resolve_device(device) if device is not None else self._device()
         precision = resolve_precision(dtype, device)
         if show_progress_bar is None:
             show_progress_bar = logger.getEffectiveLevel() <= logging.INFO

@@ -21,6 +21,7 @@ Asking for bf16 where it is emulated works, and logs one warning saying so.
 
 import dataclasses
 import logging
+import os
 import platform
 from contextlib import contextmanager
 from pathlib import Path
@@ -258,3 +259,37 @@ def resolve_precision(request, device, *, training: bool = False, machine: Machi
     if name == "tf32" and not tf32:
         _warn_once(("tf32", device.type), "TF32 needs an Ampere or later GPU; %s runs fp32", device)
     return Precision(name=name, autocast=_AUTOCAST.get(name), tf32=tf32, device_type=device.type)
+
+
+def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
+    """The ``torch.device`` named by ``device``.
+
+    ``"auto"`` (or ``None``): CUDA if available (``cuda:LOCAL_RANK`` under torchrun), else MPS,
+    else the CPU. ``"cuda"``, ``"cuda:N"``, ``"mps"`` and ``"cpu"`` are taken as they are, and
+    raise :class:`ConfigError` saying what this machine has when the device is absent.
+    """
+    if device is None or device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ConfigError(f"device must be auto, cpu, cuda, cuda:N or mps, got {device!r}") from None
+    if resolved.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ConfigError(f"device {device!r} asked for, but CUDA is not available here (torch "
+                              f"{torch.__version__}, CUDA build {torch.version.cuda}); use --device cpu or auto")
+        if resolved.index is not None and resolved.index >= count:
+            raise ConfigError(f"device {device!r} asked for, but this machine has {count} CUDA device(s): "
+                              f"cuda:0..cuda:{count - 1}")
+        return resolved if resolved.index is not None else torch.device("cuda", torch.cuda.current_device())
+    if resolved.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"device {device!r} asked for, but MPS (Apple GPU) is not available here; use --device "
+                          "cpu or auto")
+    if resolved.type not in ("cpu", "cuda", "mps"):
+        raise ConfigError(f"device must be auto, cpu, cuda, cuda:N or mps, got {device!r}")
+    return resolved

@@ -6,6 +6,8 @@ import os
 import sys
 import textwrap
 
+from ._options import add_run_options
+
 
 def _prepare(args: argparse.Namespace) -> None:
     from ..data.importers import OWN_LAYOUTS
@@ -142,11 +144,12 @@ def _pretrain(args: argparse.Namespace) -> None:
     metadata = {"dataset": manifest["source"], "protocol": manifest["benchmark"],
                 "description": "self-supervised MG-FD/MPCT pretraining with usdrl"
                                + (f" (recipe {recipe.name})" if recipe else "")}
-    trainer = Pretrainer(model_config, config, dataset.padded_clips, dataset.lengths, args.out, resume=args.resume,
-                         allow_changed_config=args.allow_changed_config, metadata=metadata)
+    trainer = Pretrainer(model_config, config, dataset.padded_clips, dataset.lengths, args.run_dir,
+                         resume=args.resume, allow_changed_config=args.allow_changed_config, metadata=metadata,
+                         device=args.device)
     trainer.fit()
     if trainer.rank == 0:
-        sys.stdout.write(f"wrote {Path(args.out) / 'model'} after {trainer.epoch} epochs ({trainer.step} steps)\n")
+        sys.stdout.write(f"wrote {Path(args.run_dir) / 'model'} after {trainer.epoch} epochs ({trainer.step} steps)\n")
 
 
 def _add_pretrain(commands) -> None:
@@ -165,7 +168,6 @@ def _add_pretrain(commands) -> None:
                     "cross-correlation).")
     pretrain.add_argument("--data", required=True, metavar="PREPARED",
                           help="a prepared dataset folder (its train split is used) or one split folder")
-    pretrain.add_argument("--out", required=True, metavar="RUN_DIR", help="run folder (checkpoints, metrics, model/)")
     pretrain.add_argument("--recipe", choices=list(RECIPES), metavar="NAME",
                           help=f"a reference release's run, every value set: {', '.join(RECIPES)} (the values and "
                                "their sources: the pretraining page of the docs)")
@@ -180,20 +182,14 @@ def _add_pretrain(commands) -> None:
     pretrain.add_argument("--batch-size", type=int,
                           help="clips per step over all processes (default: the recipe's, else 256)")
     pretrain.add_argument("--lr", type=float, help="Adam learning rate (default: the recipe's, else 5e-4)")
-    pretrain.add_argument("--precision", choices=["fp32", "bf16", "fp16"],
-                          help="default: the recipe's (fp16 autocast with loss scaling), else fp32")
     pretrain.add_argument("--grad-checkpointing", action="store_true", help="recompute activations (less memory)")
     pretrain.add_argument("--sync-batchnorm", action="store_true",
                           help="under torchrun, the projectors' batch norms use the global batch's statistics "
                                "(default: each process's own slice, as the releases' DataParallel)")
-    pretrain.add_argument("--save-every", type=int, help="checkpoint every N epochs (default: 50)")
     pretrain.add_argument("--seed", type=int, help="seed of the initial weights, sample order and augmentations")
-    pretrain.add_argument("--resume", action="store_true",
-                          help="continue from the newest intact checkpoint in RUN_DIR (damaged newer ones are "
-                               "skipped); the options must be the run's, except --epochs, --save-every and "
-                               "--grad-checkpointing")
-    pretrain.add_argument("--allow-changed-config", action="store_true",
-                          help="with --resume: accept options that change the run's trajectory (--lr, --seed, ...)")
+    add_run_options(pretrain, required=True, run_dir_help="run folder (checkpoints, metrics, model/)",
+                    precision_default="the recipe's (fp16 autocast with loss scaling), else fp32",
+                    save_every_default="the recipe's, else 50")
     pretrain.set_defaults(run=_pretrain)
 
 

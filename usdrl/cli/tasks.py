@@ -5,6 +5,8 @@ import argparse
 import json
 import sys
 
+from ._options import add_run_options, run_options
+
 IOU_THRESHOLDS = [0.1, 0.2, 0.3, 0.4, 0.5]
 
 
@@ -99,11 +101,11 @@ def _linear_probe(args: argparse.Namespace) -> None:
     train.check_config(model.config, head=False)
     options = {"lr": args.lr, "epochs": args.epochs, "batch_size": args.batch_size, "standardize": args.standardize}
     config = ProbeConfig(**{k: v for k, v in options.items() if v is not None})
-    result = linear_probe(model, train, test, num_classes=train.num_classes, config=config)
-    if args.out:
+    result = linear_probe(model, train, test, num_classes=train.num_classes, config=config, run=run_options(args))
+    if args.run_dir:
         manifest = train.manifest
         model.config = model.config.replace(protocol=f"linear probe on {manifest['source']} {manifest['benchmark']}")
-        model.save_pretrained(args.out)
+        model.save_pretrained(args.run_dir)
     _report_recognition(result, args, model.config.class_names)
 
 
@@ -129,7 +131,8 @@ def _add_linear_probe(commands) -> None:
                        help="scale each feature to zero mean, unit variance on the train split first (default: "
                             "only below 5,120 training clips; --batch-size 512 --no-standardize is the reference "
                             "protocol at any size)")
-    probe.add_argument("--out", help="write the encoder with its trained head here (save_pretrained folder)")
+    add_run_options(probe, run_dir_help="run folder: checkpoints and metrics.jsonl of the head's training, and the "
+                                        "encoder with its trained head (save_pretrained files)")
     probe.add_argument("--json", action="store_true", help="print one JSON object with the figures")
     probe.add_argument("--confusion", metavar="CSV", help="write the last epoch's confusion matrix here")
     probe.set_defaults(run=_linear_probe)
@@ -228,9 +231,9 @@ def _finetune(args: argparse.Namespace) -> None:
         train = torch.utils.data.Subset(train, indices.tolist())
     options = {"epochs": args.epochs, "lr": args.lr, "batch_size": args.batch_size, "layer_decay": args.layer_decay}
     config = FinetuneConfig(seed=args.seed, **{k: v for k, v in options.items() if v is not None})
-    result = finetune(model, train, test, num_classes=num_classes, config=config)
-    if args.out:
-        model.save_pretrained(args.out)
+    result = finetune(model, train, test, num_classes=num_classes, config=config, run=run_options(args))
+    if args.run_dir:
+        model.save_pretrained(args.run_dir)
     _report_recognition(result, args, model.config.class_names, train_clips=len(train))
 
 
@@ -251,7 +254,8 @@ def _add_finetune(commands) -> None:
     tune.add_argument("--batch-size", type=int, help="batch size (default: 64)")
     tune.add_argument("--layer-decay", type=float, help="layer-wise learning-rate decay in (0, 1] (default: 1)")
     tune.add_argument("--seed", type=int, default=0, help="seed of the subset, the crops and the head")
-    tune.add_argument("--out", help="write the finetuned model here (save_pretrained folder)")
+    add_run_options(tune, run_dir_help="run folder: checkpoints, metrics.jsonl and the finetuned model "
+                                       "(save_pretrained files)")
     tune.add_argument("--json", action="store_true", help="print one JSON object with the figures")
     tune.add_argument("--confusion", metavar="CSV", help="write the last evaluation's confusion matrix here")
     tune.set_defaults(run=_finetune)
@@ -314,7 +318,7 @@ def _frame_model(args: argparse.Namespace):
 
     reference = args.recipe == "reference"
     train = bool(args.train_epochs) or reference
-    if args.save_model and not train:
+    if args.run_dir and not train:
         raise ConfigError("--save-model needs --train-epochs (without training there is nothing new to save)")
     model = USDRL.from_pretrained(args.model)
     frames = model.config.num_frames
@@ -330,9 +334,10 @@ def _frame_model(args: argparse.Namespace):
     options = {"epochs": args.train_epochs, "lr": args.lr, "batch_size": args.batch_size}
     options = {k: v for k, v in options.items() if v is not None}
     config = ReferenceDetectionConfig(**options) if reference else FinetuneConfig(**options)
-    train_detector(model, windows, num_classes=windows.num_classes, config=config, smoothing=args.smoothing)
-    if args.save_model:
-        model.save_pretrained(args.save_model)
+    train_detector(model, windows, num_classes=windows.num_classes, config=config, smoothing=args.smoothing,
+                   run=run_options(args))
+    if args.run_dir:
+        model.save_pretrained(args.run_dir)
     return model, target
 
 
@@ -353,7 +358,9 @@ def _add_frame_training(parser: argparse.ArgumentParser, *, smoothing: float) ->
                         help="training: windows per step (default: 64; detect --recipe reference: 512)")
     parser.add_argument("--smoothing", type=float, default=smoothing,
                         help=f"training: weight of MS-TCN's smoothing loss (default: {smoothing:g})")
-    parser.add_argument("--save-model", help="write the trained model here (save_pretrained folder)")
+    add_run_options(parser, run_dir_flag="--save-model",
+                    run_dir_help="training: run folder for checkpoints, metrics.jsonl and the trained model "
+                                 "(save_pretrained files)")
     # library keywords that these options set under other names (for error messages)
     parser.set_defaults(keyword_flags={"window_stride": "--stride", "epochs": "--train-epochs",
                                        "train_detector": "--train-epochs"})

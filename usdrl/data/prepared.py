@@ -1238,6 +1238,18 @@ class SkeletonDataset(torch.utils.data.Dataset):
         state.update(_data=None, _frame_labels=None, _pid=None, _rng=None, _rng_key=None)
         return state
 
+    def rng_state(self) -> dict | None:
+        """The state of this process's random-crop generator (``None`` before its first crop): what a
+        training checkpoint keeps for an exact resume (:mod:`usdrl.engine`)."""
+        return None if self._rng is None else {"key": self._rng_key, "state": self._rng.bit_generator.state}
+
+    def set_rng_state(self, state: dict | None) -> None:
+        """Restore a :meth:`rng_state`."""
+        self._rng = self._rng_key = None
+        if state is not None:
+            self._rng, self._rng_key = np.random.default_rng(), state["key"]
+            self._rng.bit_generator.state = state["state"]
+
     def _generator(self) -> np.random.Generator:
         info = torch.utils.data.get_worker_info()
         key = None if info is None else info.seed

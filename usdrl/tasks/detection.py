@@ -26,6 +26,7 @@ import torch.utils.data
 from torch import nn
 
 from ..data.prepared import IGNORE_LABEL, SkeletonDataset
+from ..engine import RunOptions, TrainingRun, build_optimizer, config_dict, constant_schedule
 from ..errors import ConfigError, InputError
 from ..model import USDRL
 from .finetune import FinetuneConfig, make_optimizer
@@ -81,51 +82,58 @@ def smoothing_loss(logits: torch.Tensor, labels: torch.Tensor, clamp: float = 4.
     return (delta * valid).sum() / valid.sum().clamp(min=1) / logits.shape[-1]
 
 
-def _constant_lr(step: int) -> None:
-    """The reference recipe's schedule: the learning rate never changes."""
-
-
 def train_detector(model: USDRL, windows, *, num_classes: int,
                    config: FinetuneConfig | ReferenceDetectionConfig | None = None, smoothing: float = 0.0,
-                   num_workers: int = 0) -> list[float]:
+                   num_workers: int = 0, run: RunOptions | None = None) -> list[float]:
     """Train ``model`` with a fresh frame-wise head of ``num_classes`` (background included) on
     ``(clip (C, T, V, M), frame labels (T,))`` windows; returns the mean loss of every epoch.
 
     ``config``: the library's recipe (:class:`FinetuneConfig`, the default) or the reference's
     (:class:`ReferenceDetectionConfig`). ``smoothing`` weights :func:`smoothing_loss` (MS-TCN
-    uses 0.15 for segmentation)."""
+    uses 0.15 for segmentation). ``run`` (:class:`~usdrl.engine.RunOptions`): device (default:
+    where the model is), precision, run folder, checkpoints and resume; the model is left on the
+    run's device in eval mode."""
     config = config or FinetuneConfig()
     reference = isinstance(config, ReferenceDetectionConfig)
+    engine = TrainingRun(run or RunOptions(), config={**config_dict(config), "recipe": type(config).__name__,
+                                                      "smoothing": smoothing},
+                         facts={"num_windows": len(windows), "num_classes": num_classes},
+                         resumable_changes=("eval_every",), default_device=next(model.parameters()).device)
     torch.manual_seed(config.seed)
     model.reset_frame_classifier(num_classes)
-    loader = torch.utils.data.DataLoader(windows, batch_size=config.batch_size, shuffle=True,
-                                         generator=torch.Generator().manual_seed(config.seed), num_workers=num_workers)
+    engine.place(model)
+    loader = engine.loader(windows, batch_size=config.batch_size, seed=config.seed, num_workers=num_workers)
     if reference:
-        optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
+        optimizer = build_optimizer(model.parameters(), "sgd", lr=config.lr, momentum=config.momentum,
                                     weight_decay=config.weight_decay)
+        schedule = constant_schedule(optimizer)  # the release defines a step schedule but never calls it
         criterion = nn.CrossEntropyLoss(ignore_index=IGNORE_LABEL)
-        set_lr = _constant_lr
     else:
-        optimizer, set_lr = make_optimizer(model, config, len(loader))
+        optimizer, schedule = make_optimizer(model, config, len(loader))
         criterion = nn.CrossEntropyLoss(ignore_index=IGNORE_LABEL, label_smoothing=config.label_smoothing)
-    losses, step = [], 0
+    losses = engine.resume(model=model, optimizer=optimizer, scheduler=schedule).get("losses", [])
     model.train(not reference)
-    for epoch in range(1, config.epochs + 1):
-        epoch_losses = []
-        for clips, labels in loader:
-            set_lr(step)
-            logits = model.forward_frames(clips)                       # (B, T, K)
-            labels = torch.as_tensor(labels).long()
-            loss = criterion(logits.flatten(0, 1), labels.flatten())
-            if smoothing:
-                loss = loss + smoothing * smoothing_loss(logits, labels)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            epoch_losses.append(loss.item())
-            step += 1
-        losses.append(float(np.mean(epoch_losses)))
-        logger.info("epoch %d: frame loss %.4f", epoch, losses[-1])
+    with engine, engine.progress((config.epochs - engine.epoch) * len(loader), unit="step") as bar:
+        while engine.epoch < config.epochs:
+            engine.set_epoch(loader, engine.epoch)
+            epoch_losses = []
+            for batch in loader:
+                clips, labels = engine.to_device(batch)
+                labels = labels.long()
+                lr = optimizer.param_groups[-1]["lr"]
+                with engine.autocast():
+                    logits = model.forward_frames(clips).float()                       # (B, T, K)
+                loss = criterion(logits.flatten(0, 1), labels.flatten())
+                if smoothing:
+                    loss = loss + smoothing * smoothing_loss(logits, labels)
+                engine.backward_step(loss, optimizer)
+                engine.advance(schedule)
+                epoch_losses.append(loss.item())
+                engine.log({"lr": lr, "loss": epoch_losses[-1]})
+                bar.update()
+            losses.append(float(np.mean(epoch_losses)))
+            logger.info("epoch %d: frame loss %.4f", engine.epoch + 1, losses[-1])
+            engine.end_epoch(config.epochs, {"losses": losses})
     model.eval()
     return losses
 
@@ -187,7 +195,8 @@ def frame_scores(model: USDRL, sequence: np.ndarray, *, stride: int | None = Non
     clips = torch.from_numpy(np.stack([padded[:, s:s + window] for s in starts]))
     model.eval()
     with torch.inference_mode():
-        probabilities = torch.cat([model.forward_frames(batch).softmax(-1) for batch in clips.split(batch_size)])
+        probabilities = torch.cat([model.forward_frames(batch).float().softmax(-1).cpu()
+                                   for batch in clips.split(batch_size)])
     total = torch.zeros(padded.shape[1], probabilities.shape[-1])
     count = torch.zeros(padded.shape[1], 1)
     for start, p in zip(starts, probabilities, strict=True):

@@ -3,11 +3,12 @@
 The reference release has no finetuning code and the paper's hyperparameters were not
 available, so the recipe here is this library's choice (documented in ``FinetuneConfig``):
 AdamW, a linear warm-up then cosine decay, optional layer-wise learning-rate decay, and
-whatever temporal sampling the training dataset applies (random crops recommended).
+whatever temporal sampling the training dataset applies (random crops recommended). Training
+runs on the engine (:mod:`usdrl.engine`): any device and precision, checkpoints and exact resume.
 """
 
 import logging
-import math
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,6 +17,7 @@ import torch.utils.data
 from torch import nn
 
 from ..data.prepared import head_class_names
+from ..engine import RunOptions, TrainingRun, build_optimizer, config_dict, warmup_cosine_schedule
 from ..errors import ConfigError, InputError
 from ..model import USDRL
 from .metrics import confusion_matrix, topk_accuracy
@@ -71,33 +73,23 @@ def parameter_groups(model: USDRL, lr: float, layer_decay: float) -> list[dict]:
     groups: dict[int, list] = {}
     for name, parameter in model.named_parameters():
         groups.setdefault(_depth(name, model.config.num_layers), []).append(parameter)
-    return [{"params": params, "lr": lr * layer_decay ** (top - depth), "base_lr": lr * layer_decay ** (top - depth)}
-            for depth, params in sorted(groups.items())]
+    return [{"params": params, "lr": lr * layer_decay ** (top - depth)} for depth, params in sorted(groups.items())]
 
 
 def make_optimizer(model: USDRL, config: FinetuneConfig, steps_per_epoch: int):
-    """AdamW over :func:`parameter_groups` and ``set_lr(step)``, which applies the warm-up + cosine schedule."""
-    optimizer = torch.optim.AdamW(parameter_groups(model, config.lr, config.layer_decay), lr=config.lr,
-                                  weight_decay=config.weight_decay)
-    total, warmup = config.epochs * steps_per_epoch, config.warmup_epochs * steps_per_epoch
-
-    def set_lr(step: int) -> None:
-        for group in optimizer.param_groups:
-            group["lr"] = group["base_lr"] * _schedule(step, total, warmup)
-
-    return optimizer, set_lr
-
-
-def _schedule(step: int, total: int, warmup: int) -> float:
-    """Learning-rate factor: linear warm-up over ``warmup`` steps, then cosine decay to 0 at ``total``."""
-    if step < warmup:
-        return (step + 1) / warmup
-    return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
+    """AdamW over :func:`parameter_groups` and its warm-up + cosine schedule (a torch scheduler stepped
+    after every optimiser step): ``(optimizer, scheduler)``."""
+    optimizer = build_optimizer(parameter_groups(model, config.lr, config.layer_decay), "adamw", lr=config.lr,
+                                weight_decay=config.weight_decay)
+    schedule = warmup_cosine_schedule(optimizer, config.epochs * steps_per_epoch,
+                                      config.warmup_epochs * steps_per_epoch)
+    return optimizer, schedule
 
 
 def predict_dataset(model: USDRL, dataset, *, batch_size: int = 64,
                     num_workers: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """Clip-head logits ``(N, K)`` and labels ``(N,)`` of every ``(clip, label)`` item of ``dataset``."""
+    """Clip-head logits ``(N, K)`` and labels ``(N,)`` (on the CPU) of every ``(clip, label)`` item of
+    ``dataset``, computed where the model is."""
     if model.head is None:
         raise ConfigError("predictions need a model with a clip head (train one with linear_probe or finetune)",
                           keywords=("linear_probe", "finetune"))
@@ -105,54 +97,66 @@ def predict_dataset(model: USDRL, dataset, *, batch_size: int = 64,
     return _evaluate(model, loader)
 
 
-def _evaluate(model: USDRL, loader) -> tuple[torch.Tensor, torch.Tensor]:
+def _evaluate(model: USDRL, loader, run: TrainingRun | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits ``(N, K)`` and labels ``(N,)`` on the CPU; the clips go where the model is (in ``run``'s precision)."""
     model.eval()
+    device = next(model.parameters()).device
     scores, labels = [], []
-    with torch.inference_mode():
+    with torch.inference_mode(), run.autocast() if run is not None else nullcontext():
         for clips, batch_labels in loader:
-            scores.append(model(clips))
+            scores.append(model(clips.to(device)).float().cpu())
             labels.append(torch.as_tensor(batch_labels).long())
     return torch.cat(scores), torch.cat(labels)
 
 
 def finetune(model: USDRL, train, test, *, num_classes: int, config: FinetuneConfig | None = None,
-             num_workers: int = 0, class_names: list[str] | None = None) -> ProbeResult:
+             num_workers: int = 0, class_names: list[str] | None = None, run: RunOptions | None = None) -> ProbeResult:
     """Train every parameter of ``model`` with a fresh ``num_classes`` head on ``train``; evaluate on ``test``.
 
     ``train`` and ``test`` are datasets of ``(clip (C, T, V, M), label)`` items (e.g.
     ``SkeletonDataset(path, "train", sampling="random_crop")`` and ``SkeletonDataset(path, "test")``,
-    or a :func:`labelled_subset` of one). Returns best and last top-1/top-5 as :class:`ProbeResult`.
+    or a :func:`labelled_subset` of one). ``run`` (:class:`~usdrl.engine.RunOptions`): device
+    (default: where the model is), precision, run folder, checkpoints and resume. Returns best and
+    last top-1/top-5 as :class:`ProbeResult`; the model is left on the run's device in eval mode.
     The new head's ``class_names`` (stored in the model's config) default to those in the manifest
     of ``train``'s prepared dataset.
     """
     config = config or FinetuneConfig()
+    engine = TrainingRun(run or RunOptions(), config=config_dict(config),
+                         facts={"num_clips": len(train), "num_classes": num_classes},
+                         resumable_changes=("eval_every",), default_device=next(model.parameters()).device)
     torch.manual_seed(config.seed)
     model.reset_classifier(num_classes, class_names or head_class_names(train, num_classes))
-    generator = torch.Generator().manual_seed(config.seed)
-    train_loader = torch.utils.data.DataLoader(train, batch_size=config.batch_size, shuffle=True, drop_last=False,
-                                               generator=generator, num_workers=num_workers)
+    engine.place(model)
+    train_loader = engine.loader(train, batch_size=config.batch_size, seed=config.seed, num_workers=num_workers)
     test_loader = torch.utils.data.DataLoader(test, batch_size=config.batch_size, num_workers=num_workers)
-    optimizer, set_lr = make_optimizer(model, config, len(train_loader))
+    optimizer, schedule = make_optimizer(model, config, len(train_loader))
     criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
     k5 = min(5, num_classes)
-    history, step = [], 0
-    for epoch in range(1, config.epochs + 1):
-        model.train()
-        for clips, labels in train_loader:
-            set_lr(step)
-            loss = criterion(model(clips), torch.as_tensor(labels).long())
-            if not torch.isfinite(loss):
-                raise InputError(f"finetuning diverged at epoch {epoch} (loss {loss.item()}); lower the lr",
-                                 keywords=("lr",))
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            step += 1
-        if epoch % config.eval_every == 0 or epoch == config.epochs:
-            scores, labels = _evaluate(model, test_loader)
-            accuracy = topk_accuracy(scores, labels, k=(1, k5))
-            history.append((epoch, accuracy["top1"], accuracy[f"top{k5}"]))
-            logger.info("epoch %d: loss %.4f, test top-1 %.2f%%", epoch, loss.item(), 100 * accuracy["top1"])
+    history = engine.resume(model=model, optimizer=optimizer, scheduler=schedule).get("history", [])
+    evaluated = None
+    with engine, engine.progress((config.epochs - engine.epoch) * len(train_loader), unit="step") as bar:
+        while engine.epoch < config.epochs:
+            model.train()
+            engine.set_epoch(train_loader, engine.epoch)
+            for batch in train_loader:
+                clips, labels = engine.to_device(batch)
+                lr = optimizer.param_groups[-1]["lr"]
+                with engine.autocast():
+                    loss = criterion(model(clips).float(), labels.long())
+                engine.backward_step(loss, optimizer)
+                engine.advance(schedule)
+                engine.log({"lr": lr, "loss": loss.item()})
+                bar.update()
+            epoch = engine.epoch + 1
+            if epoch % config.eval_every == 0 or epoch == config.epochs:
+                evaluated = _evaluate(model, test_loader, engine)
+                accuracy = topk_accuracy(*evaluated, k=(1, k5))
+                history.append((epoch, accuracy["top1"], accuracy[f"top{k5}"]))
+                engine.log({"top1": accuracy["top1"], f"top{k5}": accuracy[f"top{k5}"]})
+                logger.info("epoch %d: loss %.4f, test top-1 %.2f%%", epoch, loss.item(), 100 * accuracy["top1"])
+            engine.end_epoch(config.epochs, {"history": history})
+    scores, labels = evaluated if evaluated is not None else _evaluate(model, test_loader, engine)
     model.eval()
     return ProbeResult.from_history(history, confusion_matrix(scores.argmax(1), labels, num_classes))
 

@@ -22,6 +22,7 @@ the fixed central 50% of every training clip and tests on whole clips
 (:func:`probe_datasets` with ``train_crop=0.5``).
 """
 
+import dataclasses
 import logging
 import math
 from dataclasses import dataclass, field, replace
@@ -32,6 +33,7 @@ import torch.utils.data
 from torch import nn
 
 from ..data.prepared import SkeletonDataset, head_class_names
+from ..engine import EpochSampler, RunOptions, TrainingRun, build_optimizer, config_dict, resolve_device, step_schedule
 from ..errors import ConfigError, InputError
 from ..model import USDRL
 from .metrics import confusion_matrix, topk_accuracy
@@ -124,12 +126,14 @@ def _evaluate(head: nn.Linear, features: torch.Tensor, labels: torch.Tensor) -> 
 
 
 def train_linear_head(train_features: torch.Tensor, train_labels: torch.Tensor, test_features: torch.Tensor,
-                      test_labels: torch.Tensor, num_classes: int,
-                      config: ProbeConfig | None = None) -> tuple[nn.Linear, ProbeResult]:
+                      test_labels: torch.Tensor, num_classes: int, config: ProbeConfig | None = None, *,
+                      run: RunOptions | None = None) -> tuple[nn.Linear, ProbeResult]:
     """Train a linear head on fixed features ``(N, D)`` with labels ``(N,)``; returns ``(head, result)``.
 
     ``config``'s ``None`` fields are resolved for ``N`` training samples (:meth:`ProbeConfig.resolve`).
-    The returned head takes the raw features (a standardisation is folded into it)."""
+    The returned head takes the raw features (a standardisation is folded into it). ``run``
+    (:class:`~usdrl.engine.RunOptions`): device (default: the features'), precision, run folder,
+    checkpoints and resume. The batches of epoch ``e`` come in an order derived from ``(seed, e)``."""
     config = (config or ProbeConfig()).resolve(len(train_features))
     if train_features.ndim != 2 or test_features.ndim != 2 or train_features.shape[1] != test_features.shape[1]:
         raise InputError(f"expected train and test features (N, D) of one width, got {tuple(train_features.shape)} "
@@ -137,35 +141,50 @@ def train_linear_head(train_features: torch.Tensor, train_labels: torch.Tensor, 
     for name, labels, features in (("train", train_labels, train_features), ("test", test_labels, test_features)):
         if labels.shape != (len(features),) or labels.min() < 0 or labels.max() >= num_classes:
             raise InputError(f"{name} labels must be (N,) = ({len(features)},) in 0..{num_classes - 1}")
+    engine = TrainingRun(run or RunOptions(), config=config_dict(config),
+                         facts={"num_clips": len(train_features), "num_classes": num_classes},
+                         resumable_changes=("epochs", "eval_every"), default_device=train_features.device)
+    train_features, train_labels, test_features, test_labels = engine.to_device(
+        (train_features.float(), train_labels.long(), test_features.float(), test_labels.long()))
     if config.standardize:
         mean, std = train_features.mean(0), train_features.std(0) + 1e-6
         train_features, test_features = (train_features - mean) / std, (test_features - mean) / std
-    generator = torch.Generator().manual_seed(config.seed)
     head = nn.Linear(train_features.shape[1], num_classes)
-    nn.init.normal_(head.weight, std=0.01, generator=generator)
+    nn.init.normal_(head.weight, std=0.01, generator=torch.Generator().manual_seed(config.seed))
     nn.init.zeros_(head.bias)
-    optimizer = torch.optim.SGD(head.parameters(), lr=config.lr, momentum=config.momentum,
+    engine.place(head)
+    optimizer = build_optimizer(head.parameters(), "sgd", lr=config.lr, momentum=config.momentum,
                                 weight_decay=config.weight_decay)
-    schedule = torch.optim.lr_scheduler.MultiStepLR(optimizer, config.lr_milestones, config.lr_gamma)
+    schedule = step_schedule(optimizer, config.lr_milestones, config.lr_gamma)  # per epoch
     top5_k = min(5, num_classes)
-    history = []
-    for epoch in range(1, config.epochs + 1):
-        for batch in torch.randperm(len(train_features), generator=generator).split(config.batch_size):
-            loss = nn.functional.cross_entropy(head(train_features[batch]), train_labels[batch])
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-        schedule.step()
-        if epoch % config.eval_every == 0 or epoch == config.epochs:
-            scores = _evaluate(head, test_features, test_labels)
-            history.append((epoch, scores["top1"], scores[f"top{top5_k}"]))
-            logger.info("epoch %d: top-1 %.2f%%", epoch, 100 * scores["top1"])
+    history = engine.resume(head=head, optimizer=optimizer, scheduler=schedule).get("history", [])
+    sampler = EpochSampler(len(train_features), config.seed)
+    with engine, engine.progress(config.epochs - engine.epoch, unit="epoch") as bar:
+        while engine.epoch < config.epochs:
+            sampler.set_epoch(engine.epoch)
+            lr = optimizer.param_groups[0]["lr"]
+            for batch in torch.tensor(list(sampler)).split(config.batch_size):
+                batch = engine.to_device(batch)
+                with engine.autocast():
+                    loss = nn.functional.cross_entropy(head(train_features[batch]).float(), train_labels[batch])
+                engine.backward_step(loss, optimizer)
+            engine.advance(schedule)
+            epoch = engine.epoch + 1
+            engine.log({"lr": lr, "loss": loss.item()})
+            if epoch % config.eval_every == 0 or epoch == config.epochs:
+                scores = _evaluate(head, test_features, test_labels)
+                history.append((epoch, scores["top1"], scores[f"top{top5_k}"]))
+                engine.log({"top1": scores["top1"], f"top{top5_k}": scores[f"top{top5_k}"]})
+                logger.info("epoch %d: top-1 %.2f%%", epoch, 100 * scores["top1"])
+            engine.end_epoch(config.epochs, {"history": history})
+            bar.update()
     with torch.no_grad():
         predictions = head(test_features).argmax(1)
         if config.standardize:  # fold the standardisation into the head: it then takes raw features
             head.bias -= head.weight @ (mean / std)
             head.weight /= std
-    return head, ProbeResult.from_history(history, confusion_matrix(predictions, test_labels, num_classes))
+    return head, ProbeResult.from_history(history, confusion_matrix(predictions.cpu(), test_labels.cpu(),
+                                                                    num_classes))
 
 
 def encode_dataset(model: USDRL, dataset, *, batch_size: int = 64, num_workers: int = 0,
@@ -181,8 +200,8 @@ def encode_dataset(model: USDRL, dataset, *, batch_size: int = 64, num_workers: 
 
 
 def linear_probe(model: USDRL, train, test, *, num_classes: int, config: ProbeConfig | None = None,
-                 batch_size: int = 64, num_workers: int = 0, device=None,
-                 class_names: list[str] | None = None) -> ProbeResult:
+                 batch_size: int = 64, num_workers: int = 0, class_names: list[str] | None = None,
+                 run: RunOptions | None = None) -> ProbeResult:
     """Linear evaluation of ``model``'s frozen global features; the trained head becomes ``model.head``
     and the model is left in eval mode.
 
@@ -195,15 +214,19 @@ def linear_probe(model: USDRL, train, test, *, num_classes: int, config: ProbeCo
         config: the protocol (:class:`ProbeConfig`).
         batch_size: clips per forward pass when computing features.
         num_workers: data-loading processes.
-        device: where the features are computed (default: the model's device).
         class_names: stored in the model's config with the head (default: the class names in the
             manifest of ``train``'s prepared dataset, :func:`~usdrl.data.prepared.head_class_names`).
+        run: :class:`~usdrl.engine.RunOptions`: the device the features are computed and the head
+            trained on (default: where the model is; the model is moved there), precision, run
+            folder, checkpoints of the head's training and resume.
     """
-    train_features, train_labels = encode_dataset(model, train, batch_size=batch_size, num_workers=num_workers,
-                                                  device=device)
-    test_features, test_labels = encode_dataset(model, test, batch_size=batch_size, num_workers=num_workers,
-                                                device=device)
-    head, result = train_linear_head(train_features, train_labels, test_features, test_labels, num_classes, config)
+    run = run or RunOptions()
+    device = resolve_device(run.device) if run.device is not None else next(model.parameters()).device
+    model.to(device)
+    train_features, train_labels = encode_dataset(model, train, batch_size=batch_size, num_workers=num_workers)
+    test_features, test_labels = encode_dataset(model, test, batch_size=batch_size, num_workers=num_workers)
+    head, result = train_linear_head(train_features, train_labels, test_features, test_labels, num_classes, config,
+                                     run=dataclasses.replace(run, device=str(device)))
     model.reset_classifier(num_classes, class_names or head_class_names(train, num_classes))
     model.head.load_state_dict(head.state_dict())
     model.eval()  # ready to predict, as after finetune()

@@ -1,0 +1,140 @@
+"""Every training and inference entry point keeps its tensors where the model is (checked without a GPU).
+
+The model is moved onto a simulated accelerator (:mod:`device_harness`); any operation that
+mixes its tensors with host tensors, as a batch or labels left on the CPU would on a GPU, fails.
+The real CUDA run is ``test_cuda_end_to_end`` (skipped without a GPU).
+"""
+
+import numpy as np
+import pytest
+import torch
+from device_harness import DeviceMixError, SimulatedAccelerator
+
+from usdrl import USDRL, USDRLConfig
+
+CLASSES, FRAME_CLASSES = 3, 4
+
+
+@pytest.fixture
+def accelerator():
+    return SimulatedAccelerator()
+
+
+def tiny_model(**overrides) -> USDRL:
+    torch.manual_seed(0)
+    return USDRL(USDRLConfig.from_preset("tiny", hidden_size=16, num_heads=1, **overrides))
+
+
+def placed(accelerator, model: USDRL) -> USDRL:
+    """``model`` moved onto the simulated accelerator."""
+    with accelerator:
+        model.to("cpu")
+    assert all(accelerator.on_device(p) for p in model.parameters())
+    return model
+
+
+def clips(model: USDRL, n: int = 8, seed: int = 0) -> torch.Tensor:
+    return torch.randn((n, *model.config.input_shape), generator=torch.Generator().manual_seed(seed))
+
+
+def labelled(model: USDRL, n: int = 8) -> torch.utils.data.TensorDataset:
+    return torch.utils.data.TensorDataset(clips(model, n), torch.arange(n) % CLASSES)
+
+
+def windows(model: USDRL, n: int = 4) -> torch.utils.data.TensorDataset:
+    frames = model.config.num_frames
+    return torch.utils.data.TensorDataset(clips(model, n), torch.arange(n * frames).view(n, frames) % FRAME_CLASSES)
+
+
+def test_the_harness_catches_a_host_batch_and_passes_a_moved_one(accelerator):
+    layer = torch.nn.Linear(3, 2)
+    with accelerator:
+        layer.to("cpu")
+        batch = torch.randn(4, 3)
+        with pytest.raises(DeviceMixError, match="mixes tensors on the accelerator with host tensors"):
+            layer(batch)
+        out = layer(batch.to("cpu"))
+        out.sum().backward()
+        torch.optim.SGD(layer.parameters(), lr=0.1).step()
+        assert accelerator.on_device(out) and accelerator.on_device(layer.weight.grad)
+        assert not accelerator.on_device(out.cpu())
+        with pytest.raises(DeviceMixError, match="numpy"):
+            out.detach().numpy()
+        out + torch.tensor(1.0)  # a 0-d host tensor is allowed, as on CUDA
+
+
+def test_inference_entry_points(accelerator):
+    from usdrl.tasks.detection import frame_scores
+    from usdrl.tasks.finetune import predict_dataset
+    from usdrl.tasks.metrics import topk_accuracy
+    from usdrl.tasks.recognition import encode_dataset
+    from usdrl.tasks.streaming import StreamingDetector
+
+    model = tiny_model(num_classes=CLASSES, num_frame_classes=FRAME_CLASSES)
+    batch = clips(model)
+    placed(accelerator, model)
+    with accelerator:
+        assert accelerator.on_device(model(batch)) and accelerator.on_device(model.forward_frames(batch))
+        assert accelerator.on_device(model.forward_head(model.forward_features(batch)))
+        for output in (model.encode(batch), model.dense_features(batch), frame_scores(model, batch[0].numpy()),
+                       *encode_dataset(model, labelled(model)), *predict_dataset(model, labelled(model))):
+            assert not accelerator.on_device(output)  # the helpers hand back host tensors
+        topk_accuracy(*predict_dataset(model, labelled(model)), k=(1,))
+        stream = StreamingDetector(model)
+        outputs = [stream.push(batch[0].numpy()), stream.finish()]
+        assert sum(len(output.scores) for output in outputs) == model.config.num_frames
+
+
+def test_finetune_and_linear_probe(accelerator):
+    from usdrl.tasks.finetune import FinetuneConfig, finetune
+    from usdrl.tasks.recognition import ProbeConfig, linear_probe
+
+    model = placed(accelerator, tiny_model())
+    with accelerator:
+        finetune(model, labelled(model), labelled(model), num_classes=CLASSES,
+                 config=FinetuneConfig(epochs=1, batch_size=4, eval_every=1))
+        linear_probe(model, labelled(model), labelled(model), num_classes=CLASSES,
+                     config=ProbeConfig(epochs=2, batch_size=4, eval_every=1))
+    assert all(accelerator.on_device(p) for p in model.parameters())
+
+
+@pytest.mark.parametrize("recipe", ["library", "reference"])
+def test_detection_and_segmentation_training(accelerator, recipe):
+    from usdrl.tasks.detection import ReferenceDetectionConfig, train_detector
+    from usdrl.tasks.finetune import FinetuneConfig
+
+    model = placed(accelerator, tiny_model())
+    config = (ReferenceDetectionConfig(epochs=1, batch_size=2) if recipe == "reference" else
+              FinetuneConfig(epochs=1, batch_size=2))
+    with accelerator:
+        train_detector(model, windows(model), num_classes=FRAME_CLASSES, config=config, smoothing=0.15)
+    assert all(accelerator.on_device(p) for p in model.parameters())
+
+
+def test_pretraining(accelerator, tmp_path):
+    from usdrl.train.pretrain import PretrainConfig, Pretrainer
+
+    config = USDRLConfig.from_preset("tiny", hidden_size=16, num_heads=1)
+    data = np.random.default_rng(0).standard_normal((8, *config.input_shape)).astype(np.float32)
+    with accelerator:
+        trainer = Pretrainer(config, PretrainConfig(epochs=1, batch_size=4, lr_milestones=[]), data,
+                             np.full(8, config.num_frames), tmp_path / "run")
+        trainer.fit()
+    assert all(accelerator.on_device(p) for p in trainer.module.parameters())
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_end_to_end(tmp_path):
+    from usdrl.engine import RunOptions
+    from usdrl.tasks.detection import train_detector
+    from usdrl.tasks.finetune import FinetuneConfig, finetune
+
+    model = tiny_model()
+    for precision in ("fp32", "bf16", "fp16"):
+        run = RunOptions(tmp_path / precision, device="cuda", precision=precision)
+        finetune(model, labelled(model), labelled(model), num_classes=CLASSES,
+                 config=FinetuneConfig(epochs=1, batch_size=4), run=run)
+        assert next(model.parameters()).is_cuda
+    train_detector(model, windows(model), num_classes=FRAME_CLASSES, config=FinetuneConfig(epochs=1, batch_size=2),
+                   run=RunOptions(device="cuda"))
+    assert model.encode(clips(model)).device.type == "cpu"
