@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+import usdrl.precision as precision_module
 from usdrl import USDRL, ConfigError, TrainingDivergedError, USDRLConfig
 from usdrl.engine import (
     EpochSampler,
@@ -24,6 +25,7 @@ from usdrl.engine import (
     step_schedule,
     warmup_cosine_schedule,
 )
+from usdrl.precision import MachineInfo
 
 
 def test_the_engine_sits_below_train_and_tasks_and_import_usdrl_stays_light():
@@ -50,9 +52,13 @@ def test_devices_resolve_or_say_what_is_missing():
         resolve_device("tpu")
 
 
-def test_precision_auto_is_resolved_in_one_place():
+def test_precision_auto_is_resolved_in_one_place(monkeypatch):
+    # auto is usdrl.precision's decision: bf16 on a CPU with native bf16, fp32 on one without
+    native = MachineInfo("Xeon", ("AVX2", "AVX-512", "AVX512-BF16", "AMX-BF16"), "AVX512", 2)
+    monkeypatch.setattr(precision_module, "machine_info", lambda: native)
+    assert resolve_precision("auto", torch.device("cpu")) == "bf16"
+    monkeypatch.setattr(precision_module, "machine_info", lambda: MachineInfo("EPYC", ("AVX2",), "AVX2", 2))
     assert resolve_precision("auto", torch.device("cpu")) == "fp32"
-    assert resolve_precision("auto", torch.device("mps")) == "fp16"
     assert [resolve_precision(p, torch.device("cpu")) for p in ("fp32", "bf16", "fp16")] == ["fp32", "bf16", "fp16"]
     with pytest.raises(ConfigError, match="precision must be one of auto, fp32, bf16, fp16, got 'fp8'"):
         resolve_precision("fp8", torch.device("cpu"))
