@@ -92,7 +92,7 @@ def test_a_run_folder_is_not_overwritten_and_resume_needs_one(folders, tmp_path,
     assert main(args) == 0
     capsys.readouterr()
     assert main(args) == 1
-    assert "already holds checkpoint_0003.pt: pass resume=True (--resume)" in capsys.readouterr().err
+    assert "already holds checkpoint_0003.pt: pass --resume to continue it" in capsys.readouterr().err
     assert main(command("finetune", folders, tmp_path / "empty") + ["--resume"]) == 1
     assert "nothing to resume" in capsys.readouterr().err
 

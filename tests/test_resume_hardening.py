@@ -170,7 +170,7 @@ def test_a_damaged_metrics_line_in_the_middle_is_an_error_naming_it(clips, copy)
 
 def test_a_resume_with_changed_settings_is_refused_with_the_differences(clips, copy):
     with pytest.raises(ConfigError, match=r"lr: 0.0005 in the checkpoint, 0.001 now; seed: 0 in the checkpoint, "
-                                          r"3 now\. .*allow_changed_config=True \(--allow-changed-config\)"):
+                                          r"3 now\. .*allow_changed_config=True to continue"):
         run(clips, copy, epochs=3, resume=True, lr=1e-3, seed=3)
     with pytest.raises(ConfigError, match=r"augment.shear_range: 1.0 in the checkpoint, 0.3 now"):
         run(clips, copy, epochs=3, resume=True, augment={"shear_range": 0.3})
@@ -303,6 +303,7 @@ def test_the_cli_refuses_a_changed_lr_on_resume_unless_allowed(cli_run, tmp_path
     args, straight = cli_run
     run_dir = shutil.copytree(straight, tmp_path / "run")
     assert main([*args(run_dir), "--epochs", "4", "--resume", "--lr", "0.001"]) == 1
-    assert "lr: 0.0005 in the checkpoint, 0.001 now" in capsys.readouterr().err
+    error = capsys.readouterr().err
+    assert "lr: 0.0005 in the checkpoint, 0.001 now" in error and "pass --allow-changed-config to continue" in error
     assert main([*args(run_dir), "--epochs", "4", "--resume", "--lr", "0.001", "--allow-changed-config"]) == 0
     assert [m["lr"] for m in metrics(run_dir)][-1] == 0.001

@@ -246,7 +246,7 @@ class RunOptions:
 
     def __post_init__(self):
         if self.save_every < 1:
-            raise ConfigError(f"save_every must be >= 1, got {self.save_every}")
+            raise ConfigError(f"save_every must be >= 1, got {self.save_every}", keywords=("save_every",))
         if self.resume and self.run_dir is None:
             raise ConfigError("resume needs the run folder (run_dir, --out) to resume from")
         if self.precision is not None and self.precision not in PRECISIONS:
@@ -393,8 +393,8 @@ class TrainingRun:
         if not self.options.resume:
             path = latest_checkpoint(self.run_dir)
             if path is not None:
-                raise ConfigError(f"{self.run_dir} already holds {path.name}: pass resume=True (--resume) to "
-                                  "continue it, or choose another folder")
+                raise ConfigError(f"{self.run_dir} already holds {path.name}: pass resume=True to continue it, "
+                                  "or choose another folder", keywords=("resume",))
             return None
         found = newest_intact_checkpoint(self.run_dir)
         if found is None:
@@ -420,7 +420,8 @@ class TrainingRun:
         if not self.options.allow_changed_config:
             raise ConfigError(f"resuming {self.run_dir} with settings that change its trajectory: "
                               f"{'; '.join(changed)}. Resume with the run's settings, or pass "
-                              "allow_changed_config=True (--allow-changed-config) to continue with the new ones")
+                              "allow_changed_config=True to continue with the new ones",
+                              keywords=("allow_changed_config",))
         logger.warning("resuming %s with changed settings (allowed): %s", self.run_dir, "; ".join(changed))
 
     def resume(self, **stateful) -> dict:
