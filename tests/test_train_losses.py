@@ -52,15 +52,20 @@ def loop_xcorr(z1, z2, off_weight=0.005):
     return sum((c[i, i] - 1) ** 2 if i == j else off_weight * c[i, j] ** 2 for i in range(d) for j in range(d))
 
 
-def loop_total(embeddings, cfg: LossConfig):
+# The reference's weights (spec §4.4-§4.6), written out here rather than read from LossConfig.
+REFERENCE = dict(sim=5.0, vac=1.0, xcorr=0.0, std=5.0, cov=1.0, eps=1e-4, off=0.005,
+                 temporal=0.5, spatial=0.5, instance=1.0)
+
+
+def loop_total(embeddings, **weights):
+    w = {**REFERENCE, **weights}
     total = 0.0
     for domain in DOMAINS:
         views = list(embeddings[domain])
         sim = loop_invariance(views)
-        vac = sum(loop_vac(z, cfg.std_weight, cfg.cov_weight, cfg.variance_eps) for z in views)
-        xcorr = sum(loop_xcorr(a, b, cfg.xcorr_off_diagonal) for a, b in itertools.combinations(views, 2))
-        weight = {"temporal": cfg.temporal_weight, "spatial": cfg.spatial_weight, "instance": cfg.instance_weight}
-        total = total + weight[domain] * (cfg.sim_weight * sim + cfg.vac_weight * vac + cfg.xcorr_weight * xcorr)
+        vac = sum(loop_vac(z, w["std"], w["cov"], w["eps"]) for z in views)
+        xcorr = sum(loop_xcorr(a, b, w["off"]) for a, b in itertools.combinations(views, 2))
+        total = total + w[domain] * (w["sim"] * sim + w["vac"] * vac + w["xcorr"] * xcorr)
     return total
 
 
@@ -157,7 +162,7 @@ def test_mgfd_total_and_parts(xcorr_weight):
     cfg = LossConfig(xcorr_weight=xcorr_weight)
     embeddings = {"temporal": random_views(0), "spatial": random_views(1), "instance": random_views(2, d=7)}
     loss, parts = MGFDLoss(cfg)(embeddings)
-    assert loss.item() == pytest.approx(loop_total(embeddings, cfg).item(), rel=1e-6)
+    assert loss.item() == pytest.approx(loop_total(embeddings, xcorr=xcorr_weight).item(), rel=1e-6)
     terms = ("sim", "vac", "xcorr")
     assert set(parts) == {"loss", *terms} | {f"{d}/{t}" for d in DOMAINS for t in terms}
     assert all(isinstance(v, float) for v in parts.values())
@@ -165,6 +170,25 @@ def test_mgfd_total_and_parts(xcorr_weight):
     assert parts["sim"] == pytest.approx(parts["instance/sim"] + 0.5 * (parts["temporal/sim"] + parts["spatial/sim"]))
     assert parts["loss"] == pytest.approx(5 * parts["sim"] + parts["vac"] + xcorr_weight * parts["xcorr"])
     assert (parts["xcorr"] > 0) == (xcorr_weight > 0)
+
+
+def test_mgfd_defaults_are_the_reference_weights():
+    embeddings = {"temporal": random_views(6), "spatial": random_views(7), "instance": random_views(8, d=7)}
+    assert MGFDLoss()(embeddings)[0].item() == pytest.approx(loop_total(embeddings).item(), rel=1e-9)
+
+
+def test_mgfd_follows_every_non_default_weight():
+    # Each weight moved away from its default (and eps large enough to matter), so ignoring any one shows.
+    weights = dict(sim=2.0, vac=0.7, xcorr=0.3, std=1.5, cov=3.0, eps=0.5, off=0.2,
+                   temporal=0.25, spatial=0.75, instance=2.0)
+    cfg = LossConfig(sim_weight=2.0, vac_weight=0.7, xcorr_weight=0.3, std_weight=1.5, cov_weight=3.0,
+                     variance_eps=0.5, xcorr_off_diagonal=0.2, temporal_weight=0.25, spatial_weight=0.75,
+                     instance_weight=2.0)
+    embeddings = {"temporal": random_views(9), "spatial": random_views(10), "instance": random_views(11, d=7)}
+    assert MGFDLoss(cfg)(embeddings)[0].item() == pytest.approx(loop_total(embeddings, **weights).item(), rel=1e-9)
+    for name, value in weights.items():  # each weight on its own changes the loss: none is inert in the test
+        assert loop_total(embeddings, **{**weights, name: value * 1.5}).item() != pytest.approx(
+            loop_total(embeddings, **weights).item(), rel=1e-6)
 
 
 def test_zero_xcorr_weight_skips_the_term():
