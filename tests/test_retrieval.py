@@ -1,3 +1,5 @@
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -79,6 +81,19 @@ def test_retrieval_accuracy_and_validation():
         knn_classify(query, gallery, torch.arange(4), metric="manhattan")
     with pytest.raises(InputError, match="one label per query"):
         retrieval_accuracy(query, gallery, torch.tensor([0]), torch.arange(4))
+
+
+def test_the_default_metric_is_cosine_on_vectors_of_any_length():
+    # The query points along (1, 0.1). By angle the short gallery vector 1 is nearest (cos 0.995 vs 0.77);
+    # by dot product (0.3 vs 3.3) and by distance (2.92 vs 2.70) the long vector 0 wins.
+    query = torch.tensor([[3.0, 0.3]])
+    gallery = torch.tensor([[3.0, 3.0], [0.1, 0.0]])
+    idx, sim = nearest_neighbours(query, gallery)
+    assert idx.tolist() == [[1]] and sim.item() == pytest.approx(1 / math.sqrt(1.01))
+    assert knn_classify(query, gallery, torch.tensor([7, 4]))[0].tolist() == [4]
+    assert retrieval_accuracy(query, gallery, torch.tensor([4]), torch.tensor([7, 4]))["accuracy"] == 1.0
+    assert nearest_neighbours(query, gallery, metric="dot")[0].tolist() == [[0]]
+    assert nearest_neighbours(query, gallery, metric="euclidean")[0].tolist() == [[0]]
 
 
 def test_large_gallery_is_chunked():
