@@ -4,6 +4,7 @@
 
 import dataclasses
 import json
+import math
 
 import numpy as np
 import pytest
@@ -193,6 +194,15 @@ def test_shear_is_linear_with_unit_diagonal_and_keeps_zeros():
     assert matrices.abs().max() <= 1.0 and len({m.sum().item() for m in matrices}) == 6  # one matrix per sample
 
 
+def test_shear_off_diagonals_span_both_signs():
+    basis = torch.zeros(400, 3, 1, 3, 1)
+    basis[:, :, 0, :, 0] = torch.eye(3)
+    matrices = random_shear(basis, gen(8), AugmentConfig(shear_range=0.5))[:, :, 0, :, 0]
+    off = matrices[:, ~torch.eye(3, dtype=torch.bool)]  # (400, 6), U(-0.5, 0.5)
+    assert off.min() < -0.45 and off.max() > 0.45 and abs(off.mean().item()) < 0.03
+    assert 0.45 < (off < 0).double().mean().item() < 0.55
+
+
 def test_spatial_step_is_corruption_or_shear():
     x = batch(n=200, t=2)
     counts = changed_joints(x, random_spatial(x, gen(9))).sum(1)
@@ -222,6 +232,30 @@ def test_rotation_is_a_rotation():
     assert not torch.allclose(out, x)
     with pytest.raises(InputError, match="C = 3"):
         random_rotation(x[:, :2], gen(10))
+
+
+def rodrigues(axis, degrees):
+    """The right-handed rotation by ``degrees`` about unit ``axis``: v cos + (k x v) sin + k (k.v)(1 - cos)."""
+    k = torch.tensor(axis, dtype=torch.float64)
+    theta = math.radians(degrees)
+    cross = torch.tensor([[0, -k[2], k[1]], [k[2], 0, -k[0]], [-k[1], k[0], 0]], dtype=torch.float64)
+    return math.cos(theta) * torch.eye(3, dtype=torch.float64) + math.sin(theta) * cross + (
+        1 - math.cos(theta)) * torch.outer(k, k)
+
+
+@pytest.mark.parametrize("limits", [(30, 0, 0), (0, 40, 0), (0, 0, 50), (30, 40, 50)])
+def test_rotation_angles_and_signs(limits):
+    # The angles are the generator's uniform draws scaled to (-a, a); each turns right-handedly about its
+    # axis (a positive angle about x takes y towards z, about y takes z towards x), composed Rz Ry Rx.
+    n = 16
+    draws = torch.rand(n, 3, generator=gen(11)) * (2 * torch.tensor(limits)) - torch.tensor(limits)
+    expected = torch.stack([rodrigues((0, 0, 1), z) @ rodrigues((0, 1, 0), y) @ rodrigues((1, 0, 0), x)
+                            for x, y, z in draws.tolist()])
+    basis = torch.zeros(n, 3, 1, 3, 1)
+    basis[:, :, 0, :, 0] = torch.eye(3)  # the output columns are the matrix
+    matrices = random_rotation(basis, gen(11), AugmentConfig(rotation_degrees=limits))[:, :, 0, :, 0]
+    torch.testing.assert_close(matrices.double(), expected, rtol=0, atol=1e-5)
+    assert (draws.abs().amax(dim=0) > 0.5 * torch.tensor(limits)).tolist() == [a > 0 for a in limits]
 
 
 # ---------------------------------------------------------------- flip, noise, masking
