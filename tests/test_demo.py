@@ -118,11 +118,16 @@ def test_the_readme_ten_lines_run(tmp_path, monkeypatch):
     from usdrl.data import write_ntu_skeleton
 
     code = re.search(r"## Ten lines.*?```python\n(.*?)\n```", README.read_text(encoding="utf-8"), re.S)[1]
-    clip = make_clips(1, seed=7)
-    write_ntu_skeleton(tmp_path / "S001C001P001R001A001.skeleton", clip.data[0, :, : clip.num_frames[0]])
+    clips = make_clips(2, seed=7)
+    assert ACTION_NAMES[clips.labels[1]] == "wave_left_hand"
+    write_ntu_skeleton(tmp_path / "S001C001P001R001A001.skeleton", clips.data[1, :, : clips.num_frames[1]])
     monkeypatch.chdir(tmp_path)
     namespace = {}
     exec(compile(code, "README.md", "exec"), namespace)
-    assert namespace["probabilities"].shape == (1, NUM_CLASSES)
+    probabilities = namespace["probabilities"]
+    assert probabilities.shape == (1, NUM_CLASSES)
+    # The demo weights recognise the clip (a left-hand wave: a clip turned or mirrored would not be).
+    assert probabilities.argmax().item() == 1 and probabilities[0, 1] > 0.9
     assert namespace["embedding"].shape == (1, 256) and namespace["frames"].shape == (1, 64, 256)
+    assert namespace["embedding"].norm().item() == pytest.approx(1.0, abs=1e-6)   # normalize=True
     assert namespace["model"].config.class_names == ["a", "b", "c", "d", "e"]
