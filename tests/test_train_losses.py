@@ -212,6 +212,25 @@ def test_losses_run_in_float32_under_autocast():
     assert half.dtype == torch.float32
 
 
+def test_every_term_is_float32_exact_under_autocast():
+    # Under a bfloat16 autocast the Gram products would lose 3 digits; the terms keep float32's 7.
+    views = random_views(12, views=2, n=6, d=64)
+    def terms(z):
+        return {"cov": covariance_loss(z).item(), "xcorr": multi_view_cross_correlation(z).item()}
+
+    exact = terms(views)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = terms(views.float())
+    assert got == pytest.approx(exact, rel=1e-5)
+
+
+def test_the_smallest_inputs_each_term_accepts():
+    two = random_views(13, views=2, n=2, d=3)   # 2 views of a batch of 2
+    assert invariance_loss(two).item() == pytest.approx(loop_invariance(list(two)).item(), rel=1e-12)
+    assert variance_covariance_loss(two[0]).item() == pytest.approx(loop_vac(two[0]).item(), rel=1e-12)
+    assert multi_view_cross_correlation(two).item() == pytest.approx(loop_xcorr(*two).item(), rel=1e-12)
+
+
 def test_gradients_flow_to_every_view():
     views = random_views(5).requires_grad_()
     MGFDLoss(LossConfig(xcorr_weight=1e-3))({d: views for d in DOMAINS})[0].backward()
@@ -219,8 +238,17 @@ def test_gradients_flow_to_every_view():
 
 
 def test_errors():
-    with pytest.raises(InputError, match="2 views"):
+    with pytest.raises(InputError, match=r"^invariance needs at least 2 views, got 1$"):
         invariance_loss(torch.zeros(1, 3, 2))
+    with pytest.raises(InputError, match=r"^cross-correlation needs at least 2 views, got 1$"):
+        multi_view_cross_correlation(torch.zeros(1, 3, 2))
+    with pytest.raises(InputError, match=r"^expected embeddings \(N, D\) or views \(V, N, D\), got shape \(1, 2, 3, 4"):
+        invariance_loss(torch.zeros(1, 2, 3, 4))
+    with pytest.raises(InputError, match=r"^embeddings must have the same shape, got \(3, 2\) and \(3, 4\)$"):
+        cross_correlation_loss(torch.randn(3, 2), torch.randn(3, 4))
+    for bad in ("1", True, None):
+        with pytest.raises(ConfigError, match=f"sim_weight must be a non-negative number, got {bad!r}"):
+            LossConfig(sim_weight=bad)
     with pytest.raises(InputError, match="batch of at least 2"):
         variance_loss(torch.zeros(1, 2))
     with pytest.raises(InputError, match="missing"):
