@@ -91,8 +91,10 @@ def test_the_default_metric_is_cosine_on_vectors_of_any_length():
     gallery = torch.tensor([[3.0, 3.0], [0.1, 0.0]])
     idx, sim = nearest_neighbours(query, gallery)
     assert idx.tolist() == [[1]] and sim.item() == pytest.approx(1 / math.sqrt(1.01))
-    assert knn_classify(query, gallery, torch.tensor([7, 4]))[0].tolist() == [4]
+    pred, idx, _ = knn_classify(query, gallery, torch.tensor([7, 4]))
+    assert pred.tolist() == [4] and idx.tolist() == [[1]]   # one neighbour by default
     assert retrieval_accuracy(query, gallery, torch.tensor([4]), torch.tensor([7, 4]))["accuracy"] == 1.0
+    assert retrieval_accuracy(query, gallery, [4], [7, 4], metric="dot")["accuracy"] == 0.0
     assert nearest_neighbours(query, gallery, metric="dot")[0].tolist() == [[0]]
     assert nearest_neighbours(query, gallery, metric="euclidean")[0].tolist() == [[0]]
 
@@ -133,6 +135,16 @@ def test_similarities_are_float32_or_float64(dtype, expected):
     torch.testing.assert_close(out["similarities"], sim[:, :1])
 
 
+def test_half_precision_inputs_are_compared_in_float32():
+    g = torch.Generator().manual_seed(4)
+    query, gallery = torch.randn(5, 16, generator=g).half(), torch.randn(40, 16, generator=g).half()
+    for metric in ("cosine", "dot", "euclidean"):
+        idx, sim = nearest_neighbours(query, gallery, 3, metric=metric)
+        ref_idx, ref_sim = nearest_neighbours(query.float(), gallery.float(), 3, metric=metric)
+        assert torch.equal(idx, ref_idx)
+        torch.testing.assert_close(sim, ref_sim, rtol=1e-6, atol=1e-6)
+
+
 def test_no_queries_give_empty_results():
     gallery = torch.eye(4, 3)
     idx, sim = nearest_neighbours(torch.empty(0, 3), gallery, 2)
@@ -148,6 +160,7 @@ def test_inputs_that_track_gradients_and_the_log_line(caplog):
     query = torch.tensor([[1.0, 0.0]], requires_grad=True)
     gallery = torch.tensor([[0.0, 1.0], [2.0, 0.1]], requires_grad=True)
     assert nearest_neighbours(query, gallery)[0].tolist() == [[1]]
+    assert nearest_neighbours(query, gallery, device="cpu")[0].tolist() == [[1]]
     with caplog.at_level(logging.INFO, logger="usdrl"):
         retrieval_accuracy(query, gallery, [3], [2, 3])
     assert "kNN (k=1, cosine) accuracy 1.0000 on 1 queries" in caplog.messages
