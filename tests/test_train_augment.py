@@ -352,9 +352,9 @@ def test_config_limits_are_accepted():
 ])
 def test_every_step_draws_from_the_generator_it_is_given(step, config):
     x = batch(seed=4)
+    torch.manual_seed(1)   # the global generator differs between the calls: it must not be used
     first = step(x, gen(5), config)
-    torch.manual_seed(123)   # the global generator moves between the calls: it must not be used
-    torch.rand(7)
+    torch.manual_seed(2)
     torch.testing.assert_close(step(x, gen(5), config), first, rtol=0, atol=0)
     assert not torch.equal(first, x)
 
