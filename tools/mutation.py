@@ -2,7 +2,7 @@
 
 Usage (from the repository root, with the ``dev`` extra installed)::
 
-    python tools/mutation.py                      # every core module, smallest first
+    python tools/mutation.py                      # every core module, in the order of --list
     python tools/mutation.py usdrl/train/losses.py usdrl/tasks/retrieval.py
     python tools/mutation.py --list               # the modules and their test selections
 
