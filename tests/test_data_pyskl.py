@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from usdrl.data import annotation_to_clip, clip_to_pyskl, load_pyskl, pose_to_clip, pyskl_to_clip, restricted_load
-from usdrl.errors import DataFormatError, InputError
+from usdrl.errors import ConfigError, DataFormatError, InputError
 
 FIXTURE = FIXTURES / "pyskl" / "sample.pkl"
 
@@ -169,9 +169,35 @@ def test_mutated_pickles_raise_only_format_errors(raw, edits):
         else:
             raw[i:i] = bytes([value])
     try:
-        restricted_load(bytes(raw))
+        loaded = restricted_load(bytes(raw))
     except DataFormatError:
-        pass
+        return
+    assert _only_plain_values(loaded)   # whatever loads is data: no other type can come out
+
+
+_PLAIN = (str, bytes, bytearray, int, float, complex, bool, type(None), np.generic, np.dtype)
+
+
+def _only_plain_values(obj, depth=0) -> bool:
+    if depth > 50:
+        return True
+    if isinstance(obj, dict):
+        return all(_only_plain_values(k, depth + 1) and _only_plain_values(v, depth + 1) for k, v in obj.items())
+    if isinstance(obj, list | tuple | set | frozenset):
+        return all(_only_plain_values(item, depth + 1) for item in obj)
+    if isinstance(obj, np.ndarray):
+        return type(obj) is np.ndarray and (obj.dtype.kind != "O" or all(
+            _only_plain_values(item, depth + 1) for item in obj.flat))
+    return isinstance(obj, _PLAIN)
+
+
+def test_unmutated_small_pickles_load_to_their_content():
+    for raw in _SMALL_PICKLES:
+        loaded = restricted_load(raw)
+        assert loaded["split"] == {"a": ["x"]} and _only_plain_values(loaded)
+        annotation = loaded["annotations"][0]
+        assert annotation["s"] == {1} and annotation["n"] == 3 and annotation["keypoint"].dtype == np.float16
+        np.testing.assert_array_equal(annotation["keypoint"], np.ones((1, 2, 17, 2)))
 
 
 # ---------------------------------------------------------------- annotations
@@ -298,14 +324,14 @@ def test_pose_to_clip_lists_missing_joints_and_extra_people():
     assert xy_only.shape == (3, 5, 17, 3) and not xy_only[2].any()
 
 
-@pytest.mark.parametrize("keypoints, kwargs", [
-    (np.zeros((5, 17, 2)), {}),  # confidence padding needs scores
-    (np.zeros((5, 25, 3)), {}),
-    (np.zeros((5, 17, 4)), {}),
-    ([], {}),
-    ([np.zeros((5, 17, 3)), np.zeros((4, 17, 3))], {}),
-    (np.zeros((5, 17, 3)), {"padding": "other"}),
+@pytest.mark.parametrize("keypoints, kwargs, error, message", [
+    (np.zeros((5, 17, 2)), {}, InputError, "padding='confidence' needs scores"),
+    (np.zeros((5, 25, 3)), {}, InputError, r"expected \(T, 17, 2\|3\) keypoints per person, got shape .*25, 3\)"),
+    (np.zeros((5, 17, 4)), {}, InputError, r"expected \(T, 17, 2\|3\) keypoints per person, got shape .*17, 4\)"),
+    ([], {}, InputError, r"persons with the same \(T, 17, K\) shape, got \[\]"),
+    ([np.zeros((5, 17, 3)), np.zeros((4, 17, 3))], {}, InputError, r"got \[\(4, 17, 3\), \(5, 17, 3\)\]"),
+    (np.zeros((5, 17, 3)), {"padding": "other"}, ConfigError, "unknown padding 'other'; expected one of conf"),
 ])
-def test_pose_to_clip_rejects_bad_input(keypoints, kwargs):
-    with pytest.raises(ValueError):
+def test_pose_to_clip_rejects_bad_input(keypoints, kwargs, error, message):
+    with pytest.raises(error, match=message):
         pose_to_clip(keypoints, **kwargs)

@@ -147,5 +147,9 @@ def test_the_readme_ten_lines_run(tmp_path, monkeypatch, capsys):
     assert model.config.class_names == ["a", "b", "c", "d", "e"]
     printed = capsys.readouterr().out
     best = int(probabilities[0].argmax())
+    # The demo weights recognise the clip: A001, the generator's first class, a right-hand wave (a clip turned or
+    # mirrored by the preprocessing would read as a left-hand wave).
+    assert best == 0 and ACTION_NAMES[0] == "wave_right_hand" and probabilities[0, 0] > 0.9
+    assert namespace["embedding"].norm().item() == pytest.approx(1.0, abs=1e-6)   # normalize=True
     assert printed == f"{ACTION_NAMES[best]} {probabilities[0, best]:.0%} (1, 256) (1, 64, 256)\n"
     assert f"`{printed.strip()}`" in section  # the README shows what it prints

@@ -22,7 +22,9 @@ from usdrl.tasks.detection import (
     smoothing_loss,
     train_detector,
 )
+from usdrl.tasks.detection_eval import read_detection_proposals
 from usdrl.tasks.finetune import FinetuneConfig
+from usdrl.tasks.metrics import detection_map, temporal_nms
 
 
 def test_window_starts_cover_the_sequence():
@@ -73,9 +75,12 @@ def test_train_detect_and_evaluate(prepared, tmp_path):
     assert len(files) == len(truth)
     results = evaluate_detection(model, prepared, config=DetectionConfig(stride=32, threshold=0.3),
                                  iou_thresholds=(0.1, 0.5))
-    assert set(results) == {0.1, 0.5}
-    assert all(0.0 <= v["mAP_a"] <= 1.0 and 0.0 <= v["mAP_v"] <= 1.0 for v in results.values())
+    # The evaluation is the official metric of these very proposals against the frame labels' segments.
+    assert results == detection_map(truth, proposals, (0.1, 0.5))
     assert results[0.1]["mAP_v"] >= results[0.5]["mAP_v"]
+    # A known value: the ground truth itself, as proposals, scores AP 1 in every video.
+    perfect = {name: [(*segment, 1.0) for segment in segments] for name, segments in truth.items()}
+    assert all(v["mAP_v"] == 1.0 for v in detection_map(truth, perfect, (0.1, 0.5)).values())
 
 
 def test_cli_detect_then_evaluate(prepared, tmp_path, capsys):
@@ -92,7 +97,20 @@ def test_cli_detect_then_evaluate(prepared, tmp_path, capsys):
         (gt_dir / f"{name}.txt").write_text(lines)
     assert main(["eval-detection", str(gt_dir), str(tmp_path / "pred"), "--iou", "0.5", "--json"]) == 0
     scores = json.loads(capsys.readouterr().out)["0.5"]
-    assert 0.0 <= scores["mAP_a"] <= 1.0 and 0.0 <= scores["mAP_v"] <= 1.0
+    predictions = {path.stem: read_detection_proposals(path) for path in (tmp_path / "pred").iterdir()}
+    truth = {name: segments for name, segments in ground_truth(prepared).items() if name in predictions}
+    expected = detection_map(truth, predictions, (0.5,))[0.5]
+    assert (scores["mAP_a"], scores["mAP_v"]) == pytest.approx((expected["mAP_a"], expected["mAP_v"]), abs=1e-12)
+    # The ground-truth files given as proposals: every video is found exactly, AP 1.
+    assert main(["eval-detection", str(gt_dir), str(gt_dir), "--iou", "0.5", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["0.5"]["mAP_v"] == 1.0
+
+
+def test_nms_keeps_a_proposal_whose_iou_equals_the_threshold():
+    # (0, 4) and (0, 8) overlap by 4 of 8 frames: IoU exactly 0.5. Only an IoU above the threshold suppresses.
+    proposals = [(1, 0, 8, 0.9), (2, 0, 4, 0.5), (1, 20, 30, 0.1)]
+    assert temporal_nms(proposals, 0.5) == proposals
+    assert temporal_nms(proposals, 0.49) == [proposals[0], proposals[2]]
 
 
 def test_smoothing_loss_hand_worked():

@@ -184,3 +184,27 @@ def test_cli_info_and_download(fake_hub, hub_repo, capsys):
     assert capsys.readouterr().out.strip().endswith(hub_repo[1])
     assert main(["download", "org/missing"]) == 1
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_an_encoder_only_folder_gets_a_new_head_when_asked(tmp_path, clip, caplog):
+    # The documented way to finetune: a head-less checkpoint plus num_classes=K.
+    encoder_only = tiny_model()
+    encoder_only.save_pretrained(tmp_path / "encoder")
+    assert not any(k.startswith("head.") for k in load_file(tmp_path / "encoder" / "model.safetensors"))
+    with caplog.at_level(logging.WARNING, logger="usdrl"):
+        model = USDRL.from_pretrained(tmp_path / "encoder", num_classes=4)
+    assert "head re-initialised for 4 classes (checkpoint had none)" in caplog.text
+    assert model.config.num_classes == 4 and model.head.out_features == 4
+    assert model(clip).shape == (2, 4)
+    assert torch.equal(model.encode(clip), encoder_only.encode(clip))
+
+
+def test_strict_loading_rejects_unexpected_weights(saved, tmp_path):
+    folder = tmp_path / "extra"
+    folder.mkdir()
+    (folder / "config.json").write_text((saved / "config.json").read_text())
+    state = load_file(saved / "model.safetensors")
+    state["encoder.extra.weight"] = torch.zeros(2)
+    save_file(state, folder / "model.safetensors")
+    with pytest.raises(CheckpointError, match="unexpected: encoder.extra.weight"):
+        USDRL.from_pretrained(folder)

@@ -33,8 +33,14 @@ def test_shapes_for_every_layout_encoder_and_modality(encoder, layout, persons, 
     assert model(x).shape == (2, 4) and model.forward_frames(x).shape == (2, frames, 3)
     emb = model.encode(x)
     assert emb.shape == (2, 128) and emb.dtype == torch.float32
-    assert model.dense_features(x).shape == (2, frames, 128)
-    assert torch.isfinite(emb).all()
+    dense = model.dense_features(x)
+    assert dense.shape == (2, frames, 128)
+    # The values: the global feature max-pools each stream, the heads are linear maps of the
+    # pooled (clip) and per-frame (dense) features, and the dense features start with y_t.
+    torch.testing.assert_close(emb, torch.cat([y_t.amax(dim=1), y_s.amax(dim=1)], dim=1))
+    torch.testing.assert_close(model(x), emb @ model.head.weight.T + model.head.bias)
+    torch.testing.assert_close(dense[..., :64], y_t)
+    torch.testing.assert_close(model.forward_frames(x), dense @ model.frame_head.weight.T + model.frame_head.bias)
 
 
 def test_base_config_has_the_reference_parameter_count():
@@ -246,3 +252,40 @@ def test_saved_files_get_the_permissions_of_a_plain_open(tmp_path):
         os.umask(umask)
     modes = {path.name: path.stat().st_mode & 0o777 for path in (tmp_path / "model").iterdir()}
     assert modes == {"config.json": 0o640, "model.safetensors": 0o640, "README.md": 0o640}
+
+
+def test_encoder_initialisation_follows_the_reference():
+    # Spec: linear weights and the spatial position table truncated-normal with std 0.02, biases 0,
+    # LayerNorms (1, 0); attention input projections xavier-uniform; the CA point-wise projection
+    # keeps PyTorch's default U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
+    encoder = tiny().encoder
+    d = encoder.config.hidden_size
+    layers = [*encoder.temporal.layers, *encoder.spatial.layers]
+    pointwise = {id(layer.ca.pointwise) for layer in layers}
+    linears = [m for m in encoder.modules() if isinstance(m, torch.nn.Linear) and id(m) not in pointwise]
+    weights = torch.cat([m.weight.flatten() for m in linears])
+    assert weights.std().item() == pytest.approx(0.02, rel=0.05) and weights.mean().abs() < 1e-3
+    assert all(not m.bias.any() for m in linears)
+    assert encoder.spatial_pos.std().item() == pytest.approx(0.02, rel=0.1)
+    norms = [m for m in encoder.modules() if isinstance(m, torch.nn.LayerNorm)]
+    assert norms and all((m.weight == 1).all() and not m.bias.any() for m in norms)
+    for layer in layers:
+        assert layer.ca.pointwise.weight.abs().max() <= d ** -0.5
+        assert layer.ca.pointwise.weight.std().item() == pytest.approx(d ** -0.5 / 3 ** 0.5, rel=0.1)
+        in_proj = layer.attn.in_proj_weight   # xavier: U(-b, b), b = sqrt(6 / (d + 3d))
+        assert in_proj.abs().max() <= (6 / (4 * d)) ** 0.5
+        assert in_proj.std().item() == pytest.approx((6 / (4 * d)) ** 0.5 / 3 ** 0.5, rel=0.05)
+
+
+def test_drop_path_drops_whole_samples_and_rescales_the_kept_ones():
+    from usdrl.encoder import DropPath
+
+    torch.manual_seed(0)
+    x = torch.rand(20_000, 3, 4) + 1
+    drop = DropPath(0.25).train()
+    out = drop(x)
+    kept = out.flatten(1).any(dim=1)
+    assert kept.double().mean().item() == pytest.approx(0.75, abs=0.015)
+    torch.testing.assert_close(out[kept], x[kept] / 0.75)   # rescaled by 1 / keep: the mean is unchanged
+    assert not out[~kept].any()
+    assert torch.equal(drop.eval()(x), x) and torch.equal(DropPath(0.0).train()(x), x)

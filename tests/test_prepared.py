@@ -27,6 +27,7 @@ from usdrl.data import (
     read_uav_skeleton,
     resample,
     select_bodies,
+    write_ntu_skeleton,
 )
 from usdrl.data.prepared import SkeletonDataset, prepare_dataset, read_manifest
 from usdrl.data.synthetic import SyntheticActions
@@ -154,6 +155,22 @@ def test_ntu_values_round_trip(ntu_raw, ntu_xsub):
         clip, label = dataset[i]
         np.testing.assert_array_equal(clip, resample(reference, T))
         assert label == arrays["labels"][i]
+
+
+def test_ntu_recipe_ignores_bodies_past_the_fourth(tmp_path):
+    # The reference parses at most 4 bodies per frame: the 5th, the most energetic by far, is dropped,
+    # and of the first four the two of highest energy (slots 1 then 3) are kept.
+    rng = np.random.default_rng(5)
+    spreads = [0.1, 0.4, 0.2, 0.3, 5.0]
+    data = np.stack([rng.normal(scale=s, size=(3, 8, 25)) + 1 for s in spreads], axis=-1).astype(np.float32)
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    for name in ("S001C001P001R001A001", "S001C001P003R001A002"):   # one training, one test performer
+        write_ntu_skeleton(raw / f"{name}.skeleton", data)
+    out = prepare_dataset("ntu60", raw, tmp_path / "out", benchmark="xsub", workers=1)
+    expected = align_view(read_ntu_skeleton(raw / "S001C001P001R001A001.skeleton").data[..., [1, 3]], "ntu")
+    for split in ("train", "test"):
+        np.testing.assert_allclose(load_split(out, split)["data"][0], expected, atol=1e-6)
 
 
 def test_sampling_modes(ntu_raw, ntu_xsub):

@@ -96,6 +96,9 @@ def test_the_card_snippet_runs(fake_hub, pushed):
     scope = {}
     exec(snippet, scope)
     assert scope["embeddings"].shape == (8, 128) and scope["predicted"].shape == (8,)
+    model = pushed[0]   # the snippet loads the pushed model: its figures for the snippet's clips
+    torch.testing.assert_close(scope["embeddings"], model.encode(scope["clips"]), rtol=0, atol=0)
+    assert torch.equal(scope["predicted"], model(scope["clips"]).argmax(-1))
 
 
 def test_push_without_a_token_fails_clearly(fake_hub, no_stored_token):

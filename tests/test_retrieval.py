@@ -1,3 +1,6 @@
+import logging
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -79,6 +82,88 @@ def test_retrieval_accuracy_and_validation():
         knn_classify(query, gallery, torch.arange(4), metric="manhattan")
     with pytest.raises(InputError, match="one label per query"):
         retrieval_accuracy(query, gallery, torch.tensor([0]), torch.arange(4))
+
+
+def test_the_default_metric_is_cosine_on_vectors_of_any_length():
+    # The query points along (1, 0.1). By angle the short gallery vector 1 is nearest (cos 0.995 vs 0.77);
+    # by dot product (0.3 vs 3.3) and by distance (2.92 vs 2.70) the long vector 0 wins.
+    query = torch.tensor([[3.0, 0.3]])
+    gallery = torch.tensor([[3.0, 3.0], [0.1, 0.0]])
+    idx, sim = nearest_neighbours(query, gallery)
+    assert idx.tolist() == [[1]] and sim.item() == pytest.approx(1 / math.sqrt(1.01))
+    pred, idx, _ = knn_classify(query, gallery, torch.tensor([7, 4]))
+    assert pred.tolist() == [4] and idx.tolist() == [[1]]   # one neighbour by default
+    assert retrieval_accuracy(query, gallery, torch.tensor([4]), torch.tensor([7, 4]))["accuracy"] == 1.0
+    assert retrieval_accuracy(query, gallery, [4], [7, 4], metric="dot")["accuracy"] == 0.0
+    assert nearest_neighbours(query, gallery, metric="dot")[0].tolist() == [[0]]
+    assert nearest_neighbours(query, gallery, metric="euclidean")[0].tolist() == [[0]]
+
+
+def test_error_messages_name_what_came():
+    gallery = torch.eye(4, 3)   # 4 rows of 3: a slip between rows and columns shows in the messages
+    query = torch.ones(1, 3)
+    with pytest.raises(InputError, match=r"^query must have 2 dimensions, got shape \(3,\)$"):
+        nearest_neighbours(torch.ones(3), gallery)
+    with pytest.raises(InputError, match=r"^gallery must have 2 dimensions, got shape \(2, 2, 2\)$"):
+        nearest_neighbours(query, torch.ones(2, 2, 2))
+    with pytest.raises(InputError, match=r"^gallery must have 2 dimensions, got shape \(3,\)$"):
+        knn_classify(query, torch.ones(3), torch.arange(3))
+    with pytest.raises(InputError, match=r"^k must be in 1\.\.4 \(the gallery size\), got 5$"):
+        nearest_neighbours(query, gallery, 5)
+    with pytest.raises(InputError, match=r"^chunk_size must be >= 1, got 0$"):
+        nearest_neighbours(query, gallery, chunk_size=0)
+    with pytest.raises(InputError, match=r"^gallery_labels must have 1 dimensions, got shape \(4, 1\)$"):
+        knn_classify(query, gallery, torch.zeros(4, 1, dtype=torch.int64))
+    with pytest.raises(InputError, match=r"^gallery_labels must have one label per gallery row \(4\), got 3$"):
+        knn_classify(query, gallery, torch.arange(3))
+    with pytest.raises(InputError, match=r"^query_labels must have 1 dimensions, got shape \(1, 1\)$"):
+        retrieval_accuracy(query, gallery, torch.zeros(1, 1, dtype=torch.int64), torch.arange(4))
+
+
+@pytest.mark.parametrize("dtype, expected", [(torch.float64, torch.float64), (torch.float32, torch.float32),
+                                             (torch.float16, torch.float32), (torch.bfloat16, torch.float32)])
+def test_similarities_are_float32_or_float64(dtype, expected):
+    query = torch.tensor([[3.0, 0.3], [0.0, 2.0]], dtype=dtype)
+    gallery = torch.tensor([[3.0, 3.0], [0.1, 0.0], [0.0, -1.0]], dtype=dtype)
+    idx, sim = nearest_neighbours(query, gallery, 2)
+    assert sim.dtype == expected and idx.dtype == torch.int64
+    assert idx.tolist() == [[1, 0], [0, 1]]
+    pred, _, knn_sim = knn_classify(query, gallery, torch.tensor([5, 6, 7], dtype=torch.int32), k=1)
+    assert pred.dtype == torch.int64 and pred.tolist() == [6, 5] and knn_sim.dtype == expected
+    out = retrieval_accuracy(query, gallery, [6, 7], [5, 6, 7])
+    assert out["accuracy"] == 0.5 and out["similarities"].dtype == expected
+    torch.testing.assert_close(out["similarities"], sim[:, :1])
+
+
+def test_half_precision_inputs_are_compared_in_float32():
+    g = torch.Generator().manual_seed(4)
+    query, gallery = torch.randn(5, 16, generator=g).half(), torch.randn(40, 16, generator=g).half()
+    for metric in ("cosine", "dot", "euclidean"):
+        idx, sim = nearest_neighbours(query, gallery, 3, metric=metric)
+        ref_idx, ref_sim = nearest_neighbours(query.float(), gallery.float(), 3, metric=metric)
+        assert torch.equal(idx, ref_idx)
+        torch.testing.assert_close(sim, ref_sim, rtol=1e-6, atol=1e-6)
+
+
+def test_no_queries_give_empty_results():
+    gallery = torch.eye(4, 3)
+    idx, sim = nearest_neighbours(torch.empty(0, 3), gallery, 2)
+    assert idx.shape == (0, 2) and idx.dtype == torch.int64 and sim.shape == (0, 2) and sim.dtype == torch.float32
+    assert nearest_neighbours(torch.empty(0, 3, dtype=torch.float64), gallery, 2)[1].dtype == torch.float64
+    pred, idx, sim = knn_classify(torch.empty(0, 3), gallery, torch.arange(4), k=3)
+    assert pred.shape == (0,) and pred.dtype == torch.int64 and idx.shape == (0, 3)
+    with pytest.raises(InputError, match="one label per query"):
+        retrieval_accuracy(torch.empty(0, 3), gallery, torch.empty(0, dtype=torch.int64), torch.arange(4))
+
+
+def test_inputs_that_track_gradients_and_the_log_line(caplog):
+    query = torch.tensor([[1.0, 0.0]], requires_grad=True)
+    gallery = torch.tensor([[0.0, 1.0], [2.0, 0.1]], requires_grad=True)
+    assert nearest_neighbours(query, gallery)[0].tolist() == [[1]]
+    assert nearest_neighbours(query, gallery, device="cpu")[0].tolist() == [[1]]
+    with caplog.at_level(logging.INFO, logger="usdrl"):
+        retrieval_accuracy(query, gallery, [3], [2, 3])
+    assert "kNN (k=1, cosine) accuracy 1.0000 on 1 queries" in caplog.messages
 
 
 def test_large_gallery_is_chunked():

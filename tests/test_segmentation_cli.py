@@ -2,12 +2,17 @@
 
 import json
 
+import numpy as np
 import pytest
 import torch
 from data_helpers import prepare_synthetic
 
 from usdrl import USDRL, USDRLConfig
 from usdrl.cli import main
+from usdrl.data import SkeletonDataset
+from usdrl.tasks.detection import frame_scores, ground_truth
+from usdrl.tasks.detection_eval import read_detection_proposals
+from usdrl.tasks.metrics import detection_map, segmentation_metrics
 
 METRICS = {"Acc", "Edit", "F1@10", "F1@25", "F1@50"}
 
@@ -37,7 +42,20 @@ def test_segment_trains_saves_and_reports(prepared, encoder, tmp_path, capsys):
     assert result["split"] == "test_untrimmed" and result["sequences"] >= 1
     assert all(isinstance(result[k], float) and 0.0 <= result[k] <= 1.0 for k in METRICS)
     assert result["F1@10"] >= result["F1@25"] >= result["F1@50"]
-    assert USDRL.from_pretrained(detector).config.num_frame_classes == 52
+    model = USDRL.from_pretrained(detector)
+    assert model.config.num_frame_classes == 52
+    # The figures are those of the saved model's per-frame argmax on every test sequence.
+    test = SkeletonDataset(prepared, "test_untrimmed", sampling="windows", num_frames=32)
+    predictions, truths = [], []
+    for i in range(len(test.names)):
+        length = int(test.lengths[i])
+        predictions.append(frame_scores(model, test.padded_clips[i, :, :length]).argmax(1).numpy())
+        truths.append(np.asarray(test.frame_labels[i, :length]))
+    assert result["sequences"] == len(truths)
+    correct = sum(int((p == t).sum()) for p, t in zip(predictions, truths, strict=True))
+    assert result["Acc"] == pytest.approx(correct / sum(len(t) for t in truths), abs=1e-12)
+    expected = segmentation_metrics(predictions, truths, bg_class=0)
+    assert {k: result[k] for k in METRICS} == pytest.approx({k: v / 100 for k, v in expected.items()}, abs=1e-12)
     # the saved model segments the same way without training, and the text report carries the same figures
     assert main(["segment", str(detector), "--data", str(prepared), "--json"]) == 0
     assert json.loads(capsys.readouterr().out) == result
@@ -71,6 +89,13 @@ def test_detect_eval_prints_map(prepared, encoder, tmp_path, capsys):
     result = json.loads(capsys.readouterr().out)
     assert set(result) == {"proposals", "videos", "out", "mAP"}
     assert set(result["mAP"]) == {"0.1", "0.5"}
-    assert all(0.0 <= v <= 1.0 for values in result["mAP"].values() for v in values.values())
     assert result["mAP"]["0.1"]["mAP_v"] >= result["mAP"]["0.5"]["mAP_v"]
-    assert len(list((tmp_path / "pred").iterdir())) == result["videos"]
+    files = sorted((tmp_path / "pred").iterdir())
+    assert len(files) == result["videos"]
+    # The mAP is that of the written proposals against the frame labels' segments, over present classes.
+    predictions = {path.stem: read_detection_proposals(path) for path in files}
+    truth = {name: segments for name, segments in ground_truth(prepared).items() if name in predictions}
+    expected = detection_map(truth, predictions, (0.1, 0.5), label_slots=None)
+    for iou in ("0.1", "0.5"):
+        assert (result["mAP"][iou]["mAP_a"], result["mAP"][iou]["mAP_v"]) == pytest.approx(
+            (expected[float(iou)]["mAP_a"], expected[float(iou)]["mAP_v"]), abs=1e-6)

@@ -4,6 +4,7 @@
 
 import dataclasses
 import json
+import math
 
 import numpy as np
 import pytest
@@ -193,6 +194,15 @@ def test_shear_is_linear_with_unit_diagonal_and_keeps_zeros():
     assert matrices.abs().max() <= 1.0 and len({m.sum().item() for m in matrices}) == 6  # one matrix per sample
 
 
+def test_shear_off_diagonals_span_both_signs():
+    basis = torch.zeros(400, 3, 1, 3, 1)
+    basis[:, :, 0, :, 0] = torch.eye(3)
+    matrices = random_shear(basis, gen(8), AugmentConfig(shear_range=0.5))[:, :, 0, :, 0]
+    off = matrices[:, ~torch.eye(3, dtype=torch.bool)]  # (400, 6), U(-0.5, 0.5)
+    assert off.min() < -0.45 and off.max() > 0.45 and off.abs().max() <= 0.5 and abs(off.mean().item()) < 0.03
+    assert 0.45 < (off < 0).double().mean().item() < 0.55
+
+
 def test_spatial_step_is_corruption_or_shear():
     x = batch(n=200, t=2)
     counts = changed_joints(x, random_spatial(x, gen(9))).sum(1)
@@ -224,6 +234,30 @@ def test_rotation_is_a_rotation():
         random_rotation(x[:, :2], gen(10))
 
 
+def rodrigues(axis, degrees):
+    """The right-handed rotation by ``degrees`` about unit ``axis``: v cos + (k x v) sin + k (k.v)(1 - cos)."""
+    k = torch.tensor(axis, dtype=torch.float64)
+    theta = math.radians(degrees)
+    cross = torch.tensor([[0, -k[2], k[1]], [k[2], 0, -k[0]], [-k[1], k[0], 0]], dtype=torch.float64)
+    return math.cos(theta) * torch.eye(3, dtype=torch.float64) + math.sin(theta) * cross + (
+        1 - math.cos(theta)) * torch.outer(k, k)
+
+
+@pytest.mark.parametrize("limits", [(30, 0, 0), (0, 40, 0), (0, 0, 50), (30, 40, 50)])
+def test_rotation_angles_and_signs(limits):
+    # The angles are the generator's uniform draws scaled to (-a, a); each turns right-handedly about its
+    # axis (a positive angle about x takes y towards z, about y takes z towards x), composed Rz Ry Rx.
+    n = 16
+    draws = torch.rand(n, 3, generator=gen(11)) * (2 * torch.tensor(limits)) - torch.tensor(limits)
+    expected = torch.stack([rodrigues((0, 0, 1), z) @ rodrigues((0, 1, 0), y) @ rodrigues((1, 0, 0), x)
+                            for x, y, z in draws.tolist()])
+    basis = torch.zeros(n, 3, 1, 3, 1)
+    basis[:, :, 0, :, 0] = torch.eye(3)  # the output columns are the matrix
+    matrices = random_rotation(basis, gen(11), AugmentConfig(rotation_degrees=limits))[:, :, 0, :, 0]
+    torch.testing.assert_close(matrices.double(), expected, rtol=0, atol=1e-5)
+    assert (draws.abs().amax(dim=0) > 0.5 * torch.tensor(limits)).tolist() == [a > 0 for a in limits]
+
+
 # ---------------------------------------------------------------- flip, noise, masking
 
 
@@ -246,6 +280,13 @@ def test_noise_only_on_present_joints():
     out = gaussian_noise(x, gen(11), AugmentConfig(noise_std=0.1))
     assert not out[0, ..., 1].any()
     assert (out - x)[1:].std().item() == pytest.approx(0.1, rel=0.05)
+    # The noise is 0.1 times the generator's standard normal draws, added where a joint is present in a frame.
+    x[1, :, 3, 7, 0] = 0   # joint 7 of sample 1 is absent in frame 3 only
+    out = gaussian_noise(x, gen(11), AugmentConfig(noise_std=0.1))
+    draws = torch.randn(x.shape, generator=gen(11))
+    present = (x != 0).any(dim=1, keepdim=True)
+    torch.testing.assert_close(out, x + 0.1 * draws * present)
+    assert not out[1, :, 3, 7, 0].any() and out[1, :, 4, 7, 0].all()
 
 
 def test_temporal_mask_zeroes_one_span():
@@ -271,12 +312,74 @@ def test_config_round_trips_through_json():
     assert AugmentConfig(**json.loads(json.dumps(dataclasses.asdict(config)))) == config
 
 
-@pytest.mark.parametrize("bad", [{"min_crop_ratio": 0.0}, {"min_crop_ratio": 0.8, "max_crop_ratio": 0.5},
-                                 {"corruption_prob": 1.5}, {"corrupted_joints": 20, "corruption_pool": 17},
-                                 {"rotation_degrees": (1, 2)}, {"noise_std": -1}, {"temporal_mask_max_ratio": 0}])
-def test_config_validation(bad):
-    with pytest.raises(ConfigError):
+@pytest.mark.parametrize("bad, message", [
+    ({"min_crop_ratio": 0.0}, r"need 0 < min_crop_ratio <= max_crop_ratio <= 1, got 0.0, 1.0"),
+    ({"min_crop_ratio": 0.8, "max_crop_ratio": 0.5}, r"need 0 < min_crop_ratio <= max_crop_ratio <= 1, got 0.8, 0.5"),
+    ({"max_crop_ratio": 1.5}, r"need 0 < min_crop_ratio <= max_crop_ratio <= 1, got 0.1, 1.5"),
+    ({"corruption_prob": 1.5}, r"corruption_prob must lie in \[0, 1\], got 1.5"),
+    ({"corrupted_joints": 20, "corruption_pool": 17}, "corruption_pool=17 is smaller than corrupted_joints=20"),
+    ({"rotation_degrees": (1, 2)}, r"rotation_degrees must be 3 non-negative angles, got \(1.0, 2.0\)"),
+    ({"noise_std": -1}, "noise_std must be >= 0, got -1"),
+    ({"output_frames": 0}, "output_frames must be >= 1, got 0"),
+    ({"temporal_mask_max_ratio": 0}, r"temporal_mask_max_ratio must lie in \(0, 1\], got 0"),
+    ({"temporal_mask_max_ratio": 1.5}, r"temporal_mask_max_ratio must lie in \(0, 1\], got 1.5"),
+])
+def test_config_validation(bad, message):
+    with pytest.raises(ConfigError, match=f"^{message}"):
         AugmentConfig(**bad)
+
+
+def test_config_limits_are_accepted():
+    config = AugmentConfig(output_frames=1, min_crop_length=1, min_crop_ratio=1.0, max_crop_ratio=1.0,
+                           corrupted_joints=17, corruption_pool=17, temporal_mask_max_ratio=1.0)
+    x = batch(n=2, t=8)
+    assert make_views(x, None, 2, gen(0), config).shape == (2, 2, 3, 1, 25, 2)   # 2 views suffice
+    assert (changed_joints(x, random_joint_corruption(x, gen(0), config)).sum(1) == 17).all()
+    with pytest.raises(ConfigError, match="^num_views must be >= 1, got 0$"):
+        make_views(x, None, 0)
+
+
+@pytest.mark.parametrize("step, config", [
+    (random_shear, AugmentConfig(shear_range=0.3)),
+    (random_joint_corruption, AugmentConfig(zero_mask_prob=0.5)),
+    (random_spatial, AugmentConfig()),
+    (random_rotation, AugmentConfig(rotation_degrees=(10, 20, 30))),
+    (gaussian_noise, AugmentConfig(noise_std=0.1)),
+    (random_temporal_mask, AugmentConfig(temporal_mask_prob=0.5)),
+    (lambda x, g, c: random_flip(x, "ntu25", g, c), AugmentConfig(flip_prob=0.5)),
+    (lambda x, g, c: augment(x, LENGTHS, g, c, "ntu25"),
+     AugmentConfig(rotation_degrees=(10, 20, 30), flip_prob=0.5, noise_std=0.01, temporal_mask_prob=0.5)),
+])
+def test_every_step_draws_from_the_generator_it_is_given(step, config):
+    x = batch(seed=4)
+    torch.manual_seed(1)   # the global generator differs between the calls: it must not be used
+    first = step(x, gen(5), config)
+    torch.manual_seed(2)
+    torch.testing.assert_close(step(x, gen(5), config), first, rtol=0, atol=0)
+    assert not torch.equal(first, x)
+
+
+def test_each_enabled_extra_changes_the_views():
+    x = batch(seed=6)
+    plain = augment(x, LENGTHS, gen(7), AugmentConfig(), "ntu25")
+    for extra in ({"rotation_degrees": (0, 0, 30)}, {"flip_prob": 1.0}, {"noise_std": 0.1},
+                  {"temporal_mask_prob": 1.0}):
+        changed = augment(x, LENGTHS, gen(7), AugmentConfig(**extra), "ntu25")
+        assert not torch.equal(changed, plain), extra
+
+
+def test_corruption_mix_entries_span_both_signs():
+    x = torch.zeros(300, 3, 1, 1, 1)
+    x[:, :, 0, 0, 0] = torch.tensor([1.0, 0.0, 0.0])   # the single joint is e_0: the output is the matrix's column 0
+    out = random_joint_corruption(x, gen(9), AugmentConfig(corrupted_joints=1, zero_mask_prob=0.0, mix_range=0.5))
+    column = out[:, :, 0, 0, 0]
+    assert column.min() < -0.45 and column.max() > 0.45 and column.abs().max() <= 0.5
+
+
+def test_default_crop_resize_gives_64_frames():
+    x = batch(n=2, t=80)
+    out = crop_resize(x, torch.tensor([0, 10]), torch.tensor([80, 40]))
+    assert out.shape == (2, 3, 64, 25, 2)
 
 
 def test_input_errors():

@@ -52,15 +52,20 @@ def loop_xcorr(z1, z2, off_weight=0.005):
     return sum((c[i, i] - 1) ** 2 if i == j else off_weight * c[i, j] ** 2 for i in range(d) for j in range(d))
 
 
-def loop_total(embeddings, cfg: LossConfig):
+# The reference's weights (spec §4.4-§4.6), written out here rather than read from LossConfig.
+REFERENCE = dict(sim=5.0, vac=1.0, xcorr=0.0, std=5.0, cov=1.0, eps=1e-4, off=0.005,
+                 temporal=0.5, spatial=0.5, instance=1.0)
+
+
+def loop_total(embeddings, **weights):
+    w = {**REFERENCE, **weights}
     total = 0.0
     for domain in DOMAINS:
         views = list(embeddings[domain])
         sim = loop_invariance(views)
-        vac = sum(loop_vac(z, cfg.std_weight, cfg.cov_weight, cfg.variance_eps) for z in views)
-        xcorr = sum(loop_xcorr(a, b, cfg.xcorr_off_diagonal) for a, b in itertools.combinations(views, 2))
-        weight = {"temporal": cfg.temporal_weight, "spatial": cfg.spatial_weight, "instance": cfg.instance_weight}
-        total = total + weight[domain] * (cfg.sim_weight * sim + cfg.vac_weight * vac + cfg.xcorr_weight * xcorr)
+        vac = sum(loop_vac(z, w["std"], w["cov"], w["eps"]) for z in views)
+        xcorr = sum(loop_xcorr(a, b, w["off"]) for a, b in itertools.combinations(views, 2))
+        total = total + w[domain] * (w["sim"] * sim + w["vac"] * vac + w["xcorr"] * xcorr)
     return total
 
 
@@ -157,7 +162,7 @@ def test_mgfd_total_and_parts(xcorr_weight):
     cfg = LossConfig(xcorr_weight=xcorr_weight)
     embeddings = {"temporal": random_views(0), "spatial": random_views(1), "instance": random_views(2, d=7)}
     loss, parts = MGFDLoss(cfg)(embeddings)
-    assert loss.item() == pytest.approx(loop_total(embeddings, cfg).item(), rel=1e-6)
+    assert loss.item() == pytest.approx(loop_total(embeddings, xcorr=xcorr_weight).item(), rel=1e-6)
     terms = ("sim", "vac", "xcorr")
     assert set(parts) == {"loss", *terms} | {f"{d}/{t}" for d in DOMAINS for t in terms}
     assert all(isinstance(v, float) for v in parts.values())
@@ -165,6 +170,25 @@ def test_mgfd_total_and_parts(xcorr_weight):
     assert parts["sim"] == pytest.approx(parts["instance/sim"] + 0.5 * (parts["temporal/sim"] + parts["spatial/sim"]))
     assert parts["loss"] == pytest.approx(5 * parts["sim"] + parts["vac"] + xcorr_weight * parts["xcorr"])
     assert (parts["xcorr"] > 0) == (xcorr_weight > 0)
+
+
+def test_mgfd_defaults_are_the_reference_weights():
+    embeddings = {"temporal": random_views(6), "spatial": random_views(7), "instance": random_views(8, d=7)}
+    assert MGFDLoss()(embeddings)[0].item() == pytest.approx(loop_total(embeddings).item(), rel=1e-9)
+
+
+def test_mgfd_follows_every_non_default_weight():
+    # Each weight moved away from its default (and eps large enough to matter), so ignoring any one shows.
+    weights = dict(sim=2.0, vac=0.7, xcorr=0.3, std=1.5, cov=3.0, eps=0.5, off=0.2,
+                   temporal=0.25, spatial=0.75, instance=2.0)
+    cfg = LossConfig(sim_weight=2.0, vac_weight=0.7, xcorr_weight=0.3, std_weight=1.5, cov_weight=3.0,
+                     variance_eps=0.5, xcorr_off_diagonal=0.2, temporal_weight=0.25, spatial_weight=0.75,
+                     instance_weight=2.0)
+    embeddings = {"temporal": random_views(9), "spatial": random_views(10), "instance": random_views(11, d=7)}
+    assert MGFDLoss(cfg)(embeddings)[0].item() == pytest.approx(loop_total(embeddings, **weights).item(), rel=1e-9)
+    for name, value in weights.items():  # each weight on its own changes the loss: none is inert in the test
+        assert loop_total(embeddings, **{**weights, name: value * 1.5}).item() != pytest.approx(
+            loop_total(embeddings, **weights).item(), rel=1e-6)
 
 
 def test_zero_xcorr_weight_skips_the_term():
@@ -188,6 +212,25 @@ def test_losses_run_in_float32_under_autocast():
     assert half.dtype == torch.float32
 
 
+def test_every_term_is_float32_exact_under_autocast():
+    # Under a bfloat16 autocast the Gram products would lose 3 digits; the terms keep float32's 7.
+    views = random_views(12, views=2, n=6, d=64)
+    def terms(z):
+        return {"cov": covariance_loss(z).item(), "xcorr": multi_view_cross_correlation(z).item()}
+
+    exact = terms(views)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = terms(views.float())
+    assert got == pytest.approx(exact, rel=1e-5)
+
+
+def test_the_smallest_inputs_each_term_accepts():
+    two = random_views(13, views=2, n=2, d=3)   # 2 views of a batch of 2
+    assert invariance_loss(two).item() == pytest.approx(loop_invariance(list(two)).item(), rel=1e-12)
+    assert variance_covariance_loss(two[0]).item() == pytest.approx(loop_vac(two[0]).item(), rel=1e-12)
+    assert multi_view_cross_correlation(two).item() == pytest.approx(loop_xcorr(*two).item(), rel=1e-12)
+
+
 def test_gradients_flow_to_every_view():
     views = random_views(5).requires_grad_()
     MGFDLoss(LossConfig(xcorr_weight=1e-3))({d: views for d in DOMAINS})[0].backward()
@@ -195,8 +238,17 @@ def test_gradients_flow_to_every_view():
 
 
 def test_errors():
-    with pytest.raises(InputError, match="2 views"):
+    with pytest.raises(InputError, match=r"^invariance needs at least 2 views, got 1$"):
         invariance_loss(torch.zeros(1, 3, 2))
+    with pytest.raises(InputError, match=r"^cross-correlation needs at least 2 views, got 1$"):
+        multi_view_cross_correlation(torch.zeros(1, 3, 2))
+    with pytest.raises(InputError, match=r"^expected embeddings \(N, D\) or views \(V, N, D\), got shape \(1, 2, 3"):
+        invariance_loss(torch.zeros(1, 2, 3, 4))
+    with pytest.raises(InputError, match=r"^embeddings must have the same shape, got \(3, 2\) and \(3, 4\)$"):
+        cross_correlation_loss(torch.randn(3, 2), torch.randn(3, 4))
+    for bad in ("1", True, None):
+        with pytest.raises(ConfigError, match=f"sim_weight must be a non-negative number, got {bad!r}"):
+            LossConfig(sim_weight=bad)
     with pytest.raises(InputError, match="batch of at least 2"):
         variance_loss(torch.zeros(1, 2))
     with pytest.raises(InputError, match="missing"):

@@ -56,6 +56,15 @@ def test_a_run_writes_checkpoints_metrics_and_a_loadable_model(clips, tmp_path):
     assert (tmp_path / "run" / "model" / "projectors.safetensors").is_file()
 
 
+def test_pretraining_lowers_the_loss(straight):
+    # At initialisation the embeddings barely vary, so the variance term dominates; training spreads
+    # them out. Each epoch's mean loss is below the previous one's, and the variance part falls too.
+    lines = metrics(straight[0])
+    by_epoch = [np.mean([m["loss"] for m in lines if m["epoch"] == e]) for e in range(3)]
+    assert by_epoch[0] > by_epoch[1] > by_epoch[2]
+    assert lines[-1]["loss"] < 0.99 * lines[0]["loss"] and lines[-1]["vac"] < lines[0]["vac"]
+
+
 def test_metrics_also_go_to_tensorboard(clips, tmp_path):
     event_accumulator = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator")
     run(clips, tmp_path / "run", epochs=1)
