@@ -95,7 +95,7 @@ def test_detect_eval_prints_map(prepared, encoder, tmp_path, capsys):
     # The mAP is that of the written proposals against the frame labels' segments, over present classes.
     predictions = {path.stem: read_detection_proposals(path) for path in files}
     truth = {name: segments for name, segments in ground_truth(prepared).items() if name in predictions}
-    expected = detection_map(truth, predictions, (0.1, 0.5), label_slots=None)
+    expected = detection_map(truth, predictions, (0.1, 0.5), present_classes=True)
     for iou in ("0.1", "0.5"):
         assert (result["mAP"][iou]["mAP_a"], result["mAP"][iou]["mAP_v"]) == pytest.approx(
             (expected[float(iou)]["mAP_a"], expected[float(iou)]["mAP_v"]), abs=1e-6)

@@ -364,9 +364,11 @@ class Encoder(nn.Module):
         """The reference initialisation: truncated-normal (std 0.02) linear weights and
         spatial position encoding, zero biases, unit LayerNorms, Xavier-uniform attention
         input projections; the CA point-wise projection keeps PyTorch's default."""
-        pointwise = {id(m.ca.pointwise) for m in self.modules() if isinstance(m, DSTLayer)}
+        # kept as initialised: the CA point-wise projections and the attention input projections (Xavier)
+        kept = {id(m.ca.pointwise) for m in self.modules() if isinstance(m, DSTLayer)}
+        kept |= {id(m.in_proj) for m in self.modules() if isinstance(m, Attention)}
         for module in self.modules():
-            if isinstance(module, nn.Linear) and id(module) not in pointwise:
+            if isinstance(module, nn.Linear) and id(module) not in kept:
                 nn.init.trunc_normal_(module.weight, std=0.02, a=-2.0, b=2.0)
                 if module.bias is not None:
                     nn.init.zeros_(module.bias)
