@@ -16,8 +16,9 @@ def add_run_options(parser: argparse.ArgumentParser, *, run_dir_flag: str = "--o
     parser.add_argument("--device", default="auto",
                         help="auto, cpu, cuda, cuda:N or mps (default: auto: a GPU when there is one)")
     parser.add_argument("--precision", choices=PRECISIONS,
-                        help=f"fp32, bf16 (autocast), fp16 (autocast and loss scaling) or auto (fp32 on the CPU, "
-                             f"bf16 on a GPU that has it, else fp16) (default: {precision_default})")
+                        help=f"fp32, bf16 (autocast), fp16 (autocast and loss scaling) or auto (bf16 where it is "
+                             f"native: a GPU or CPU with bf16; fp16 on other GPUs; else fp32) (default: "
+                             f"{precision_default})")
     parser.add_argument("--save-every", type=int,
                         help=f"write a checkpoint to RUN_DIR every N epochs, and after the last (default: "
                              f"{save_every_default})")
