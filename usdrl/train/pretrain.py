@@ -304,14 +304,19 @@ class Pretrainer:
         clips = torch.from_numpy(np.ascontiguousarray(self.data[order], dtype=np.float32))
         return clips.to(self.device), torch.from_numpy(self.num_frames[order].astype(np.int64)).to(self.device)
 
+    def _views(self, clips: torch.Tensor, lengths: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """The ``num_views`` views ``(K, N, C, T, V, M)`` of a batch: MPCT's augmentations (a subclass may
+        draw others, e.g. :class:`usdrl.train.cross_format.CrossFormatPretrainer`)."""
+        return make_views(clips, lengths, self.config.num_views, generator, self.config.augment,
+                          self.module.model.config.layout)
+
     def _train_step(self, indices: np.ndarray) -> dict[str, float]:
         """One optimisation step on the clips ``indices``; returns the logged loss parts."""
         config = self.config
         generator = torch.Generator(self.device).manual_seed(_seed(config.seed, self.step, self.rank, 1))
         torch.manual_seed(_seed(config.seed, self.step, self.rank, 2))  # drop path
         clips, lengths = self._load(indices)
-        views = make_views(clips, lengths, config.num_views, generator, config.augment,
-                           self.module.model.config.layout)
+        views = self._views(clips, lengths, generator)
         dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[config.precision]
         with torch.autocast(self.device.type, dtype=dtype, enabled=dtype is not None):
             embeddings = self.network(views)
