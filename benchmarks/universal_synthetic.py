@@ -156,8 +156,8 @@ def main() -> None:
     figures = {name: evaluate(model, eval_clips, probe_train, probe_test)
                for name, model in (("random init", random_init), ("pretrained", pretrained))}
     logger.info("\n| figure | random init | pretrained |\n|---|---|---|")
-    for row in figures["pretrained"]:
-        logger.info("| %s | %.1f%% | %.1f%% |", row, 100 * figures["random init"][row], 100 * figures["pretrained"][row])
+    for row, value in figures["pretrained"].items():
+        logger.info("| %s | %.1f%% | %.1f%% |", row, 100 * figures["random init"][row], 100 * value)
     for name in figures:
         figures[name]["zero-shot / in-format coco17"] = (figures[name]["zero-shot ntu25 -> coco17"]
                                                          / figures[name]["probe coco17"])

@@ -1120,7 +1120,8 @@ def render_keypoints(data: np.ndarray, format: str, *, yaw=None, rng: np.random.
         unsure = rng.random(score.shape) < noise.low_score_rate
         points = points + rng.normal(0.0, 2.0 * noise.jitter, points.shape) * unsure[..., None]
         low, high = noise.scores if fmt.dims == 2 else (1.0, 1.0)
-        score = np.where(unsure, rng.uniform(*noise.low_scores, score.shape), score * rng.uniform(low, high, score.shape))
+        score = np.where(unsure, rng.uniform(*noise.low_scores, score.shape),
+                         score * rng.uniform(low, high, score.shape))
         ok &= rng.random(ok.shape) >= noise.drop_rate
     if fmt.dims == 2:
         pixels, in_front, inside = _pinhole(points, image_size, focal, None)
