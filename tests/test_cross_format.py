@@ -70,6 +70,10 @@ def test_detector_noise_drops_doubts_and_repeats(clips):
     assert not np.array_equal(draw(DetectorNoise()), draw(DetectorNoise(), seed=1))
     some = draw(DetectorNoise(drop_rate=0.3))[..., 2] > 0
     assert 0.5 < some.mean() / (render_keypoints(clips.data, "coco17")[..., 2] > 0).mean() < 0.9
+    occluded = draw(DetectorNoise(drop_rate=0.0, occlusion_rate=0.5))[..., 2] > 0     # (N, M, T, V)
+    assert np.array_equal(occluded, np.broadcast_to(occluded.any(2, keepdims=True), occluded.shape) & (
+        render_keypoints(clips.data, "coco17")[..., 2] > 0))                          # a joint is gone in every frame
+    assert 0.3 < occluded[:, 0].any(1).mean() < 0.7
     with pytest.raises(ConfigError, match="rng"):
         render_keypoints(clips.data, "coco17", noise=DetectorNoise())
     with pytest.raises(InputError, match="NTU-25"):

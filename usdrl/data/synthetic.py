@@ -1053,6 +1053,7 @@ class DetectorNoise:
         jitter: standard deviation (metres, in 3D before any projection) of the per-joint jitter;
             extremities shake 1.8 times more.
         drop_rate: chance per joint and frame that the joint is missed (zero coordinates and score).
+        occlusion_rate: chance per joint and person that the joint is missed in every frame of the clip.
         low_score_rate: chance per joint and frame of an unsure detection: a score in
             ``low_scores`` and an extra jitter of twice ``jitter``.
         scores: range of the factor on the other joints' scores (2D formats, whose scores are
@@ -1062,6 +1063,7 @@ class DetectorNoise:
 
     jitter: float = 0.015
     drop_rate: float = 0.05
+    occlusion_rate: float = 0.0
     low_score_rate: float = 0.1
     scores: tuple[float, float] = (0.6, 1.0)
     low_scores: tuple[float, float] = (0.05, 0.3)
@@ -1123,6 +1125,7 @@ def render_keypoints(data: np.ndarray, format: str, *, yaw=None, rng: np.random.
         score = np.where(unsure, rng.uniform(*noise.low_scores, score.shape),
                          score * rng.uniform(low, high, score.shape))
         ok &= rng.random(ok.shape) >= noise.drop_rate
+        ok &= rng.random(ok.shape[:-2] + (1, ok.shape[-1])) >= noise.occlusion_rate
     if fmt.dims == 2:
         pixels, in_front, inside = _pinhole(points, image_size, focal, None)
         ok &= in_front & inside

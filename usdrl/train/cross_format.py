@@ -36,7 +36,9 @@ class CrossFormatConfig:
         formats: keypoint formats a view is drawn from, uniformly (2D formats are projected).
         max_yaw_degrees: each view's camera turns ``U(-a, a)`` degrees about the subjects.
         jitter, low_score_rate: the :class:`~usdrl.data.synthetic.DetectorNoise` of every view.
-        max_drop_rate: each format's views in a step miss ``U(0, max_drop_rate)`` of their joints.
+        max_drop_rate: each format's views in a step miss ``U(0, max_drop_rate)`` of their joints
+            (per frame) ...
+        max_occlusion_rate: ... and ``U(0, max_occlusion_rate)`` of them in every frame.
     """
 
     formats: list[str] = field(default_factory=lambda: list(DEFAULT_FORMATS))
@@ -44,15 +46,16 @@ class CrossFormatConfig:
     jitter: float = 0.015
     low_score_rate: float = 0.1
     max_drop_rate: float = 0.3
+    max_occlusion_rate: float = 0.3
 
     def __post_init__(self):
         if not self.formats:
             raise ConfigError("formats must name at least one keypoint format")
         for name in self.formats:
             get_format(name)
-        if not 0.0 <= self.max_drop_rate < 1.0 or not 0.0 <= self.low_score_rate <= 1.0:
-            raise ConfigError(f"max_drop_rate must lie in [0, 1) and low_score_rate in [0, 1], got "
-                              f"{self.max_drop_rate} and {self.low_score_rate}")
+        rates = (self.max_drop_rate, self.max_occlusion_rate, self.low_score_rate)
+        if not all(0.0 <= rate <= 1.0 for rate in rates):
+            raise ConfigError(f"max_drop_rate, max_occlusion_rate and low_score_rate must lie in [0, 1], got {rates}")
 
 
 def cross_format_views(clips: torch.Tensor, num_frames: torch.Tensor | None, num_views: int,
@@ -87,7 +90,8 @@ def cross_format_views(clips: torch.Tensor, num_frames: torch.Tensor | None, num
         if len(chosen) == 0:
             continue
         noise = DetectorNoise(jitter=config.jitter, low_score_rate=config.low_score_rate,
-                              drop_rate=rng.uniform(0.0, config.max_drop_rate))
+                              drop_rate=rng.uniform(0.0, config.max_drop_rate),
+                              occlusion_rate=rng.uniform(0.0, config.max_occlusion_rate))
         keypoints = render_keypoints(bodies[chosen], name, yaw=yaw[chosen], rng=rng, noise=noise)
         views[chosen] = to_universal(keypoints, name)
     return torch.from_numpy(views).to(clips.device).unflatten(0, (num_views, n))
