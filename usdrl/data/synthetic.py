@@ -1087,7 +1087,8 @@ def render_keypoints(data: np.ndarray, format: str, *, yaw=None, rng: np.random.
         yaw: ``(N,)`` radians (default 0).
         rng: the noise's random numbers (needed with ``noise``).
         noise: :class:`DetectorNoise`; default: none (scores 1, or the face visibility).
-        image_size, focal: the pinhole camera of 2D formats.
+        image_size: (height, width) in pixels of the pinhole camera of 2D formats.
+        focal: its focal length in pixels.
 
     Returns:
         ``(N, M, T, V, dims + 1)`` float32 keypoints of ``format`` with a score channel; an absent
