@@ -145,3 +145,10 @@ def test_a_universal_model_saves_and_loads(model, tmp_path):
     keypoints = random_keypoints("mediapipe33")
     assert torch.allclose(loaded.encode_keypoints(keypoints, "mediapipe33"),
                           model.encode_keypoints(keypoints, "mediapipe33"))
+
+
+def test_the_sttr_baseline_reads_every_format_too():
+    torch.manual_seed(0)
+    sttr = USDRL(USDRLConfig.from_preset("tiny", layout="universal", in_channels=6, num_frames=16, encoder="sttr"))
+    embeddings = [sttr.encode_keypoints(random_keypoints(name), name) for name in ("coco17", "smpl24")]
+    assert all(e.shape == (sttr.num_features,) and torch.isfinite(e).all() for e in embeddings)
