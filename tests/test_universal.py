@@ -152,3 +152,15 @@ def test_the_sttr_baseline_reads_every_format_too():
     sttr = USDRL(USDRLConfig.from_preset("tiny", layout="universal", in_channels=6, num_frames=16, encoder="sttr"))
     embeddings = [sttr.encode_keypoints(random_keypoints(name), name) for name in ("coco17", "smpl24")]
     assert all(e.shape == (sttr.num_features,) and torch.isfinite(e).all() for e in embeddings)
+
+
+def test_normalised_keypoints_keep_their_proportions_with_the_image_size():
+    """MediaPipe image landmarks (x / width, y / height) equal the same body in pixels."""
+    pixels = random_keypoints("mediapipe33")
+    normalised = pixels.copy()
+    normalised[..., :2] /= np.array([1920, 1080], np.float32)
+    in_pixels = to_universal(pixels, "mediapipe33")
+    assert np.allclose(to_universal(normalised, "mediapipe33", image_size=(1080, 1920)), in_pixels, atol=1e-5)
+    assert not np.allclose(to_universal(normalised, "mediapipe33"), in_pixels, atol=1e-2)
+    with pytest.raises(ConfigError, match="normalised units"):
+        to_universal(random_keypoints("coco17"), "coco17", image_size=(1080, 1920))

@@ -37,6 +37,7 @@ _HIPS = [_INDEX["left_hip"], _INDEX["right_hip"]]
 _LIMBS = [_INDEX[side + part] for side in ("left_", "right_")
           for part in ("shoulder", "elbow", "wrist", "hip", "knee", "ankle")]
 
+
 def _universal_layout() -> SkeletonLayout:
     ntu = get_layout("ntu25")
     face_parents = {"nose": "head", "left_eye": "nose", "right_eye": "nose", "left_ear": "left_eye",
@@ -50,7 +51,7 @@ def _universal_layout() -> SkeletonLayout:
 
 
 UNIVERSAL = _universal_layout()
-register_layout(UNIVERSAL, overwrite=True)
+register_layout(UNIVERSAL)
 
 
 def best_of(conversions, names) -> tuple[np.ndarray, np.ndarray]:
@@ -77,7 +78,8 @@ def best_of(conversions, names) -> tuple[np.ndarray, np.ndarray]:
     return out, mask
 
 
-def to_universal(keypoints, format: str, *, scores=None, has_scores: bool | None = None) -> np.ndarray:
+def to_universal(keypoints, format: str, *, scores=None, has_scores: bool | None = None,
+                 image_size: tuple[int, int] | None = None) -> np.ndarray:
     """Keypoints of a registered format as universal model input.
 
     Args:
@@ -89,6 +91,9 @@ def to_universal(keypoints, format: str, *, scores=None, has_scores: bool | None
             the depth axis to point y up) and whether it is 2D or 3D.
         scores: optional confidences ``(..., V)`` instead of a score channel.
         has_scores: whether the last channel is a score (default: ``C == dims + 1``).
+        image_size: ``(height, width)`` of the images of a format in normalised units (MediaPipe's
+            image landmarks): x and y are multiplied by them first, so that the body keeps its
+            proportions; without it such a body is squeezed by the image's aspect ratio.
 
     Returns:
         ``(6, T, 30, M)`` float32 (``(N, 6, T, 30, M)`` for a batch): per clip, coordinates
@@ -113,6 +118,10 @@ def to_universal(keypoints, format: str, *, scores=None, has_scores: bool | None
     elif has_scores:
         scores = x[..., -1]
     coords = x[..., :dims]
+    if image_size is not None:
+        if fmt.convention.units != "normalized":
+            raise ConfigError(f"image_size is for formats in normalised units; {format} is in {fmt.convention.units}")
+        coords = coords * np.array([image_size[1], image_size[0], 1][:dims], np.float32)
     score = np.ones(x.shape[:-1], np.float32) if scores is None else np.nan_to_num(scores, nan=0.0)
     present = np.isfinite(coords).all(-1) & (coords != 0).any(-1) & (score > 0)
     stacked = np.concatenate([np.where(present[..., None], coords, 0.0), np.where(present, score, 0.0)[..., None],
@@ -155,7 +164,7 @@ def _normalise(xyz: np.ndarray, present: np.ndarray) -> np.ndarray:
     return centred / np.maximum(spread, 1e-6)
 
 def model_input(keypoints, format: str, *, num_frames: int, num_persons: int, scores=None,
-                has_scores: bool | None = None) -> np.ndarray:
+                has_scores: bool | None = None, image_size: tuple[int, int] | None = None) -> np.ndarray:
     """:func:`to_universal`, then resampled to ``num_frames`` frames and zero-filled to ``num_persons``.
 
     Returns ``(N, 6, num_frames, 30, num_persons)`` (a batch) or ``(6, num_frames, 30, num_persons)``.
@@ -164,7 +173,7 @@ def model_input(keypoints, format: str, *, num_frames: int, num_persons: int, sc
     """
     from .data.preprocess import resample
 
-    data = to_universal(keypoints, format, scores=scores, has_scores=has_scores)
+    data = to_universal(keypoints, format, scores=scores, has_scores=has_scores, image_size=image_size)
     single = data.ndim == 4
     batch = data[None] if single else data
     if batch.shape[-1] > num_persons:
