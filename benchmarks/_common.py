@@ -89,18 +89,21 @@ def matmul_peak(dtype: torch.dtype = torch.float32, device: str = "cpu") -> floa
     return best
 
 
-def pretrain_within(minutes: float, model_config, data, num_frames, out, *, batch_size: int, lr: float):
+def pretrain_within(minutes: float, model_config, data, num_frames, out, *, batch_size: int, lr: float,
+                    trainer=None, **options):
     """Pretrain for about ``minutes``: one timed epoch, then as many epochs as fit (lr x0.1 at 80%).
 
-    ``data (N, C, T, V, M)`` and ``num_frames (N,)`` as :class:`usdrl.train.pretrain.Pretrainer` takes
-    them; runs go to ``out/timing`` and ``out/run``. Returns ``(encoder, epochs, seconds per epoch)``.
+    ``data (N, C, T, V, M)`` and ``num_frames (N,)`` as :class:`usdrl.train.pretrain.Pretrainer` (or
+    ``trainer``, a subclass, with its own keyword ``options``) takes them; runs go to ``out/timing``
+    and ``out/run``. Returns ``(encoder, epochs, seconds per epoch)``.
     """
     from usdrl.train.pretrain import PretrainConfig, Pretrainer
 
     def run(epochs: int, folder: str):
         config = PretrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, lr_milestones=[int(epochs * 0.8)],
                                 save_every=max(1, epochs // 4))
-        return Pretrainer(model_config, config, data, num_frames, f"{out}/{folder}", show_progress_bar=False).fit()
+        return (trainer or Pretrainer)(model_config, config, data, num_frames, f"{out}/{folder}",
+                                       show_progress_bar=False, **options).fit()
 
     start = time.perf_counter()
     run(1, "timing")

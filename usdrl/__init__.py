@@ -15,12 +15,14 @@ from .errors import (
 from .hub import PretrainedWeights, list_pretrained, register_pretrained
 from .model import USDRL
 from .skeleton import COCO17, NTU25, UAV17, SkeletonLayout, get_layout, list_layouts, register_layout
+from .universal import UNIVERSAL, to_universal  # registers the universal layout
 
 __all__ = [
     "COCO17",
     "NTU25",
     "PRESETS",
     "UAV17",
+    "UNIVERSAL",
     "USDRL",
     "CheckpointError",
     "ConfigError",
@@ -39,4 +41,5 @@ __all__ = [
     "list_pretrained",
     "register_layout",
     "register_pretrained",
+    "to_universal",
 ]

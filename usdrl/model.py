@@ -253,6 +253,24 @@ class USDRL(
             return torch.nn.functional.normalize(features.float(), dim=-1) if normalize else features
         return self._run_batched(x, embed, batch_size, device, dtype, show_progress_bar, convert_to_numpy)
 
+    def encode_keypoints(self, keypoints, format: str, *, scores=None, has_scores: bool | None = None,
+                         image_size: tuple[int, int] | None = None, **options):
+        """:meth:`encode` for keypoints of any registered format, 2D or 3D, on a universal model.
+
+        ``keypoints (M, T, V, C)`` or ``(N, M, T, V, C)`` of ``format`` (persons, frames, joints,
+        channels), any number of frames and up to ``config.num_persons`` persons, become the universal
+        input (:func:`usdrl.universal.model_input`; ``image_size`` for normalised formats as there);
+        ``options`` as in :meth:`encode`. Returns
+        ``(2H,)`` or ``(N, 2H)`` embeddings in one space for every format.
+        """
+        from .universal import check_universal, model_input
+
+        check_universal(self.config)
+        data = model_input(keypoints, format, num_frames=self.config.num_frames,
+                           num_persons=self.config.num_persons, scores=scores, has_scores=has_scores,
+                           image_size=image_size)
+        return self.encode(data, **options)
+
     def dense_features(self, x, *, batch_size: int = 64, device=None, convert_to_numpy: bool = False,
                        show_progress_bar: bool | None = None, dtype=None):
         """Per-frame features ``(N, T, D)`` (``(T, D)`` for a single clip), float32 on the CPU.

@@ -240,14 +240,19 @@ class Pretrainer:
         clips = torch.from_numpy(np.ascontiguousarray(self.data[order], dtype=np.float32))
         return self.run.to_device((clips, torch.from_numpy(self.num_frames[order].astype(np.int64))))
 
+    def _views(self, clips: torch.Tensor, lengths: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """The ``num_views`` views ``(K, N, C, T, V, M)`` of a batch: MPCT's augmentations (a subclass may
+        draw others, e.g. :class:`usdrl.train.cross_format.CrossFormatPretrainer`)."""
+        return make_views(clips, lengths, self.config.num_views, generator, self.config.augment,
+                          self.module.model.config.layout)
+
     def _train_step(self, indices: np.ndarray) -> dict[str, float]:
         """One optimisation step on the clips ``indices``; returns the logged loss parts."""
         config = self.config
         generator = torch.Generator(self.device).manual_seed(derived_seed(config.seed, self.step, self.rank, 1))
         torch.manual_seed(derived_seed(config.seed, self.step, self.rank, 2))  # drop path
         clips, lengths = self._load(indices)
-        views = make_views(clips, lengths, config.num_views, generator, config.augment,
-                           self.module.model.config.layout)
+        views = self._views(clips, lengths, generator)
         with self.run.autocast():
             embeddings = self.network(views)
         loss, parts = self.criterion({k: v.float() for k, v in embeddings.items()})

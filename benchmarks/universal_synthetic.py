@@ -1,0 +1,178 @@
+"""One encoder for every skeleton: cross-format pretraining of a universal USDRL on synthetic actions.
+
+Usage: python benchmarks/universal_synthetic.py [--minutes 15 | --epochs N] [--hidden 128] [--out DIR] [--save DIR]
+
+Pretrains a universal model (``layout="universal"``, :mod:`usdrl.universal`) with MG-FD on
+cross-format views (:mod:`usdrl.train.cross_format`: each clip rendered as NTU-25 / H36M /
+SMPL 3D or COCO-17 / MediaPipe / OpenPose 2D from other cameras, with detector-like noise),
+then measures, for the pretrained and a randomly initialised encoder of the same config:
+
+* cross-format retrieval: held-out clips as NTU-25 3D (the sensor's view) and as COCO-17 2D
+  from another camera (turned 20-45 degrees, detector noise); query one, retrieve among the
+  other; top-1 (chance 1 / clips);
+* a linear probe per format (NTU-25 3D, COCO-17 2D, H36M-17 3D, MediaPipe-33 2D);
+* zero-shot format transfer: the probe fitted on NTU-25 3D features, tested on COCO-17 2D;
+* missing joints: the COCO-17 2D probe on test clips with 0/10/30/50% of their joints dropped
+  (the same joints in every frame, as an occlusion);
+* cost: encode throughput and size against the embedded ``usdrl-synthetic-small``.
+"""
+
+import argparse
+import json
+import logging
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from _common import add_threads_argument, best_time, machine, pretrain_within, start_run
+from pretrain_synthetic import linear_probe
+
+from usdrl import USDRL, USDRLConfig
+from usdrl.data.synthetic import NUM_CLASSES, DetectorNoise, make_clips, render_keypoints
+from usdrl.keypoints import get_format
+from usdrl.train.cross_format import CrossFormatPretrainer
+from usdrl.universal import IN_CHANNELS, model_input
+
+logger = logging.getLogger("universal_synthetic")
+
+PROBE_FORMATS = ("ntu25", "coco17", "h36m17", "mediapipe33")
+DROPPED = (0.0, 0.1, 0.3, 0.5)
+FRAMES = 64
+
+
+def rendered(clips, fmt: str, seed: int, *, drop: float = 0.0) -> np.ndarray:
+    """``clips`` as model input from ``fmt``: NTU-25 as the sensor gave it, other formats from a camera turned
+    20-45 degrees either way with detector noise; ``drop`` of the format's joints missing in every frame."""
+    rng = np.random.default_rng(seed)
+    if fmt == "ntu25":
+        keypoints = render_keypoints(clips.data, fmt)
+    else:
+        yaw = np.radians(rng.uniform(20, 45, len(clips.data)) * rng.choice([-1, 1], len(clips.data)))
+        keypoints = render_keypoints(clips.data, fmt, yaw=yaw, rng=rng, noise=DetectorNoise())
+    if drop:
+        joints = get_format(fmt).num_joints
+        for clip in keypoints:
+            clip[:, :, rng.choice(joints, int(round(drop * joints)), replace=False)] = 0.0
+    return model_input(keypoints, fmt, num_frames=FRAMES, num_persons=2)
+
+
+def top1_retrieval(queries: torch.Tensor, gallery: torch.Tensor) -> float:
+    """Share of queries whose nearest gallery item (cosine) is the same clip (row ``i`` with row ``i``)."""
+    similarity = torch.nn.functional.normalize(queries, dim=1) @ torch.nn.functional.normalize(gallery, dim=1).T
+    return float((similarity.argmax(1) == torch.arange(len(queries))).float().mean())
+
+
+def evaluate(model: USDRL, eval_clips, probe_train, probe_test) -> dict:
+    """Every figure of one encoder (see the module docstring)."""
+    def features(clips, fmt, seed, drop=0.0):
+        return model.encode(rendered(clips, fmt, seed, drop=drop), show_progress_bar=False)
+
+    train_y, test_y = torch.from_numpy(probe_train.labels), torch.from_numpy(probe_test.labels)
+    results = {}
+    from_3d, from_2d = features(eval_clips, "ntu25", 10), features(eval_clips, "coco17", 11)
+    results["retrieval 3D -> 2D"] = top1_retrieval(from_3d, from_2d)
+    results["retrieval 2D -> 3D"] = top1_retrieval(from_2d, from_3d)
+    train = {fmt: features(probe_train, fmt, 20 + k) for k, fmt in enumerate(PROBE_FORMATS)}
+    test = {fmt: features(probe_test, fmt, 30 + k) for k, fmt in enumerate(PROBE_FORMATS)}
+    for fmt in PROBE_FORMATS:
+        results[f"probe {fmt}"] = linear_probe(train[fmt], train_y, test[fmt], test_y)
+    results["zero-shot ntu25 -> coco17"] = linear_probe(train["ntu25"], train_y, test["coco17"], test_y)
+    for drop in DROPPED[1:]:
+        results[f"probe coco17, {drop:.0%} joints dropped"] = linear_probe(
+            train["coco17"], train_y, features(probe_test, "coco17", 31, drop), test_y)
+    return results
+
+
+def cost(universal: USDRL, probe_test) -> dict:
+    """Encode throughput (clips/s, best of interleaved repetitions) and size of both models."""
+    embedded = USDRL.from_pretrained("usdrl-synthetic-small")
+    keypoints = render_keypoints(probe_test.data[:64], "coco17")
+    inputs = {"universal": torch.from_numpy(model_input(keypoints, "coco17", num_frames=FRAMES, num_persons=2)),
+              "embedded": torch.from_numpy(probe_test.data[:64, :, :FRAMES])}
+    models = {"universal": universal, "embedded": embedded}
+    times = {name: [] for name in models}
+    for _ in range(3):
+        for name, model in models.items():
+            times[name].append(best_time(lambda m=model, x=inputs[name]: m.encode(x, show_progress_bar=False),
+                                         repeats=1))
+    convert = best_time(lambda: model_input(keypoints, "coco17", num_frames=FRAMES, num_persons=2), repeats=3)
+    out = {"keypoints to universal input, clips/s": len(keypoints) / convert}
+    with tempfile.TemporaryDirectory() as folder:
+        for name, model in models.items():
+            model.save_pretrained(f"{folder}/{name}")
+            out[f"{name}: encode clips/s"] = 64 / min(times[name])
+            out[f"{name}: parameters"] = sum(p.numel() for p in model.encoder.parameters())
+            out[f"{name}: model.safetensors MB"] = Path(f"{folder}/{name}/model.safetensors").stat().st_size / 1e6
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--minutes", type=float, default=15.0, help="pretraining time budget")
+    parser.add_argument("--epochs", type=int, help="pretrain this many epochs instead of a time budget")
+    parser.add_argument("--hidden", type=int, default=128, help="hidden size (the embedded model's: 128)")
+    parser.add_argument("--clips", type=int, default=1024, help="unlabelled pretraining clips")
+    parser.add_argument("--eval-clips", type=int, default=580, help="clips of the retrieval test")
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--out", help="parent folder of the runs (default: a new temporary folder)")
+    parser.add_argument("--save", help="save the pretrained encoder here")
+    parser.add_argument("--json", help="write the figures here")
+    add_threads_argument(parser)
+    args = parser.parse_args()
+    started = start_run(args)
+    out = args.out or tempfile.mkdtemp(prefix="usdrl-universal-synthetic-")
+    logger.info("machine: %s (shared with other jobs: timings are noisy)", machine())
+
+    model_config = USDRLConfig(layout="universal", in_channels=IN_CHANNELS, hidden_size=args.hidden, num_heads=4,
+                               num_layers=2, num_frames=FRAMES, dataset="synthetic")
+    unlabelled = make_clips(args.clips, seed=0)
+    eval_clips = make_clips(args.eval_clips, seed=3, num_frames=FRAMES)
+    probe_train = make_clips(10 * NUM_CLASSES, seed=1, num_frames=FRAMES)
+    probe_test = make_clips(10 * NUM_CLASSES, seed=2, num_frames=FRAMES)
+
+    if args.epochs:
+        from usdrl.train.pretrain import PretrainConfig
+
+        config = PretrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                                lr_milestones=[int(args.epochs * 0.8)], save_every=max(1, args.epochs // 4))
+        pretrained = CrossFormatPretrainer(model_config, config, unlabelled.data, unlabelled.num_frames,
+                                           f"{out}/run", show_progress_bar=False).fit()
+        epochs = args.epochs
+    else:
+        pretrained, epochs, _ = pretrain_within(args.minutes, model_config, unlabelled.data, unlabelled.num_frames,
+                                                out, batch_size=args.batch_size, lr=args.lr,
+                                                trainer=CrossFormatPretrainer)
+    minutes = (time.perf_counter() - started) / 60
+    logger.info("pretrained hidden %d on %d clips x 4 cross-format views, batch %d, %d epochs: %.1f min",
+                args.hidden, args.clips, args.batch_size, epochs, minutes)
+    if args.save:
+        pretrained.save_pretrained(args.save)
+
+    torch.manual_seed(0)
+    random_init = USDRL(model_config).eval()
+    figures = {name: evaluate(model, eval_clips, probe_train, probe_test)
+               for name, model in (("random init", random_init), ("pretrained", pretrained))}
+    logger.info("\n| figure | random init | pretrained |\n|---|---|---|")
+    for row, value in figures["pretrained"].items():
+        logger.info("| %s | %.1f%% | %.1f%% |", row, 100 * figures["random init"][row], 100 * value)
+    for name in figures:
+        figures[name]["zero-shot / in-format coco17"] = (figures[name]["zero-shot ntu25 -> coco17"]
+                                                         / figures[name]["probe coco17"])
+        logger.info("%s: zero-shot transfer keeps %.0f%% of the in-format COCO-17 accuracy", name,
+                    100 * figures[name]["zero-shot / in-format coco17"])
+    logger.info("retrieval over %d clips (chance %.2f%%), probes over %d held-out clips (chance %.1f%%)",
+                args.eval_clips, 100 / args.eval_clips, len(probe_test.labels), 100 / NUM_CLASSES)
+    figures["cost"] = cost(pretrained, probe_test)
+    for name, value in figures["cost"].items():
+        logger.info("%s: %.3g", name, value)
+    figures["run"] = {"epochs": epochs, "minutes": minutes, "hidden": args.hidden, "clips": args.clips,
+                      "machine": machine()}
+    if args.json:
+        Path(args.json).write_text(json.dumps(figures, indent=2))
+
+
+if __name__ == "__main__":
+    main()

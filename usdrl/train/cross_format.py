@@ -1,0 +1,126 @@
+"""Cross-format MPCT views: one motion, several keypoint formats, 2D and 3D, as the views of one clip.
+
+:func:`cross_format_views` turns a batch of synthetic NTU-25 clips (Kinect camera space,
+metres) into ``K`` views per clip for a universal model (:mod:`usdrl.universal`): each view
+is MPCT's temporal crop and spatial step (:mod:`usdrl.train.augment`) followed by a rendering
+(:func:`usdrl.data.synthetic.render_keypoints`) in a format drawn from
+:attr:`CrossFormatConfig.formats`, seen by a camera turned about the subjects, with
+detector-like jitter, unsure and dropped joints, then mapped to the universal input. MG-FD
+then pulls the renderings of one clip together, so consistency across formats (and across
+2D and 3D) is learned as one more perspective. :class:`CrossFormatPretrainer` is the
+:class:`~usdrl.train.pretrain.Pretrainer` that trains on these views.
+"""
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from ..config import USDRLConfig
+from ..data.synthetic import DetectorNoise, render_keypoints
+from ..errors import ConfigError, InputError
+from ..keypoints import get_format
+from ..universal import UNIVERSAL_JOINTS, check_universal, to_universal
+from .augment import AugmentConfig, crop_resize, draw_crop, random_spatial
+from .pretrain import Pretrainer
+
+#: The formats a view is rendered in by default: Kinect v2 and H36M and SMPL (3D), COCO, MediaPipe, OpenPose (2D).
+DEFAULT_FORMATS = ("ntu25", "coco17", "h36m17", "mediapipe33", "openpose25", "smpl24")
+
+
+@dataclass
+class CrossFormatConfig:
+    """How the views of a clip are rendered.
+
+    Attributes:
+        formats: keypoint formats a view is drawn from, uniformly (2D formats are projected).
+        max_yaw_degrees: each view's camera turns ``U(-a, a)`` degrees about the subjects.
+        jitter, low_score_rate: the :class:`~usdrl.data.synthetic.DetectorNoise` of every view.
+        max_drop_rate: each format's views in a step miss ``U(0, max_drop_rate)`` of their joints
+            (per frame) ...
+        max_occlusion_rate: ... and ``U(0, max_occlusion_rate)`` of them in every frame.
+    """
+
+    formats: list[str] = field(default_factory=lambda: list(DEFAULT_FORMATS))
+    max_yaw_degrees: float = 60.0
+    jitter: float = 0.015
+    low_score_rate: float = 0.1
+    max_drop_rate: float = 0.3
+    max_occlusion_rate: float = 0.3
+
+    def __post_init__(self):
+        if not self.formats:
+            raise ConfigError("formats must name at least one keypoint format")
+        for name in self.formats:
+            get_format(name)
+        rates = (self.max_drop_rate, self.max_occlusion_rate, self.low_score_rate)
+        if not all(0.0 <= rate <= 1.0 for rate in rates):
+            raise ConfigError(f"max_drop_rate, max_occlusion_rate and low_score_rate must lie in [0, 1], got {rates}")
+
+
+def cross_format_views(clips: torch.Tensor, num_frames: torch.Tensor | None, num_views: int,
+                       generator: torch.Generator | None, augment: AugmentConfig | None = None,
+                       config: CrossFormatConfig | None = None) -> torch.Tensor:
+    """``num_views`` renderings of every clip in formats drawn from ``config.formats``.
+
+    ``clips (N, 3, T, 25, M)`` NTU-25 joints in Kinect camera space, ``num_frames (N,)`` valid
+    frames -> ``(num_views, N, 6, output_frames, 30, M)`` universal inputs, on the clips' device.
+    All draws come from ``generator`` (the renderings' from a numpy generator seeded by it).
+    """
+    augment, config = augment or AugmentConfig(), config or CrossFormatConfig()
+    n, channels, frames, joints, persons = clips.shape
+    if clips.ndim != 5 or channels != 3 or joints != 25:
+        raise InputError(f"expected NTU-25 clips (N, 3, T, 25, M) in Kinect camera space, got {tuple(clips.shape)}")
+    lengths = torch.full((n,), frames, dtype=torch.long) if num_frames is None else torch.as_tensor(num_frames)
+    source = torch.arange(num_views * n, device=clips.device) % n
+    start, length = draw_crop(lengths.to(clips.device).index_select(0, source), generator, augment)
+    bodies = crop_resize(clips, start, length, augment.output_frames, source)
+    # the spatial step (shear or joint corruption) about each clip's centre, not the camera 3 m away
+    present = (bodies != 0).any(1, keepdim=True)
+    center = (bodies * present).sum((2, 3, 4), keepdim=True) / present.sum((2, 3, 4), keepdim=True).clamp(min=1)
+    bodies = (random_spatial(bodies - center, generator, augment) + center) * present
+    seed = torch.randint(0, 2**62, (1,), generator=generator, device=generator.device if generator else "cpu")
+    rng = np.random.default_rng(int(seed))
+    bodies = bodies.cpu().numpy()
+    drawn = rng.integers(len(config.formats), size=len(bodies))
+    yaw = np.radians(rng.uniform(-config.max_yaw_degrees, config.max_yaw_degrees, len(bodies)))
+    views = np.zeros((len(bodies), 6, augment.output_frames, len(UNIVERSAL_JOINTS), persons), np.float32)
+    for k, name in enumerate(config.formats):
+        chosen = np.flatnonzero(drawn == k)
+        if len(chosen) == 0:
+            continue
+        noise = DetectorNoise(jitter=config.jitter, low_score_rate=config.low_score_rate,
+                              drop_rate=rng.uniform(0.0, config.max_drop_rate),
+                              occlusion_rate=rng.uniform(0.0, config.max_occlusion_rate))
+        keypoints = render_keypoints(bodies[chosen], name, yaw=yaw[chosen], rng=rng, noise=noise)
+        views[chosen] = to_universal(keypoints, name)
+    return torch.from_numpy(views).to(clips.device).unflatten(0, (num_views, n))
+
+
+class CrossFormatPretrainer(Pretrainer):
+    """:class:`~usdrl.train.pretrain.Pretrainer` of a universal model on cross-format views.
+
+    ``data (N, 3, T, 25, M)`` are NTU-25 clips in Kinect camera space (e.g. the synthetic
+    generator's); each step renders them with :func:`cross_format_views`. ``cross_format``
+    sets the renderings; the other arguments are the Pretrainer's.
+    """
+
+    def __init__(self, model_config: USDRLConfig, config, data, num_frames, run_dir, *,
+                 cross_format: CrossFormatConfig | None = None, **options):
+        check_universal(model_config)
+        self.cross_format = cross_format or CrossFormatConfig()
+        super().__init__(model_config, config, data, num_frames, run_dir, **options)
+
+    def _check_data(self, model_config: USDRLConfig) -> None:
+        if self.data.ndim != 5 or self.data.shape[1] != 3 or self.data.shape[3:] != (25, model_config.num_persons):
+            raise InputError(f"expected NTU-25 clips (N, 3, T, 25, {model_config.num_persons}) to render, "
+                             f"got {self.data.shape}")
+        if self.num_frames.shape != (len(self.data),):
+            raise InputError(f"num_frames must have shape ({len(self.data)},), got {self.num_frames.shape}")
+
+    def _views(self, clips: torch.Tensor, lengths: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        return cross_format_views(clips, lengths, self.config.num_views, generator, self.config.augment,
+                                  self.cross_format)
+
+
+__all__ = ["DEFAULT_FORMATS", "CrossFormatConfig", "CrossFormatPretrainer", "cross_format_views"]
