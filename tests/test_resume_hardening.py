@@ -307,3 +307,14 @@ def test_the_cli_refuses_a_changed_lr_on_resume_unless_allowed(cli_run, tmp_path
     assert "lr: 0.0005 in the checkpoint, 0.001 now" in error and "pass --allow-changed-config to continue" in error
     assert main([*args(run_dir), "--epochs", "4", "--resume", "--lr", "0.001", "--allow-changed-config"]) == 0
     assert [m["lr"] for m in metrics(run_dir)][-1] == 0.001
+
+
+def test_nan_in_the_stored_clips_is_named_not_blamed_on_the_learning_rate(clips, tmp_path):
+    data, num_frames = clips
+    damaged = tmp_path / "data.npy"
+    np.save(damaged, data)
+    stored = np.load(damaged, mmap_mode="r+")
+    stored[5, 0, 3, 2, 0] = np.nan
+    stored.flush()
+    with pytest.raises(DataFormatError, match=r"data\.npy: samples \[5\] hold NaN or infinite values"):
+        run((np.load(damaged, mmap_mode="r"), num_frames), tmp_path / "run", epochs=1)

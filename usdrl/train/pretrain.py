@@ -35,7 +35,7 @@ from ..engine import (
     latest_checkpoint,
     step_schedule,
 )
-from ..errors import ConfigError, InputError, TrainingDivergedError
+from ..errors import ConfigError, DataFormatError, InputError, TrainingDivergedError
 from ..model import USDRL
 from .augment import AugmentConfig, make_views
 from .losses import LossConfig, MGFDLoss
@@ -238,6 +238,11 @@ class Pretrainer:
     def _load(self, indices: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         order = np.sort(indices)  # sorted reads are kinder to a memmap; the batch order is irrelevant
         clips = torch.from_numpy(np.ascontiguousarray(self.data[order], dtype=np.float32))
+        finite = torch.isfinite(clips).flatten(1).all(1)
+        if not finite.all():  # damaged data, named here rather than blamed on the learning rate later
+            where = getattr(self.data, "filename", None) or "the training clips"
+            raise DataFormatError(f"{where}: samples {order[~finite.numpy()].tolist()} hold NaN or infinite "
+                                  "values; remake the dataset (usdrl prepare ... --overwrite)")
         return self.run.to_device((clips, torch.from_numpy(self.num_frames[order].astype(np.int64))))
 
     def _views(self, clips: torch.Tensor, lengths: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
