@@ -35,12 +35,13 @@ EQUIVALENT_FILE = ROOT / "tools" / "mutation_equivalent.txt"
 MODULES = {
     "usdrl/tasks/retrieval.py": ["tests/test_retrieval.py"],
     "usdrl/train/losses.py": ["tests/test_train_losses.py"],
-    "usdrl/encoder.py": ["tests/test_model.py", "tests/test_convert.py"],
-    "usdrl/data/preprocess.py": ["tests/test_preprocess.py", "tests/test_preprocess_pinned.py"],
+    "usdrl/encoder.py": ["tests/test_model.py", "tests/test_convert.py", "tests/test_precision.py"],
+    "usdrl/data/preprocess.py": ["tests/test_preprocess.py", "tests/test_preprocess_pinned.py",
+                                 "tests/test_view_alignment.py"],
     "usdrl/train/augment.py": ["tests/test_train_augment.py"],
     "usdrl/model.py": ["tests/test_model.py", "tests/test_hub.py"],
     "usdrl/tasks/metrics.py": ["tests/test_task_metrics.py", "tests/test_detection_eval.py",
-                               "tests/test_detection.py"],
+                               "tests/test_detection.py", "tests/test_pkummd_official_map.py"],
     "usdrl/data/ntu.py": ["tests/test_data_ntu.py"],
 }
 STATUSES = ("killed", "survived", "no tests", "timeout", "suspicious", "segfault", "skipped")
