@@ -47,13 +47,12 @@ from ._checkpoint import save_checkpoint as write_checkpoint
 from ._io import atomic_write_text
 from ._version import __version__
 from .errors import ConfigError, TrainingDivergedError
-from .precision import resolve_device
+from .precision import AUTOCAST_DTYPES, resolve_device
 from .precision import resolve_precision as machine_precision
 
 logger = logging.getLogger(__name__)
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-AUTOCAST_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 __all__ = ["PRECISIONS", "EpochSampler", "RunOptions", "StepFactor", "TrainingRun", "WarmupCosineFactor",
            "build_optimizer", "config_dict", "constant_schedule", "derived_seed", "latest_checkpoint",
@@ -323,7 +322,7 @@ class TrainingRun:
 
     def autocast(self):
         """Autocast to the run's precision (nothing for ``fp32``)."""
-        dtype = AUTOCAST_DTYPES[self.precision]
+        dtype = AUTOCAST_DTYPES.get(self.precision)
         return torch.autocast(self.device.type, dtype=dtype) if dtype is not None else nullcontext()
 
     def wrap(self, module: torch.nn.Module) -> torch.nn.Module:

@@ -54,7 +54,8 @@ _ALIASES = {
     "int8": "int8", "qint8": "int8",
 }
 _FROM_DTYPE = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}
-_AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
+#: The autocast dtype of each reduced precision (fp32, tf32 and int8 run without autocast).
+AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -258,7 +259,7 @@ def resolve_precision(request, device, *, training: bool = False, machine: Machi
     tf32 = cuda and (gpu is None or gpu.tf32) and name in ("tf32", "bf16", "fp16")
     if name == "tf32" and not tf32:
         _warn_once(("tf32", device.type), "TF32 needs an Ampere or later GPU; %s runs fp32", device)
-    return Precision(name=name, autocast=_AUTOCAST.get(name), tf32=tf32, device_type=device.type)
+    return Precision(name=name, autocast=AUTOCAST_DTYPES.get(name), tf32=tf32, device_type=device.type)
 
 
 def resolve_device(device: str | torch.device | None = "auto") -> torch.device:

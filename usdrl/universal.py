@@ -21,6 +21,7 @@ import numpy as np
 
 from .errors import ConfigError, InputError
 from .keypoints import JointSource, convert_keypoints, get_format
+from .keypoints.convert import resolve_scores
 from .skeleton import SkeletonLayout, get_layout, register_layout
 
 #: The canonical joints: Kinect v2 / NTU-25 in its order, then the COCO face points.
@@ -105,17 +106,12 @@ def to_universal(keypoints, format: str, *, scores=None, has_scores: bool | None
     x = np.asarray(keypoints, dtype=np.float32)
     if x.ndim not in (4, 5):
         raise InputError(f"expected {format} keypoints (M, T, V, C) or (N, M, T, V, C), got shape {x.shape}")
-    if has_scores is None:
-        has_scores = x.shape[-1] == fmt.dims + 1
+    has_scores, scores = resolve_scores(x, fmt, scores, has_scores)
     dims = x.shape[-1] - int(has_scores)
     if dims not in (2, 3) or x.shape[-2] != fmt.num_joints:
         raise InputError(f"expected {format} keypoints (..., {fmt.num_joints}, 2 or 3 [+ score]), "
                          f"got shape {x.shape} (has_scores={has_scores})")
-    if scores is not None:
-        scores = np.asarray(scores, dtype=np.float32)
-        if scores.shape != x.shape[:-1]:
-            raise InputError(f"scores must have shape {x.shape[:-1]}, got {scores.shape}")
-    elif has_scores:
+    if scores is None and has_scores:
         scores = x[..., -1]
     coords = x[..., :dims]
     if image_size is not None:

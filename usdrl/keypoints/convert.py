@@ -167,6 +167,20 @@ class ConvertedKeypoints:
         return [names[j] for j in np.flatnonzero(self.mask == kind)]
 
 
+def resolve_scores(x: np.ndarray, fmt: KeypointFormat, scores, has_scores: bool | None
+                   ) -> tuple[bool, np.ndarray | None]:
+    """``(has_scores, scores)`` for keypoints ``x (..., V, C)`` of ``fmt``: whether the last channel is a
+    score (default: ``C`` is one past the format's dimensions), and separate ``scores (..., V)`` as
+    float32, checked against ``x``'s shape (``None`` when not given)."""
+    if has_scores is None:
+        has_scores = x.shape[-1] == fmt.dims + 1
+    if scores is not None:
+        scores = np.asarray(scores, dtype=np.float32)
+        if scores.shape != x.shape[:-1]:
+            raise InputError(f"scores must have shape {x.shape[:-1]}, got {scores.shape}")
+    return has_scores, scores
+
+
 def convert_keypoints(
     x,
     *,
@@ -202,16 +216,11 @@ def convert_keypoints(
     x = np.asarray(x, dtype=np.float32)
     if x.ndim < 2 or x.shape[-2] != src_fmt.num_joints:
         raise InputError(f"expected keypoints (..., {src_fmt.num_joints}, C) of format {src!r}, got shape {x.shape}")
-    if has_scores is None:
-        has_scores = x.shape[-1] == src_fmt.dims + 1
+    has_scores, scores = resolve_scores(x, src_fmt, scores, has_scores)
     coords = x.shape[-1] - int(has_scores)
     if coords < 2:
         raise InputError(f"expected at least x and y channels, got {x.shape[-1]} channel(s) with "
                          f"has_scores={has_scores}")
-    if scores is not None:
-        scores = np.asarray(scores, dtype=np.float32)
-        if scores.shape != x.shape[:-1]:
-            raise InputError(f"scores must have shape {x.shape[:-1]}, got {scores.shape}")
     weights, sources, contributors = _conversion(src, dst)
     absent = sources == JointSource.MISSING
     if missing == "error" and absent.any():
