@@ -401,8 +401,8 @@ def plot_timeline(scores, path: str | os.PathLike, *, class_names: Sequence[str]
         detections: ``(label, start, end, score)`` proposals.
         threshold: drawn as a dashed line when given.
         fps: frames per second, for the time axis in seconds drawn above the frame axis.
-        min_iou: a detection overlapping no ground-truth action of its class by this much
-            (official PKU-MMD overlap) is drawn hatched, as a false detection.
+        min_iou: a detection whose temporal IoU with every ground-truth action of its class is
+            below this is drawn hatched, as a false detection.
 
     The top panel shows the probability of every class that occurs in ``ground_truth`` or
     ``detections``; the bottom one the ground-truth and detected segments, every one
