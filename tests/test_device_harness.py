@@ -123,6 +123,39 @@ def test_pretraining(accelerator, tmp_path):
     assert all(accelerator.on_device(p) for p in trainer.module.parameters())
 
 
+def test_multi_track_streaming_and_universal_encoding(accelerator):
+    from usdrl.data.synthetic import make_clips, render_keypoints
+    from usdrl.tasks.streaming import MultiTrackDetector
+
+    model = placed(accelerator, tiny_model(num_frame_classes=FRAME_CLASSES))
+    batch = clips(model, 2)
+    universal = placed(accelerator, tiny_model(layout="universal", in_channels=6, num_frames=16))
+    keypoints = render_keypoints(make_clips(2, seed=1, num_frames=20).data, "coco17")
+    with accelerator:
+        served = MultiTrackDetector(model)
+        outputs = [served.push({track: clip.numpy() for track, clip in enumerate(batch)}), served.finish()]
+        assert {track for output in outputs for track in output} == {0, 1}
+        assert not accelerator.on_device(universal.encode_keypoints(keypoints, "coco17"))
+
+
+def test_cross_format_pretraining(accelerator, tmp_path):
+    from usdrl.data.synthetic import make_clips
+    from usdrl.train.augment import AugmentConfig
+    from usdrl.train.cross_format import CrossFormatPretrainer
+    from usdrl.train.pretrain import PretrainConfig
+
+    config = USDRLConfig.from_preset("tiny", hidden_size=16, num_heads=1, layout="universal", in_channels=6,
+                                     num_frames=16)
+    data = make_clips(4, seed=7, num_frames=20)
+    run = PretrainConfig(epochs=1, batch_size=4, num_views=2, lr_milestones=[],
+                         augment=AugmentConfig(output_frames=16, min_crop_length=8))
+    with accelerator:
+        trainer = CrossFormatPretrainer(config, run, data.data, data.num_frames, tmp_path / "run",
+                                        show_progress_bar=False)
+        trainer.fit()
+    assert all(accelerator.on_device(p) for p in trainer.module.parameters())
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_cuda_end_to_end(tmp_path):
     from usdrl.engine import RunOptions
