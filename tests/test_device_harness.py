@@ -17,6 +17,11 @@ CLASSES, FRAME_CLASSES = 3, 4
 
 @pytest.fixture
 def accelerator():
+    # Tables cached per device by earlier tests were made on the host; the simulated accelerator shares the CPU's
+    # device name, so it would take them for host tensors: start without them, as a real GPU run would.
+    from usdrl.train.augment import _resize_table
+
+    _resize_table.cache_clear()
     return SimulatedAccelerator()
 
 
