@@ -50,18 +50,27 @@ def best_time(fn, repeats: int = 5, warmup: int = 1) -> float:
     return min(times)
 
 
-def interleaved_times(variants: dict, rounds: int = 3, warmup: int = 1) -> dict[str, list[float]]:
-    """Seconds of each call of ``variants[name]()``: ``rounds`` rounds, each timing every variant once in
-    turn (after ``warmup`` untimed calls each), so that a shared machine's load changes hit all alike."""
+#: The clocks a timing can read: wall time, or the CPU time of this process (all its threads), which other
+#: processes on a shared machine disturb far less (they take cores away, not this process's CPU seconds;
+#: only caches and memory bandwidth stay shared). CPU time is only meaningful for work done on the CPU.
+CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
+
+
+def interleaved_times(variants: dict, rounds: int = 3, warmup: int = 1,
+                      clock: str = "wall") -> dict[str, list[float]]:
+    """Seconds (on ``CLOCKS[clock]``) of each call of ``variants[name]()``: ``rounds`` rounds, each timing every
+    variant once in turn (after ``warmup`` untimed calls each), so that a shared machine's load changes hit
+    all alike."""
+    clock = CLOCKS[clock]
     for fn in variants.values():
         for _ in range(warmup):
             fn()
     times = {name: [] for name in variants}
     for _ in range(rounds):
         for name, fn in variants.items():
-            start = time.perf_counter()
+            start = clock()
             fn()
-            times[name].append(time.perf_counter() - start)
+            times[name].append(clock() - start)
     return times
 
 

@@ -1,7 +1,7 @@
 """`encode` speed per precision and backend against fp32 and the reference implementation, and agreement.
 
 Usage: python benchmarks/encode_speed.py [--preset base] [--batch-size 8] [--rounds 5] [--threads 1]
-                                         [--skip onnx] [--compile]
+                                         [--skip onnx] [--compile] [--sizes] [--clock cpu]
 
 Speed: the ``--preset`` model (``base`` is the reference size) encodes one batch of clips per
 call, on the CPU: the literal reference implementation (``tests/reference_impl.py``, same
@@ -9,6 +9,11 @@ weights), fp32, ``dtype="auto"``, bf16, int8 (``model.quantize()``), and ONNX Ru
 int8 (``usdrl.export``). All in one process, in interleaved rounds (each round times every
 variant once), so the ratios hold on a shared machine; each ratio is given as the median of the
 per-round ratios and as the ratio of the best rounds (the least disturbed by other processes).
+Times are this process's CPU time by default (``--clock cpu``), which other jobs on a shared
+machine disturb far less than wall time; ``--clock wall`` on a machine to itself.
+
+``--sizes`` also times bf16 against fp32 for models of hidden size 128 / 256 / 512 on 1, 2 and 4
+clips per call: where ``dtype="auto"`` stops using bf16 on a CPU (casts cost more than they save).
 
 The AVX2 path of an AVX-512 machine (what PyTorch, oneDNN and MKL run on an AVX2-only CPU; fbgemm's
 int8 kernels still pick AVX-512 / VNNI, ONNX Runtime its own):
@@ -28,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _common import interleaved_times, setup_logging, speedup
+from _common import CLOCKS, interleaved_times, setup_logging, speedup
 
 from usdrl import USDRL, USDRLConfig
 from usdrl.convert import load_reference_checkpoint
@@ -81,7 +86,25 @@ def variants(args, reference, model: USDRL, clips: torch.Tensor) -> dict:
     return calls
 
 
-def time_compiled(model: USDRL, clips: torch.Tensor, rounds: int) -> None:
+def bf16_by_size(args) -> None:
+    """bf16 autocast against fp32 for small models and batches, and what ``auto`` picks for each (the CPU's
+    threshold :data:`usdrl.precision.CPU_BF16_MIN_WORK` comes from this table)."""
+    logger.info("bf16 / fp32 by model and batch size (%d interleaved rounds, %s time; auto's choice on this CPU):",
+                args.rounds, args.clock)
+    for hidden in (128, 256, 512):
+        torch.manual_seed(0)
+        model = USDRL(USDRLConfig.from_preset("small", hidden_size=hidden, num_heads=4)).eval()
+        for batch in (1, 2, 4):
+            clips = torch.randn(batch, *model.config.input_shape, generator=torch.Generator().manual_seed(1))
+            calls = {dtype: lambda dtype=dtype: model.encode(clips, batch_size=batch, dtype=dtype,
+                                                             show_progress_bar=False) for dtype in ("fp32", "bf16")}
+            times = interleaved_times(calls, args.rounds, warmup=2, clock=args.clock)
+            auto = resolve_precision("auto", "cpu", work=model.call_work(batch)).name
+            logger.info("  hidden %4d, %d clip(s): bf16 %.2fx / %.2fx fp32; auto: %s", hidden, batch,
+                        *speedup(times, "bf16", "fp32"), auto)
+
+
+def time_compiled(model: USDRL, clips: torch.Tensor, rounds: int, clock: str) -> None:
     """fp32 ``encode`` with the encoder compiled by inductor with weight freezing (first call compiles)."""
     import copy
 
@@ -95,7 +118,7 @@ def time_compiled(model: USDRL, clips: torch.Tensor, rounds: int) -> None:
     logger.info("compiled in %.0f s", time.perf_counter() - start)
     times = interleaved_times({"fp32": lambda: model.encode(clips, batch_size=len(clips), show_progress_bar=False),
                                "compiled": lambda: compiled.encode(clips, batch_size=len(clips),
-                                                                   show_progress_bar=False)}, rounds)
+                                                                   show_progress_bar=False)}, rounds, clock=clock)
     logger.info("fp32 compiled / fp32 eager: %.2fx (median of rounds), %.2fx (best rounds)",
                 *speedup(times, "compiled", "fp32"))
 
@@ -140,7 +163,12 @@ def main() -> None:
     parser.add_argument("--agreement-clips", type=int, default=580, help="held-out clips (default: 580)")
     parser.add_argument("--skip", nargs="*", default=[], choices=["onnx", "agreement", "speed"],
                         help="parts to leave out")
+    parser.add_argument("--sizes", action="store_true",
+                        help="also time bf16 against fp32 for small models and batches (auto's CPU threshold)")
     parser.add_argument("--compile", action="store_true", help="also time fp32 with the encoder compiled")
+    parser.add_argument("--clock", choices=sorted(CLOCKS), default="cpu",
+                        help="cpu (default): this process's CPU time, steady on a machine shared with other "
+                             "jobs; wall: elapsed time (what a user waits, on a machine to itself)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     setup_logging()
@@ -151,10 +179,10 @@ def main() -> None:
         reference, model = reference_pair(config)
         clips = torch.randn(args.batch_size, *config.input_shape, generator=torch.Generator().manual_seed(1))
         calls = variants(args, reference, model, clips)
-        times = interleaved_times(calls, args.rounds)
-        logger.info("%s config (hidden %d), batch %d, %d thread(s), %d interleaved rounds:", args.preset,
-                    config.hidden_size, args.batch_size, args.threads, args.rounds)
-        logger.info("  %-17s %9s  %s", "", "clips/s", "x fp32: median of rounds / best rounds")
+        times = interleaved_times(calls, args.rounds, clock=args.clock)
+        logger.info("%s config (hidden %d), batch %d, %d thread(s), %d interleaved rounds, %s time:", args.preset,
+                    config.hidden_size, args.batch_size, args.threads, args.rounds, args.clock)
+        logger.info("  %-17s %9s  %s", "", f"clips/{args.clock}-s", "x fp32: median of rounds / best rounds")
         for name in calls:
             logger.info("  %-17s %9.1f  %.2fx / %.2fx", name, args.batch_size / min(times[name]),
                         *speedup(times, name, "fp32"))
@@ -172,7 +200,9 @@ def main() -> None:
                 verdict = "NOT reached" if max(median, best) < target else "reached by one measure only"
             logger.info("target %-24s %.2fx / %.2fx (>= %.2fx: %s)", name, median, best, target, verdict)
         if args.compile:
-            time_compiled(model, clips, args.rounds)
+            time_compiled(model, clips, args.rounds, args.clock)
+    if args.sizes:
+        bf16_by_size(args)
     if "agreement" not in args.skip:
         agreement(args)
 

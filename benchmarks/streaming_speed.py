@@ -22,7 +22,6 @@ from _common import setup_logging
 from usdrl import USDRL
 from usdrl.data.prepared import Recipe3D
 from usdrl.data.synthetic import make_untrimmed
-from usdrl.precision import resolve_precision
 from usdrl.tasks.streaming import MultiTrackDetector, StreamingDetector
 
 logger = logging.getLogger("streaming_speed")
@@ -39,9 +38,9 @@ def tracks(count: int, frames: int) -> list[np.ndarray]:
     return sequences
 
 
-def per_track(model: USDRL, count: int, stride: int):
+def per_track(model: USDRL, count: int, stride: int, precision: str):
     """One StreamingDetector per track, run one after the other: ``(push, finish)``."""
-    detectors = [StreamingDetector(model, stride=stride) for _ in range(count)]
+    detectors = [StreamingDetector(model, stride=stride, precision=precision) for _ in range(count)]
 
     def push(frames: dict[int, np.ndarray]) -> None:
         for k, frame in frames.items():
@@ -50,26 +49,25 @@ def per_track(model: USDRL, count: int, stride: int):
     return push, lambda: [detector.finish() for detector in detectors]
 
 
-def batched(model: USDRL, count: int, stride: int):
+def batched(model: USDRL, count: int, stride: int, precision: str):
     """One MultiTrackDetector for every track (the windows due in one call run as one batch)."""
-    detector = MultiTrackDetector(model, stride=stride)
+    detector = MultiTrackDetector(model, stride=stride, precision=precision)
     return detector.push, detector.finish
 
 
 SERVING = {"batched": batched, "per-track": per_track}
 
 
-def run(model: USDRL, sequences: list[np.ndarray], stride: int, serving: str, precision):
+def run(model: USDRL, sequences: list[np.ndarray], stride: int, serving: str, precision: str):
     """Feed every track frame by frame; returns (seconds in all, seconds per call)."""
-    push, finish = SERVING[serving](model, len(sequences), stride)
+    push, finish = SERVING[serving](model, len(sequences), stride, precision)
     call_seconds = []
     start = time.perf_counter()
-    with precision.context():
-        for t in range(sequences[0].shape[1]):
-            before = time.perf_counter()
-            push({k: sequence[:, t] for k, sequence in enumerate(sequences)})
-            call_seconds.append(time.perf_counter() - before)
-        finish()
+    for t in range(sequences[0].shape[1]):
+        before = time.perf_counter()
+        push({k: sequence[:, t] for k, sequence in enumerate(sequences)})
+        call_seconds.append(time.perf_counter() - before)
+    finish()
     return time.perf_counter() - start, np.array(call_seconds)
 
 
@@ -87,17 +85,18 @@ def main() -> None:
     setup_logging()
     model = USDRL.from_pretrained("usdrl-synthetic-small")
     sequences = tracks(args.tracks, args.frames)
-    precisions = {name: resolve_precision(name, "cpu") for name in ("fp32", "auto")}
-    logger.info("%d tracks x %d frames, stride %d, %d thread(s); auto = %s here", args.tracks, args.frames,
-                args.stride, args.threads, precisions["auto"].name)
+    precisions = ("fp32", "auto")
+    logger.info("%d tracks x %d frames, stride %d, %d thread(s); auto = %s here (for single windows of this model)",
+                args.tracks, args.frames, args.stride, args.threads,
+                StreamingDetector(model, precision="auto").precision.name)
     warm_up = [s[:, : model.config.num_frames] for s in sequences]
     for serving in SERVING:
-        run(model, warm_up, args.stride, serving, precisions["fp32"])
+        run(model, warm_up, args.stride, serving, "fp32")
     settings = [(serving, name) for serving in SERVING for name in precisions]
     results = {setting: [] for setting in settings}
     for _ in range(args.rounds):
         for serving, name in settings:
-            results[serving, name].append(run(model, sequences, args.stride, serving, precisions[name]))
+            results[serving, name].append(run(model, sequences, args.stride, serving, name))
     for (serving, name), runs in results.items():
         seconds, calls = min(runs, key=lambda r: r[0])
         fps = args.frames / seconds

@@ -132,14 +132,35 @@ def test_context_enters_autocast_and_restores_matmul_precision():
     assert torch.get_float32_matmul_precision() == before and not torch.is_autocast_enabled("cpu")
 
 
-def test_encode_auto_follows_the_machine(monkeypatch):
+def test_call_work_and_the_cpu_bf16_threshold():
+    # a hidden-128 DSTE, 64 frames, 2 x 25 joints: 64 + 50 tokens, 128 * 128 per token; 4 clips is the threshold
+    assert precision_module.call_work(4, 114, 128) == 4 * 114 * 16384 == 7_471_104
+    assert precision_module.CPU_BF16_MIN_WORK == 7_471_104
+    # tiny with 16 frames: 16 + 50 tokens of width 64
+    assert tiny().call_work(3) == 3 * 66 * 64 * 64
+    threshold = precision_module.CPU_BF16_MIN_WORK
+    assert resolve_precision("auto", "cpu", machine=AMX_CPU, work=threshold - 1).name == "fp32"
+    assert resolve_precision("auto", "cpu", machine=AMX_CPU, work=threshold).name == "bf16"
+    assert resolve_precision("auto", "cpu", machine=AMX_CPU).name == "bf16"          # no size given: large
+    assert resolve_precision("auto", "cpu", machine=AVX2_CPU, work=10 * threshold).name == "fp32"
+    # the threshold is the CPU's: a GPU takes bf16 for any size, and an explicit bf16 is kept
+    assert resolve_precision("auto", "cuda", machine=MachineInfo("Xeon", (), "AVX2", 2, (AMPERE,)),
+                             work=1).name == "bf16"
+    assert resolve_precision("bf16", "cpu", machine=AMX_CPU, work=1).name == "bf16"
+
+
+def test_encode_auto_follows_the_machine_and_the_batch(monkeypatch):
     model = tiny()
-    x = clips(4, model.config)
+    per_call = -(-precision_module.CPU_BF16_MIN_WORK // model.call_work(1))   # clips from which bf16 pays: 28
+    x = clips(per_call, model.config)
+    fp32 = model.encode(x)
     monkeypatch.setattr(precision_module, "machine_info", lambda: AVX2_CPU)
-    assert torch.equal(model.encode(x, dtype="auto"), model.encode(x))      # fp32 on an AVX2 CPU
+    assert torch.equal(model.encode(x, dtype="auto"), fp32)      # fp32 on an AVX2 CPU
     monkeypatch.setattr(precision_module, "machine_info", lambda: AMX_CPU)
     auto = model.encode(x, dtype="auto")
-    assert torch.equal(auto, model.encode(x, dtype=torch.bfloat16)) and not torch.equal(auto, model.encode(x))
+    assert torch.equal(auto, model.encode(x, dtype=torch.bfloat16)) and not torch.equal(auto, fp32)
+    # in batches too small for bf16 to pay, auto is fp32 on the same machine
+    assert torch.equal(model.encode(x, dtype="auto", batch_size=per_call - 1), fp32)
 
 
 # ---- the attention module and int8 -------------------------------------------------------
@@ -190,7 +211,8 @@ def test_quantize_keeps_embeddings_float_and_leaves_the_model():
     before = model.encode(x)
     quantized = model.quantize()
     assert type(quantized.encoder.temporal.embed[0]) is nn.Linear
-    assert isinstance(quantized.encoder.spatial.layers[0].ca.mlp.fc1, QuantizedLinear)
+    fc1 = quantized.encoder.spatial.layers[0].ca.mlp.fc1
+    assert isinstance(fc1, QuantizedLinear) and fc1.weight().qscheme() == torch.per_channel_affine
     assert type(model.encoder.spatial.layers[0].ca.mlp.fc1) is nn.Linear
     assert torch.equal(model.encode(x), before)
     int8 = model.encode(x, dtype="int8")
@@ -226,6 +248,12 @@ def test_onnxruntime_model_matches_eager_and_int8_is_close(exported, tmp_path):
     np.testing.assert_allclose(single, model.encode(x[0], normalize=True).numpy(), rtol=1e-4, atol=1e-5)
     int8_path = quantize_onnx(path, tmp_path / "int8.onnx")
     assert int8_path.stat().st_size < path.stat().st_size
+    import onnx
+
+    nodes = {node.name: node.op_type for node in onnx.load(str(int8_path)).graph.node}
+    embeddings = [f"/encoder/{stream}/embed/embed.{i}/MatMul" for stream in ("temporal", "spatial") for i in (0, 3)]
+    assert all(nodes[name] == "MatMul" for name in embeddings)        # the stream embeddings stay float32
+    assert "/encoder/temporal/layers.0/attn/in_proj/MatMul_quant" in nodes   # the layers' products are int8
     int8 = onnxruntime_model(path, int8=True).encode(x)
     assert nn.functional.cosine_similarity(int8, eager, dim=1).min() > 0.99 and not torch.equal(int8, eager)
     with pytest.raises(InputError, match=r"expected clips \(N, 3, 16, 25, 2\)"):
@@ -292,14 +320,31 @@ def test_eval_batching_gives_the_training_path_values(causal):
         torch.testing.assert_close(got, want, rtol=1e-6, atol=1e-6)
 
 
-def test_streaming_under_bf16_autocast_returns_float32_scores():
-    from usdrl.tasks.streaming import StreamingDetector
+def test_streaming_precision_is_chosen_once_for_single_windows(monkeypatch):
+    from usdrl.tasks.streaming import MultiTrackDetector, StreamingDetector
 
+    monkeypatch.setattr(precision_module, "machine_info", lambda: AMX_CPU)
     model = tiny(num_frame_classes=4)
     frames = clips(1, model.config)[0].numpy()                  # (C, T, V, M): one window
-    detector = StreamingDetector(model)
-    with resolve_precision("bf16", "cpu", machine=AMX_CPU).context():
-        out = detector.push(frames)
-        detector.finish()
-    assert out.scores.dtype == np.float32 and out.scores.shape == (model.config.num_frames, 4)
-    np.testing.assert_allclose(out.scores.sum(1), 1.0, rtol=1e-5)
+    fp32 = StreamingDetector(model, precision="fp32").push(frames)
+    # one window of the tiny model is far below the CPU's bf16 threshold: auto is fp32, bit for bit
+    auto = StreamingDetector(model)
+    assert auto.precision.name == "fp32"
+    np.testing.assert_array_equal(auto.push(frames).scores, fp32.scores)
+    bf16 = StreamingDetector(model, precision="bf16").push(frames)
+    assert bf16.scores.dtype == np.float32 and bf16.scores.shape == (model.config.num_frames, 4)
+    np.testing.assert_allclose(bf16.scores.sum(1), 1.0, rtol=1e-5)
+    assert not np.array_equal(bf16.scores, fp32.scores)
+    np.testing.assert_allclose(bf16.scores, fp32.scores, atol=0.05)
+    # a model whose single window pays for bf16 gets it; several tracks keep the one precision
+    wide = tiny(hidden_size=512, num_heads=4, num_frame_classes=4)
+    assert wide.call_work(1) >= precision_module.CPU_BF16_MIN_WORK
+    served = MultiTrackDetector(wide)
+    assert served.precision.name == "bf16"
+    served.push({0: frames, 1: frames})
+    assert {d.precision.name for d in served.detectors.values()} == {"bf16"}
+    # int8 quantizes once, for every track
+    quantized = MultiTrackDetector(model, precision="int8")
+    quantized.push({0: frames, 1: frames})
+    assert {id(d.model) for d in quantized.detectors.values()} == {id(quantized.model)}
+    assert isinstance(quantized.model.encoder.temporal.layers[0].attn.in_proj, QuantizedLinear)

@@ -33,7 +33,7 @@ from .hub import (
     read_weights_header,
     resolve_model_files,
 )
-from .precision import resolve_device, resolve_precision
+from .precision import call_work, resolve_device, resolve_precision
 from .skeleton import SkeletonLayout
 
 logger = logging.getLogger(__name__)
@@ -240,7 +240,9 @@ class USDRL(
             show_progress_bar: a tqdm bar; ``None`` shows it when this logger is at INFO or below.
             dtype: the compute precision (:func:`usdrl.precision.resolve_precision`). ``"auto"``, the
                 recommended choice, takes the fastest that is native where the model runs: bf16 on a
-                GPU with bf16 or a CPU with AVX512-BF16 / AMX, fp16 on an older GPU, fp32 otherwise.
+                GPU with bf16 or a CPU with AVX512-BF16 / AMX (there for batches large enough to pay
+                for the casts, :data:`usdrl.precision.CPU_BF16_MIN_WORK`), fp16 on an older GPU, fp32
+                otherwise.
                 Or name one: ``"fp32"`` (default, also ``None``), ``"tf32"`` (CUDA), ``"bf16"`` /
                 ``torch.bfloat16``, ``"fp16"`` / ``torch.float16`` (autocast), ``"int8"`` (CPU: runs
                 :meth:`quantize`'s copy, made at each call). The output is always float32.
@@ -297,7 +299,7 @@ class USDRL(
         if len(data) == 0:
             raise InputError("got an empty batch (N = 0)")
         device = resolve_device(device) if device is not None else self._device()
-        precision = resolve_precision(dtype, device)
+        precision = resolve_precision(dtype, device, work=self.call_work(min(batch_size, len(data))))
         if show_progress_bar is None:
             show_progress_bar = logger.getEffectiveLevel() <= logging.INFO
         self.to(device)
@@ -317,6 +319,12 @@ class USDRL(
             result = result[0]
         return result.numpy() if convert_to_numpy else result
 
+    def call_work(self, clips: int) -> int:
+        """The size of the matrix products of one forward pass over ``clips`` clips
+        (:func:`usdrl.precision.call_work`), which decides whether ``auto`` uses bf16 on a CPU."""
+        config = self.config
+        return call_work(clips, config.num_frames + config.spatial_tokens, config.hidden_size)
+
     def quantize(self) -> "USDRL":
         """A copy for CPU inference with dynamic int8 quantization of its linear layers.
 
@@ -330,7 +338,7 @@ class USDRL(
         ``forward`` work as before, on the CPU only. This model is left as it was. Speed and
         agreement with fp32: ``docs/benchmarks.md``.
         """
-        from torch.ao.quantization import default_dynamic_qconfig, quantize_dynamic
+        from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
 
         model = copy.deepcopy(self).to(device="cpu", dtype=torch.float32).eval()
         float_layers = {f"encoder.{name}": None for name, module in model.encoder.named_modules()
@@ -339,7 +347,7 @@ class USDRL(
             # torch.ao.quantization announces its move to torchao; the eager API still works
             warnings.filterwarnings("ignore", category=DeprecationWarning)
             warnings.filterwarnings("ignore", message=".*quantize_per_tensor.*")
-            return quantize_dynamic(model, {nn.Linear: default_dynamic_qconfig, **float_layers}, dtype=torch.qint8,
+            return quantize_dynamic(model, {nn.Linear: per_channel_dynamic_qconfig, **float_layers}, dtype=torch.qint8,
                                     inplace=True)
 
     @staticmethod

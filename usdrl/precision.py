@@ -12,7 +12,9 @@ with its bf16 / TF32 support.
 * CUDA with bf16 (compute capability >= 8.0): bf16 autocast, TF32 for the products
   autocast leaves in fp32;
 * CUDA without bf16: fp16 autocast;
-* a CPU with native bf16 (AVX512-BF16 or AMX) *and* PyTorch's AVX-512 kernels: bf16 autocast;
+* a CPU with native bf16 (AVX512-BF16 or AMX) *and* PyTorch's AVX-512 kernels: bf16 autocast,
+  when one call's matrix products are large enough to pay for autocast's casts
+  (:data:`CPU_BF16_MIN_WORK`; small models on one or two clips at a time run faster in fp32);
 * anything else: fp32 (on a CPU without native bf16, bf16 is emulated and several times
   slower than fp32; ``"int8"`` is the fast inference path there).
 
@@ -215,7 +217,21 @@ def precision_name(request) -> str:
                       "(or a torch.dtype)")
 
 
-def resolve_precision(request, device, *, training: bool = False, machine: MachineInfo | None = None) -> Precision:
+#: The smallest ``work`` (see :func:`call_work`) for which ``auto`` picks bf16 on a CPU: 4 clips of a hidden-128
+#: DSTE (64 frames, 2 x 25 joints). Measured with ``benchmarks/encode_speed.py --sizes`` (CPU time, 1 thread,
+#: AVX-512 + AMX): a hidden-128 model ran bf16 at 0.84x fp32 on 1 clip, 0.99x on 2, 1.16x on 4; hidden 256 at
+#: 1.09x on 1 clip; hidden 512 at 1.30x on 1 clip and 2.0x on 4.
+CPU_BF16_MIN_WORK = 4 * (64 + 50) * 128**2
+
+
+def call_work(clips: int, tokens: int, hidden_size: int) -> int:
+    """The size of one call's matrix products, ``clips * tokens * hidden_size**2``, ``tokens`` per clip (both
+    streams: ``T + M * V`` for DSTE): what decides whether bf16 pays on a CPU (:data:`CPU_BF16_MIN_WORK`)."""
+    return clips * tokens * hidden_size**2
+
+
+def resolve_precision(request, device, *, training: bool = False, machine: MachineInfo | None = None,
+                      work: int | None = None) -> Precision:
     """The :class:`Precision` that runs ``request`` on ``device`` (see the module doc for ``"auto"``).
 
     Args:
@@ -224,6 +240,8 @@ def resolve_precision(request, device, *, training: bool = False, machine: Machi
         device: where the model runs (``torch.device`` or string).
         training: for training; ``int8`` (inference only) and fp16 on a CPU are refused.
         machine: the machine to plan for; default :func:`machine_info` (tests inject one).
+        work: the size of one call's matrix products (:func:`call_work`); on a CPU ``auto`` picks bf16
+            only from :data:`CPU_BF16_MIN_WORK` on. ``None``: large (training batches).
 
     Explicit bf16 where it is emulated (a CPU without AVX512-BF16 / AMX, or PyTorch kernels below
     AVX-512; a GPU below compute capability 8.0) and TF32 where it does not exist run as asked
@@ -238,7 +256,8 @@ def resolve_precision(request, device, *, training: bool = False, machine: Machi
         if cuda:
             name = "bf16" if gpu is None or gpu.bf16 else "fp16"
         elif device.type == "cpu":
-            name = "bf16" if machine.cpu_bf16 else "fp32"
+            pays = work is None or work >= CPU_BF16_MIN_WORK
+            name = "bf16" if machine.cpu_bf16 and pays else "fp32"
         else:
             name = "fp32"
         logger.debug("precision auto on %s: %s", device, name)

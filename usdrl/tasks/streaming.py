@@ -6,7 +6,7 @@ frame-wise head on every window of ``num_frames`` frames that starts at a multip
 and averages overlapping windows. A frame's scores are final once the last window
 containing it has run, i.e. ``num_frames - 1`` frames later at most (the latency);
 :meth:`StreamingDetector.finish` zero-pads the last window as the offline detector does,
-so a recorded sequence gives the offline scores and proposals exactly.
+so a recorded sequence gives the offline scores and proposals exactly (in the same precision).
 
 :class:`MultiTrackDetector` serves several person tracks at once (one state per track,
 tracks appearing and leaving), running the windows of all tracks in one batch.
@@ -21,6 +21,7 @@ import torch
 
 from ..errors import ConfigError, InputError
 from ..model import USDRL
+from ..precision import Precision, resolve_precision
 
 
 @dataclass
@@ -33,10 +34,10 @@ class StreamOutput:
     actions: list[tuple[int, int, int, float]] = field(default_factory=list)
 
 
-def _frame_probabilities(model: USDRL, clips: np.ndarray) -> torch.Tensor:
+def _frame_probabilities(model: USDRL, clips: np.ndarray, precision: Precision) -> torch.Tensor:
     """Frame-class probabilities ``(W, T, K)`` of windows ``(W, C, T, V, M)``, computed where the model is."""
     device = next(model.parameters()).device
-    with torch.inference_mode():
+    with torch.inference_mode(), precision.context():
         return model.forward_frames(torch.from_numpy(clips).to(device)).float().softmax(-1).cpu()
 
 
@@ -47,12 +48,23 @@ class StreamingDetector:
         model: a model with a frame-wise head (class 0 = background).
         stride: frames between window starts (default: the window length).
         threshold: a frame belongs to an action while that class's probability is above it.
+        precision: the compute precision (:func:`usdrl.precision.resolve_precision`), chosen once for
+            single windows where the model is: ``"auto"`` takes bf16 only where it is native and pays
+            for one window (on a CPU, models from hidden size 256 on), fp32 otherwise; ``"int8"``
+            runs :meth:`usdrl.USDRL.quantize`'s copy (CPU). A resolved :class:`usdrl.precision.Precision`
+            is used as it is, with ``model`` as given.
     """
 
-    def __init__(self, model: USDRL, *, stride: int | None = None, threshold: float = 0.02):
+    def __init__(self, model: USDRL, *, stride: int | None = None, threshold: float = 0.02,
+                 precision="auto"):
         if model.frame_head is None:
             raise ConfigError("streaming detection needs a model with a frame-wise head")
-        self.model = model.eval()
+        if isinstance(precision, Precision):     # resolved already, for this model as it is
+            self.precision, self.model = precision, model.eval()
+        else:
+            device = next(model.parameters()).device
+            self.precision = resolve_precision(precision, device, work=model.call_work(1))
+            self.model = model.quantize() if self.precision.name == "int8" else model.eval()
         self.window = model.config.num_frames
         self.stride = stride or self.window
         if not 1 <= self.stride <= self.window:
@@ -113,7 +125,7 @@ class StreamingDetector:
         """Add the frame probabilities ``(W, T, K)`` of the windows at ``starts`` (computed here when not
         given) to the running averages, then drop the frames no later window reads."""
         if starts and probabilities is None:
-            probabilities = _frame_probabilities(self.model, self._clips(starts))
+            probabilities = _frame_probabilities(self.model, self._clips(starts), self.precision)
         for start, window in zip(starts, probabilities if starts else (), strict=True):
             for offset, p in enumerate(window[: max(0, min(self.window, self._received - start))]):
                 frame = start + offset
@@ -167,11 +179,15 @@ class MultiTrackDetector:
         model: a model with a frame-wise head (class 0 = background).
         stride: frames between window starts (default: the window length).
         threshold: a frame belongs to an action while that class's probability is above it.
+        precision: as :class:`StreamingDetector`'s (the same for every track, whatever the batch).
     """
 
-    def __init__(self, model: USDRL, *, stride: int | None = None, threshold: float = 0.02):
-        self._new = lambda: StreamingDetector(model, stride=stride, threshold=threshold)
-        self.model = self._new().model          # checks the model and the stride once
+    def __init__(self, model: USDRL, *, stride: int | None = None, threshold: float = 0.02,
+                 precision="auto"):
+        first = StreamingDetector(model, stride=stride, threshold=threshold, precision=precision)
+        self.model, self.precision = first.model, first.precision   # checked, resolved (and quantized) once
+        self._new = lambda: StreamingDetector(self.model, stride=stride, threshold=threshold,
+                                              precision=self.precision)
         self.detectors: dict[int, StreamingDetector] = {}
 
     @property
@@ -191,7 +207,7 @@ class MultiTrackDetector:
         starts = [start for _, track_starts in due for start in track_starts]
         if starts:
             clips = np.concatenate([detector._clips(track_starts) for detector, track_starts in due if track_starts])
-            probabilities = _frame_probabilities(self.model, clips)
+            probabilities = _frame_probabilities(self.model, clips, self.precision)
         offset = 0
         for detector, track_starts in due:
             detector._run(track_starts, probabilities[offset:offset + len(track_starts)] if track_starts else None)
