@@ -302,7 +302,7 @@ def test_a_crash_while_overwriting_keeps_the_old_dataset(ntu_raw, tmp_path, monk
     out = prepare_dataset("ntu60", ntu_raw, tmp_path / "out", benchmark="xview", workers=1)
     before = (out / "manifest.json").read_text(), (out / "train" / "data.npy").read_bytes()
     calls = []
-    run = prepared._SkeletonFileTask.run
+    run = prepared.pool._SkeletonFileTask.run
 
     def crash_on_the_fifth_file(self):
         calls.append(self.path)
@@ -310,7 +310,7 @@ def test_a_crash_while_overwriting_keeps_the_old_dataset(ntu_raw, tmp_path, monk
             raise KeyboardInterrupt
         return run(self)
 
-    monkeypatch.setattr(prepared._SkeletonFileTask, "run", crash_on_the_fifth_file)
+    monkeypatch.setattr(prepared.pool._SkeletonFileTask, "run", crash_on_the_fifth_file)
     with pytest.raises(KeyboardInterrupt):
         prepare_dataset("ntu60", ntu_raw, out, benchmark="xsub", workers=1, overwrite=True)
     assert len(calls) == 5 and no_leftovers(out)
