@@ -18,7 +18,7 @@ from usdrl.data import (
     read_uav_skeleton,
 )
 from usdrl.data._text import NUMBER_RE, parse_number_lines, parse_number_rows
-from usdrl.data.ntu import SPARE_BODY_SLOTS
+from usdrl.data.kinect_text import SPARE_BODY_SLOTS
 from usdrl.data.uav import PLACEHOLDER_BODY_LINE
 from usdrl.errors import DataFormatError
 
