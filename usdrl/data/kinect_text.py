@@ -22,8 +22,8 @@ from os import PathLike
 import numpy as np
 from einops import rearrange
 
+from .._text import format_error, parse_int, parse_number_lines, parse_number_rows, read_lines
 from ..errors import DataFormatError, InputError
-from ._text import format_error, parse_int, parse_number_lines, parse_number_rows, read_lines
 
 _UINT64_LIMIT = 2**64
 

@@ -7,8 +7,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..._text import read_lines
 from ...errors import DataFormatError
-from .._text import read_lines
 from ..ntu import parse_ntu_name, read_ntu_skeleton, split_ntu_samples
 from ..pkummd import NUM_CLASSES as PKUMMD_CLASSES
 from ..pkummd import ActionInstance, parse_pkummd_name, read_pkummd_labels, read_pkummd_split
