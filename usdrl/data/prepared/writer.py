@@ -247,7 +247,7 @@ def prepare_dataset(
     legacy_2d_norm: bool = False,
     show_progress_bar: bool | None = None,
 ) -> Path:
-    """Convert a raw dataset into a prepared dataset folder (see the module notes for the layout).
+    """Convert a raw dataset into a prepared dataset folder (:mod:`usdrl.data.prepared` describes the layout).
 
     Args:
         source: ``ntu60``, ``ntu120``, ``pkummd1``, ``pkummd2``, ``uav`` or ``ntu2d``.
