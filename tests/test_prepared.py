@@ -531,7 +531,7 @@ def test_ntu_synthetic_files_read_back(tmp_path, generator):
         i = first[path.stem]
         sequence = read_ntu_skeleton(path)
         assert path.read_bytes().endswith(b"\r\n") and sequence.label == clips.labels[i]
-        expected = clips.data[i, :, : clips.num_frames[i]]
+        expected = clips.data[i, :, : clips.lengths[i]]
         bodies = sequence.num_bodies  # 1 for single-person classes, 2 for interactions
         np.testing.assert_array_equal(sequence.data, expected[..., :bodies])
         assert not expected[..., bodies:].any()

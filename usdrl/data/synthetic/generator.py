@@ -64,13 +64,13 @@ class SyntheticClips(NamedTuple):
 
     Attributes:
         data: (N, 3, Tmax, 25, 2) float32 joint coordinates, zero after each clip's end.
-        num_frames: (N,) int64 valid frames per clip.
+        lengths: (N,) int64 valid frames per clip.
         labels: (N,) int64 class indices into :data:`ACTION_NAMES`.
         meta: subject / camera / setup / replication IDs.
     """
 
     data: np.ndarray
-    num_frames: np.ndarray
+    lengths: np.ndarray
     labels: np.ndarray
     meta: ClipMeta
 
