@@ -36,14 +36,14 @@ def _resample_pairs(length: int, size: int, dtype: np.dtype) -> tuple[np.ndarray
     return low, np.minimum(low + 1, length - 1), (position - low).astype(dtype)[:, None, None]
 
 
-def numpy_crop_resize(clip: np.ndarray, num_frames: int, rng: np.random.Generator,
+def numpy_crop_resize(clip: np.ndarray, length: int, rng: np.random.Generator,
                       config: AugmentConfig) -> np.ndarray:
     """A random temporal crop of the valid frames resampled to ``output_frames``, computed in the clip's dtype
     (the draws and maths of ``usdrl.data.preprocess.random_crop_resize``, whose ``resample`` computes in float64)."""
     ratio = rng.uniform(config.min_crop_ratio, config.max_crop_ratio)
-    length = min(max(int(num_frames * ratio), config.min_crop_length), num_frames)
-    start = int(rng.integers(0, num_frames - length + 1))
-    low, high, weight = _resample_pairs(length, config.output_frames, clip.dtype)
+    crop = min(max(int(length * ratio), config.min_crop_length), length)
+    start = int(rng.integers(0, length - crop + 1))
+    low, high, weight = _resample_pairs(crop, config.output_frames, clip.dtype)
     first = clip[:, start + low]
     return first + (clip[:, start + high] - first) * weight
 
@@ -96,11 +96,11 @@ def main() -> None:
     num_clips = args.batch_size * args.views
 
     x = torch.from_numpy(clips).to(args.device)
-    num_frames = torch.from_numpy(lengths).to(args.device)
+    device_lengths = torch.from_numpy(lengths).to(args.device)
     generator = torch.Generator(args.device).manual_seed(0)
 
     def batched():
-        views = make_views(x, num_frames, args.views, generator, config)
+        views = make_views(x, device_lengths, args.views, generator, config)
         if views.is_cuda:
             torch.cuda.synchronize()
 

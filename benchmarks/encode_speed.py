@@ -129,7 +129,7 @@ def agreement(args) -> None:
     drawn = make_clips(args.agreement_clips, seed=7)
     frames = model.config.num_frames
     clips = torch.from_numpy(np.stack([to_model_input(c, frames, length=n)
-                                       for c, n in zip(drawn.data, drawn.num_frames, strict=True)]))
+                                       for c, n in zip(drawn.data, drawn.lengths, strict=True)]))
     quantized = model.quantize()
     head = model.head.eval()
 

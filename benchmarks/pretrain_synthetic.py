@@ -34,7 +34,7 @@ def centred(clips) -> np.ndarray:
 def probe_inputs(clips, frames: int) -> np.ndarray:
     """Whole valid sequences resampled to the model's frames: ``(N, 3, frames, 25, 2)``."""
     data = centred(clips)
-    return np.stack([resample(clip, frames, num_frames=n) for clip, n in zip(data, clips.num_frames, strict=True)])
+    return np.stack([resample(clip, frames, length=n) for clip, n in zip(data, clips.lengths, strict=True)])
 
 
 def linear_probe(train: torch.Tensor, train_labels: torch.Tensor, test: torch.Tensor, test_labels: torch.Tensor,
@@ -76,7 +76,7 @@ def main() -> None:
 
     start = time.perf_counter()
     pretrained, epochs, epoch_seconds = pretrain_within(args.minutes, model_config, centred(unlabelled),
-                                                        unlabelled.num_frames, out, batch_size=args.batch_size,
+                                                        unlabelled.lengths, out, batch_size=args.batch_size,
                                                         lr=args.lr)
     logger.info("pretrained %s (%d clips, batch %d x 4 views) for %d epochs of %.1f s: %.1f min", args.preset,
                 args.clips, args.batch_size, epochs, epoch_seconds, (time.perf_counter() - start) / 60)

@@ -138,11 +138,11 @@ def main() -> None:
 
         config = PretrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                                 lr_milestones=[int(args.epochs * 0.8)], save_every=max(1, args.epochs // 4))
-        pretrained = CrossFormatPretrainer(model_config, config, unlabelled.data, unlabelled.num_frames,
+        pretrained = CrossFormatPretrainer(model_config, config, unlabelled.data, unlabelled.lengths,
                                            f"{out}/run", show_progress_bar=False).fit()
         epochs = args.epochs
     else:
-        pretrained, epochs, _ = pretrain_within(args.minutes, model_config, unlabelled.data, unlabelled.num_frames,
+        pretrained, epochs, _ = pretrain_within(args.minutes, model_config, unlabelled.data, unlabelled.lengths,
                                                 out, batch_size=args.batch_size, lr=args.lr,
                                                 trainer=CrossFormatPretrainer)
     minutes = (time.perf_counter() - started) / 60

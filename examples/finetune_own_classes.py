@@ -49,7 +49,7 @@ NAMES = list(MY_CLASSES.values())
 def my_clips(per_class: int, seed: int) -> torch.utils.data.TensorDataset:
     """``per_class`` labelled clips of each of my classes: model inputs ``(N, 3, 64, 25, 2)``, labels 0..4."""
     clips = make_clips(per_class * len(MY_CLASSES), seed=seed, classes=list(MY_CLASSES))
-    inputs = np.stack([to_model_input(clip, 64, length=n) for clip, n in zip(clips.data, clips.num_frames,
+    inputs = np.stack([to_model_input(clip, 64, length=n) for clip, n in zip(clips.data, clips.lengths,
                                                                                 strict=True)])
     labels = np.array([list(MY_CLASSES).index(k) for k in clips.labels])
     return torch.utils.data.TensorDataset(torch.from_numpy(inputs), torch.from_numpy(labels))

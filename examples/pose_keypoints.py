@@ -46,7 +46,7 @@ def pose_estimator_output(num_clips: int, seed: int) -> tuple[list[list[np.ndarr
     (x, y pixels and score) for each person seen, and the videos' labels (indices into ``CLASSES``)."""
     clips = make_clips(num_clips, seed=seed, classes=CLASSES)
     videos = []
-    for clip, n in zip(clips.data, clips.num_frames, strict=True):
+    for clip, n in zip(clips.data, clips.lengths, strict=True):
         keypoints, scores = project_coco17(clip[:, :n], image_size=IMAGE_SHAPE)    # (M, T, 17, 2), (M, T, 17)
         videos.append([np.concatenate([keypoints[m], scores[m, ..., None]], axis=-1)
                        for m in range(len(keypoints)) if scores[m].any()])

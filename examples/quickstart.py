@@ -33,7 +33,7 @@ logger = logging.getLogger("quickstart")
 
 def prepare(clips, frames: int) -> np.ndarray:
     """Synthetic clips ``(N, 3, Tmax, 25, 2)`` with valid lengths -> model input ``(N, 3, frames, 25, 2)``."""
-    pairs = zip(clips.data, clips.num_frames, strict=True)
+    pairs = zip(clips.data, clips.lengths, strict=True)
     return np.stack([to_model_input(clip, frames, length=n) for clip, n in pairs])
 
 

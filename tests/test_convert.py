@@ -15,7 +15,7 @@ from reference_impl import (
 
 from usdrl import USDRL, CheckpointError, ConfigError
 from usdrl.cli import main
-from usdrl.hub import convert_reference_checkpoint, load_reference_checkpoint
+from usdrl.convert import convert_reference_checkpoint, load_reference_checkpoint
 from usdrl.skeleton import NTU25, apply_modality
 
 HIDDEN = 32

@@ -81,7 +81,7 @@ def test_detector_noise_drops_doubts_and_repeats(clips):
 
 
 def test_views_of_a_clip_come_in_the_drawn_formats(clips):
-    data, lengths = torch.from_numpy(clips.data), torch.from_numpy(clips.num_frames)
+    data, lengths = torch.from_numpy(clips.data), torch.from_numpy(clips.lengths)
     augment = AugmentConfig(output_frames=16, min_crop_length=8)
 
     def views(formats, seed=0):
@@ -103,13 +103,13 @@ def test_cross_format_pretraining_runs_and_checks_its_inputs(clips, tmp_path):
     config = USDRLConfig.from_preset("tiny", layout="universal", in_channels=6, num_frames=16)
     run = PretrainConfig(epochs=1, batch_size=4, num_views=2, augment=AugmentConfig(output_frames=16,
                                                                                        min_crop_length=8))
-    model = CrossFormatPretrainer(config, run, clips.data, clips.num_frames, tmp_path / "run",
+    model = CrossFormatPretrainer(config, run, clips.data, clips.lengths, tmp_path / "run",
                                   show_progress_bar=False).fit()
     assert model.config.layout == "universal"
     keypoints = render_keypoints(clips.data[:2], "coco17")
     assert torch.isfinite(model.encode_keypoints(keypoints, "coco17")).all()
     with pytest.raises(ConfigError, match="universal model"):
-        CrossFormatPretrainer(USDRLConfig.from_preset("tiny", num_frames=16), run, clips.data, clips.num_frames,
+        CrossFormatPretrainer(USDRLConfig.from_preset("tiny", num_frames=16), run, clips.data, clips.lengths,
                               tmp_path / "other")
     with pytest.raises(InputError, match="NTU-25 clips"):
-        CrossFormatPretrainer(config, run, clips.data[:, :, :, :17], clips.num_frames, tmp_path / "third")
+        CrossFormatPretrainer(config, run, clips.data[:, :, :, :17], clips.lengths, tmp_path / "third")

@@ -51,7 +51,7 @@ def test_the_default_model_is_embedded_and_loads_offline():
 def test_the_default_model_recognises_fresh_synthetic_clips():
     model = USDRL.from_pretrained(DEFAULT_MODEL)
     clips = make_clips(2 * NUM_CLASSES, seed=99)
-    inputs = np.stack([to_model_input(c, 64, length=n) for c, n in zip(clips.data, clips.num_frames, strict=True)])
+    inputs = np.stack([to_model_input(c, 64, length=n) for c, n in zip(clips.data, clips.lengths, strict=True)])
     with torch.inference_mode():
         predicted = model(torch.from_numpy(inputs)).argmax(1).numpy()
     assert np.mean(predicted == clips.labels) > 0.7  # chance: 3.4%

@@ -155,7 +155,7 @@ def test_cross_format_pretraining(accelerator, tmp_path):
     run = PretrainConfig(epochs=1, batch_size=4, num_views=2, lr_milestones=[],
                          augment=AugmentConfig(output_frames=16, min_crop_length=8))
     with accelerator:
-        trainer = CrossFormatPretrainer(config, run, data.data, data.num_frames, tmp_path / "run",
+        trainer = CrossFormatPretrainer(config, run, data.data, data.lengths, tmp_path / "run",
                                         show_progress_bar=False)
         trainer.fit()
     assert all(accelerator.on_device(p) for p in trainer.module.parameters())

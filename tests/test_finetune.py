@@ -59,7 +59,7 @@ def clip_dataset(num_clips, seed):
     """Aligned synthetic clips of three distinct classes as a TensorDataset of (clip, label)."""
     clips = make_clips(num_clips, seed=seed, classes=[0, 10, 14])   # wave right, kick right, squat
     data = np.stack([resample(align_view(clip[:, :n]), 64)
-                     for clip, n in zip(clips.data, clips.num_frames, strict=True)])
+                     for clip, n in zip(clips.data, clips.lengths, strict=True)])
     return torch.utils.data.TensorDataset(torch.from_numpy(data), torch.from_numpy(clips.labels))
 
 

@@ -9,8 +9,8 @@ import torch
 from reference_impl import LiteralDownstream, LiteralDSTE
 
 from usdrl.cli import main
+from usdrl.convert import load_reference_checkpoint
 from usdrl.errors import CheckpointError
-from usdrl.hub import load_reference_checkpoint
 
 HIDDEN, FRAMES, JOINTS, PERSONS, CHANNELS = 32, 64, 25, 2, 3
 

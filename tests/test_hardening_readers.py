@@ -8,6 +8,7 @@ from data_helpers import ntu_text
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from usdrl._text import NUMBER_RE, parse_number_lines, parse_number_rows
 from usdrl.data import (
     parse_ntu_name,
     parse_pkummd_name,
@@ -17,8 +18,7 @@ from usdrl.data import (
     read_pkummd_skeleton,
     read_uav_skeleton,
 )
-from usdrl.data._text import NUMBER_RE, parse_number_lines, parse_number_rows
-from usdrl.data.ntu import SPARE_BODY_SLOTS
+from usdrl.data.kinect_text import SPARE_BODY_SLOTS
 from usdrl.data.uav import PLACEHOLDER_BODY_LINE
 from usdrl.errors import DataFormatError
 

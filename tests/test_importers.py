@@ -197,7 +197,7 @@ def test_cli_folder_to_linear_probe_and_finetune(tmp_path, capsys):
     raw.mkdir()
     clips = make_clips(16, seed=0, classes=[0, 10])
     rows = []
-    for k, (data, n, label) in enumerate(zip(clips.data, clips.num_frames, clips.labels, strict=True)):
+    for k, (data, n, label) in enumerate(zip(clips.data, clips.lengths, clips.labels, strict=True)):
         xy, score = project_coco17(data[:, :n], image_size=(1080, 1920))            # (M, T, 17, 2), (M, T, 17)
         np.save(raw / f"video{k:02d}.npy", np.concatenate([xy, score[..., None]], axis=-1))
         rows.append(f"video{k:02d},{'drink' if label == 0 else 'wave'}")

@@ -20,7 +20,7 @@ from usdrl.cli import main
 from usdrl.data import prepared
 
 where, out = sys.argv[1], Path(sys.argv[2])
-file_task = prepared._SkeletonFileTask.run
+file_task = prepared.pool._SkeletonFileTask.run
 calls = []
 if where == "swap":  # after the old dataset was moved aside, before the new one is moved in
     rename = os.rename
@@ -36,7 +36,7 @@ elif where == "write":  # while parsing the fifth file
         if len(calls) == 5:
             os.kill(os.getpid(), signal.SIGKILL)
         return file_task(self)
-    prepared._SkeletonFileTask.run = parse_then_die
+    prepared.pool._SkeletonFileTask.run = parse_then_die
 elif where == "pause":  # at the first file, until the file `go` appears beside OUT
     def pause(self):
         if not calls:
@@ -45,7 +45,7 @@ elif where == "pause":  # at the first file, until the file `go` appears beside 
             while not (out.parent / "go").exists():
                 time.sleep(0.05)
         return file_task(self)
-    prepared._SkeletonFileTask.run = pause
+    prepared.pool._SkeletonFileTask.run = pause
 sys.exit(main(["prepare", "ntu60", sys.argv[3], str(out), "--workers", "1", *sys.argv[4:]]))
 """
 

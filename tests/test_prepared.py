@@ -302,7 +302,7 @@ def test_a_crash_while_overwriting_keeps_the_old_dataset(ntu_raw, tmp_path, monk
     out = prepare_dataset("ntu60", ntu_raw, tmp_path / "out", benchmark="xview", workers=1)
     before = (out / "manifest.json").read_text(), (out / "train" / "data.npy").read_bytes()
     calls = []
-    run = prepared._SkeletonFileTask.run
+    run = prepared.pool._SkeletonFileTask.run
 
     def crash_on_the_fifth_file(self):
         calls.append(self.path)
@@ -310,7 +310,7 @@ def test_a_crash_while_overwriting_keeps_the_old_dataset(ntu_raw, tmp_path, monk
             raise KeyboardInterrupt
         return run(self)
 
-    monkeypatch.setattr(prepared._SkeletonFileTask, "run", crash_on_the_fifth_file)
+    monkeypatch.setattr(prepared.pool._SkeletonFileTask, "run", crash_on_the_fifth_file)
     with pytest.raises(KeyboardInterrupt):
         prepare_dataset("ntu60", ntu_raw, out, benchmark="xsub", workers=1, overwrite=True)
     assert len(calls) == 5 and no_leftovers(out)
@@ -531,7 +531,7 @@ def test_ntu_synthetic_files_read_back(tmp_path, generator):
         i = first[path.stem]
         sequence = read_ntu_skeleton(path)
         assert path.read_bytes().endswith(b"\r\n") and sequence.label == clips.labels[i]
-        expected = clips.data[i, :, : clips.num_frames[i]]
+        expected = clips.data[i, :, : clips.lengths[i]]
         bodies = sequence.num_bodies  # 1 for single-person classes, 2 for interactions
         np.testing.assert_array_equal(sequence.data, expected[..., :bodies])
         assert not expected[..., bodies:].any()

@@ -228,7 +228,7 @@ def _torch_resample(window, size):
 def test_resample_matches_torch_interpolate(n, size):
     data = _random_clip(n, frames=n + 5, joints=4)
     data[:, n:] = 1e6  # padding after the valid prefix must be ignored
-    out = resample(data, size, num_frames=n)
+    out = resample(data, size, length=n)
     assert out.shape == (3, size, 4, 2) and out.dtype == np.float32
     np.testing.assert_allclose(out, _torch_resample(data[:, :n], size), rtol=1e-5, atol=1e-5)
     if n <= size:  # upsampling keeps the end frames
@@ -243,7 +243,7 @@ def test_resample_matches_torch_interpolate(n, size):
 def test_observed_length(n, ratio, expected):
     assert observed_length(n, ratio) == expected
     data = _random_clip(0, frames=max(n, 3) + 4)
-    out = crop_observed(data, ratio, num_frames=n)
+    out = crop_observed(data, ratio, length=n)
     assert out.shape[1] == expected
     np.testing.assert_array_equal(out, data[:, :expected])
 
@@ -259,30 +259,30 @@ def test_bad_ratios(ratio):
 @pytest.mark.parametrize("n", [40, 100, 300])
 def test_random_crop_resize_follows_the_recipe(n):
     data = _random_clip(n, frames=300, joints=3)
-    out = random_crop_resize(data, np.random.default_rng(7), num_frames=n)
+    out = random_crop_resize(data, np.random.default_rng(7), length=n)
     rng = np.random.default_rng(7)
     s = rng.uniform(0.1, 1.0)
     length = min(max(int(np.floor(n * s)), 64), n)
     start = int(rng.integers(0, n - length + 1))
     assert out.shape == (3, 64, 3, 2)
     np.testing.assert_array_equal(out, resample(data[:, start:start + length], 64))
-    again = random_crop_resize(data, np.random.default_rng(7), num_frames=n)
+    again = random_crop_resize(data, np.random.default_rng(7), length=n)
     np.testing.assert_array_equal(out, again)
     if n < 64:
-        np.testing.assert_array_equal(out, resample(data, 64, num_frames=n))
+        np.testing.assert_array_equal(out, resample(data, 64, length=n))
 
 
 def test_center_crop_resize():
     data = _random_clip(2, frames=120, joints=3)
-    np.testing.assert_array_equal(center_crop_resize(data, 1.0, num_frames=100), resample(data, 64, num_frames=100))
-    np.testing.assert_array_equal(center_crop_resize(data, 0.5, num_frames=100), resample(data[:, 25:75], 64))
-    np.testing.assert_array_equal(center_crop_resize(data, 0.3, num_frames=5, size=8), resample(data[:, 1:4], 8))
+    np.testing.assert_array_equal(center_crop_resize(data, 1.0, length=100), resample(data, 64, length=100))
+    np.testing.assert_array_equal(center_crop_resize(data, 0.5, length=100), resample(data[:, 25:75], 64))
+    np.testing.assert_array_equal(center_crop_resize(data, 0.3, length=5, size=8), resample(data[:, 1:4], 8))
 
 
 def test_inputs_are_checked():
     with pytest.raises(InputError):
         resample(np.zeros((3, 4, 2)), 8)
     with pytest.raises(InputError):
-        resample(_random_clip(0), 8, num_frames=11)
+        resample(_random_clip(0), 8, length=11)
     with pytest.raises(InputError):
         center_on_joint(_random_clip(0), 25)

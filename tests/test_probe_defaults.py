@@ -27,7 +27,7 @@ def small_features():
     torch.manual_seed(0)
     model = USDRL(USDRLConfig.from_preset("tiny")).eval()
     clips = make_clips(300, seed=11)
-    x = np.stack([to_model_input(c, 64, length=n) for c, n in zip(clips.data, clips.num_frames, strict=True)])
+    x = np.stack([to_model_input(c, 64, length=n) for c, n in zip(clips.data, clips.lengths, strict=True)])
     features = model.encode(torch.from_numpy(x), show_progress_bar=False)
     labels = torch.from_numpy(clips.labels).long()
     return features[:150], labels[:150], features[150:], labels[150:]

@@ -30,7 +30,7 @@ from usdrl.errors import CheckpointError, ConfigError, DataFormatError
 @pytest.fixture(scope="module")
 def clips():
     synthetic = make_clips(24, seed=0)
-    return synthetic.data, synthetic.num_frames
+    return synthetic.data, synthetic.lengths
 
 
 def run(clips, run_dir, **options):

@@ -47,13 +47,13 @@ def test_names_and_counts():
 
 def test_clip_shapes_dtypes_and_padding():
     clips = make_clips(2 * NUM_CLASSES, seed=1)
-    n, t_max = 2 * NUM_CLASSES, clips.num_frames.max()
+    n, t_max = 2 * NUM_CLASSES, clips.lengths.max()
     assert clips.data.shape == (n, 3, t_max, 25, 2) and clips.data.dtype == np.float32
-    assert clips.num_frames.shape == clips.labels.shape == (n,)
-    assert clips.num_frames.dtype == clips.labels.dtype == np.int64
-    assert ((clips.num_frames >= 40) & (clips.num_frames <= 120)).all()
+    assert clips.lengths.shape == clips.labels.shape == (n,)
+    assert clips.lengths.dtype == clips.labels.dtype == np.int64
+    assert ((clips.lengths >= 40) & (clips.lengths <= 120)).all()
     assert np.isfinite(clips.data).all()
-    for clip, t in zip(clips.data, clips.num_frames, strict=True):
+    for clip, t in zip(clips.data, clips.lengths, strict=True):
         assert not clip[:, t:].any()
         assert np.abs(clip[:, t - 1, :, 0]).sum() > 0
 
@@ -61,19 +61,19 @@ def test_clip_shapes_dtypes_and_padding():
 def test_fixed_length_and_chosen_classes():
     clips = make_clips(6, seed=0, num_frames=64, classes=[3, 5])
     assert clips.data.shape == (6, 3, 64, 25, 2)
-    assert (clips.num_frames == 64).all()
+    assert (clips.lengths == 64).all()
     assert clips.labels.tolist() == [3, 5, 3, 5, 3, 5]
 
 
 def test_every_class_is_generated_and_moves(one_per_class):
     assert one_per_class.labels.tolist() == list(range(NUM_CLASSES))
-    for clip, t in zip(one_per_class.data, one_per_class.num_frames, strict=True):
+    for clip, t in zip(one_per_class.data, one_per_class.lengths, strict=True):
         body = clip[:, :t, :, 0] - clip[:, :t, J["spine_base"], None, 0]
         assert body.std(axis=1).max() > 0.05  # some joint moves more than 5 cm relative to the pelvis
 
 
 def test_bodies_are_plausible(one_per_class):
-    for clip, t in zip(one_per_class.data, one_per_class.num_frames, strict=True):
+    for clip, t in zip(one_per_class.data, one_per_class.lengths, strict=True):
         x = clip[:, :t, :, 0]
         assert 1.8 < x[2].mean() < 5.0  # metres from the sensor
         height = (x[1, :, J["head"]] - x[1][:, [J["foot_left"], J["foot_right"]]].min(axis=1)).max()
@@ -84,19 +84,19 @@ def test_same_seed_same_clips_and_prefix_stability():
     a = make_clips(10, seed=7)
     b = make_clips(10, seed=7)
     np.testing.assert_array_equal(a.data, b.data)
-    np.testing.assert_array_equal(a.num_frames, b.num_frames)
+    np.testing.assert_array_equal(a.lengths, b.lengths)
     assert a.names() == b.names()
     short = make_clips(4, seed=7)
     t = short.data.shape[2]
     np.testing.assert_array_equal(short.data, a.data[:4, :, :t])
     assert short.names() == a.names()[:4]
     c = make_clips(10, seed=8)
-    assert not np.array_equal(a.num_frames, c.num_frames)
+    assert not np.array_equal(a.lengths, c.lengths)
     assert not np.allclose(a.data[:, :, :40], c.data[:, :, :40])
 
 
 def test_bone_lengths_are_constant_without_noise(one_per_class):
-    for clip, t in zip(one_per_class.data, one_per_class.num_frames, strict=True):
+    for clip, t in zip(one_per_class.data, one_per_class.lengths, strict=True):
         lengths = bone_lengths(clip[:, :t])
         assert lengths.min() > 0.01
         np.testing.assert_allclose(lengths, lengths[:1].repeat(t, 0), atol=1e-4)
@@ -119,7 +119,7 @@ def test_sensor_noise_is_on_by_default_and_configurable():
 
 
 def test_person_two_only_in_interactions(one_per_class):
-    for clip, label, t in zip(one_per_class.data, one_per_class.labels, one_per_class.num_frames, strict=True):
+    for clip, label, t in zip(one_per_class.data, one_per_class.labels, one_per_class.lengths, strict=True):
         person2 = np.abs(clip[:, :t, :, 1]).sum(axis=(0, 2))
         if label in TWO_PERSON_CLASSES:
             assert (person2 > 0).all()

@@ -384,7 +384,7 @@ def test_default_crop_resize_gives_64_frames():
 
 def test_input_errors():
     x = batch()
-    with pytest.raises(InputError, match="num_frames"):
+    with pytest.raises(InputError, match="lengths"):
         make_views(x, torch.tensor([81, 1, 1, 1, 1, 1]))
     with pytest.raises(InputError, match="shape"):
         make_views(x, torch.tensor([5]))

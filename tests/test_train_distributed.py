@@ -94,7 +94,7 @@ def test_one_process_is_unchanged_by_the_distributed_options():
 @pytest.mark.parametrize("sync", [False, True])
 def test_the_trainer_uses_the_global_batch_loss_and_the_asked_batch_norm(sync, tmp_path):
     clips = make_clips(8, seed=0)
-    trainer = Pretrainer(MODEL, PretrainConfig(batch_size=4, sync_batchnorm=sync), clips.data, clips.num_frames,
+    trainer = Pretrainer(MODEL, PretrainConfig(batch_size=4, sync_batchnorm=sync), clips.data, clips.lengths,
                          tmp_path / "run", show_progress_bar=False)
     assert trainer.criterion.global_batch
     norms = [m for m in trainer.module.modules() if isinstance(m, ViewBatchNorm1d)]

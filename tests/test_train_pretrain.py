@@ -20,7 +20,7 @@ MODEL = USDRLConfig.from_preset("tiny", hidden_size=32, num_heads=1)
 @pytest.fixture(scope="module")
 def clips():
     synthetic = make_clips(24, seed=0)
-    return synthetic.data, synthetic.num_frames
+    return synthetic.data, synthetic.lengths
 
 
 def run(clips, run_dir, *, model=MODEL, resume=False, allow_changed_config=False, **changes):

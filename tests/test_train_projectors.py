@@ -7,8 +7,8 @@ import torch
 from reference_impl import LiteralPretraining, LiteralSTTR, randomise_
 from safetensors.torch import load_file, save_file
 
+from usdrl.convert import convert_reference_checkpoint
 from usdrl.errors import CheckpointError, InputError
-from usdrl.hub import convert_reference_checkpoint
 from usdrl.train.projectors import Projectors, ViewBatchNorm1d
 
 HIDDEN = 8

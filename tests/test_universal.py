@@ -113,7 +113,7 @@ def test_a_missing_joint_is_masked_with_the_stand_ins_built_from_it():
 
 def test_2d_and_3d_of_one_motion_land_on_the_same_coordinates():
     clips = make_clips(3, seed=5, noise=0.0)
-    for clip, length in zip(clips.data, clips.num_frames, strict=True):
+    for clip, length in zip(clips.data, clips.lengths, strict=True):
         body = clip[:, :length, :, :1]                                      # (3, T, 25, 1), one person
         pixels, scores = project_coco17(body)
         from_3d = to_universal(body.transpose(3, 1, 2, 0), "ntu25")

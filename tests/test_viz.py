@@ -40,7 +40,7 @@ def test_left_and_right_limbs_are_told_apart():
 @pytest.mark.parametrize("k", sorted(TWO_PERSON_CLASSES))
 def test_two_persons_stand_side_by_side(k):
     clips = make_clips(1, seed=3, classes=[k])
-    x = to_model_input(clips.data[0], 64, length=clips.num_frames[0])  # the second person faces the first
+    x = to_model_input(clips.data[0], 64, length=clips.lengths[0])  # the second person faces the first
     present = np.abs(x).sum(axis=(0, 2)) > 0
     centres = x.mean(axis=(1, 2))                                      # (3, M)
     gap = np.linalg.norm(centres[[0, 2], 1] - centres[[0, 2], 0])

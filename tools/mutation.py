@@ -43,6 +43,8 @@ MODULES = {
     "usdrl/tasks/metrics.py": ["tests/test_task_metrics.py", "tests/test_detection_eval.py",
                                "tests/test_detection.py", "tests/test_pkummd_official_map.py"],
     "usdrl/data/ntu.py": ["tests/test_data_ntu.py"],
+    "usdrl/data/kinect_text.py": ["tests/test_data_ntu.py", "tests/test_data_uav.py",
+                                  "tests/test_hardening_readers.py"],
 }
 STATUSES = ("killed", "survived", "no tests", "timeout", "suspicious", "segfault", "skipped")
 

@@ -25,16 +25,12 @@ from pathlib import Path
 import torch
 
 from ._io import atomic_write, atomic_write_text
-from .errors import CheckpointError, DataFormatError, USDRLError
+from .errors import CheckpointError, CheckpointWriteError, DataFormatError
 
 logger = logging.getLogger(__name__)
 
 CHECKPOINT_PATTERN = re.compile(r"checkpoint_(\d{4,})\.pt")
 _CHUNK = 1 << 20
-
-
-class CheckpointWriteError(USDRLError, OSError):
-    """A checkpoint could not be written (the disk is full, say); the earlier ones are untouched."""
 
 
 def checksum_path(path: str | os.PathLike) -> Path:

@@ -101,7 +101,7 @@ def _recognise(model: USDRL, num_clips: int, rng: np.random.Generator, seed: int
     classes = rng.choice(NUM_CLASSES, size=num_clips, replace=num_clips > NUM_CLASSES)
     clips = make_clips(num_clips, seed=seed, classes=classes.tolist())
     frames = model.config.num_frames
-    inputs = np.stack([to_model_input(clip, frames, length=n) for clip, n in zip(clips.data, clips.num_frames,
+    inputs = np.stack([to_model_input(clip, frames, length=n) for clip, n in zip(clips.data, clips.lengths,
                                                                                   strict=True)])
     with torch.inference_mode():
         probabilities = model(torch.from_numpy(inputs)).softmax(-1)

@@ -450,7 +450,7 @@ class TrainingRun:
     def save_checkpoint(self, extra: dict | None = None, **fields) -> Path | None:
         """Write ``checkpoint_<epoch>.pt`` and its checksum atomically (rank 0, with a run folder); returns its path.
 
-        A full disk raises :class:`usdrl._checkpoint.CheckpointWriteError` (an OSError) naming the
+        A full disk raises :class:`usdrl.errors.CheckpointWriteError` (an OSError) naming the
         file and the space it needs; the earlier checkpoints are untouched.
         """
         if self.rank != 0 or self.run_dir is None:

@@ -45,3 +45,11 @@ class MissingDependencyError(USDRLError, ImportError):
 
 class TrainingDivergedError(USDRLError, RuntimeError):
     """The training loss became non-finite or exploded; the last good checkpoint is kept."""
+
+
+class CheckpointWriteError(USDRLError, OSError):
+    """A checkpoint could not be written (the disk is full, say); the earlier ones are untouched."""
+
+
+class OnnxExportError(USDRLError, RuntimeError):
+    """The ONNX exporter failed, or the exported file does not reproduce the model's outputs."""

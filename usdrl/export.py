@@ -33,17 +33,13 @@ from torch import nn
 
 from ._io import atomic_write
 from ._version import __version__
-from .errors import ConfigError, MissingDependencyError, USDRLError
+from .errors import ConfigError, MissingDependencyError, OnnxExportError
 
 logger = logging.getLogger(__name__)
 
 #: Output kinds and what each needs from the model.
 OUTPUTS = ("embedding", "logits", "frames")
 INPUT_NAME = "skeleton"
-
-
-class OnnxExportError(USDRLError, RuntimeError):
-    """The ONNX exporter failed, or the exported file does not reproduce the model's outputs."""
 
 
 @dataclasses.dataclass(frozen=True)

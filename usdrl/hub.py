@@ -294,12 +294,3 @@ register_pretrained(PretrainedWeights(
                 "synthetic actions, with clip and frame heads for its 29 classes; not for real data",
     metadata={"layout": "ntu25", "num_frames": 64, "modality": "joint", "dataset": "synthetic"},
 ))
-
-
-def __getattr__(name: str):
-    # The converter builds models, and the model module needs this one: import it lazily.
-    if name in ("load_reference_checkpoint", "convert_reference_checkpoint", "ReferenceCheckpoint"):
-        from . import convert
-
-        return getattr(convert, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

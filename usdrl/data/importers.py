@@ -45,20 +45,11 @@ from einops import rearrange
 from ..errors import ConfigError, DataFormatError
 from ..keypoints import JointSource, convert_keypoints, get_format, list_formats
 from ..skeleton import get_layout
-from .prepared import (
-    CLIPS,
-    NUM_CHANNELS,
-    NUM_PERSONS,
-    Recipe2D,
-    Recipe3D,
-    _check_output,
-    _default_workers,
-    _describe,
-    _Plan,
-    _run_tasks,
-    _SplitPlan,
-    _write_plan,
-)
+from .prepared.planners import _Plan, _SplitPlan
+from .prepared.pool import _run_tasks
+from .prepared.recipes import Recipe2D, Recipe3D, _describe
+from .prepared.schema import CLIPS, NUM_CHANNELS, NUM_PERSONS
+from .prepared.writer import _check_output, _default_workers, _write_plan
 from .preprocess import PADDINGS, AlignmentRecipe, resample
 
 if TYPE_CHECKING:

@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 from einops import rearrange
 
+from .._text import format_error, parse_int, parse_number_lines, read_lines
 from ..errors import DataFormatError, InputError
-from ._text import format_error, parse_int, parse_number_lines, read_lines
 from .sequence import SkeletonSequence
 
 logger = logging.getLogger(__name__)

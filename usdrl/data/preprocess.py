@@ -4,7 +4,7 @@ Every function takes a clip ``(C, T, V, M)`` (channels, frames, joints, bodies) 
 a new array; inputs are never modified. A body or joint that is all zeros is *absent*.
 Floating results keep the input's float type (float32 for integer or float16 input).
 
-Where a function works on a valid prefix, ``num_frames`` is the number of valid frames
+Where a function works on a valid prefix, ``length`` is the number of valid frames
 (default: all ``T``); frames after it are padding and are ignored.
 """
 
@@ -33,10 +33,10 @@ def _clip(data: np.ndarray, channels: int | None = None) -> np.ndarray:
     return data.astype(np.result_type(data.dtype, np.float32), copy=False)
 
 
-def _valid_length(data: np.ndarray, num_frames: int | None) -> int:
-    n = data.shape[1] if num_frames is None else int(num_frames)
+def _valid_length(data: np.ndarray, length: int | None) -> int:
+    n = data.shape[1] if length is None else int(length)
     if not 1 <= n <= data.shape[1]:
-        raise InputError(f"num_frames must be in 1..{data.shape[1]}, got {num_frames}")
+        raise InputError(f"length must be in 1..{data.shape[1]}, got {length}")
     return n
 
 
@@ -318,8 +318,8 @@ def pad_2d(data: np.ndarray, scores: np.ndarray | None = None, padding: str = "c
 # --------------------------------------------------------------------------------------
 
 
-def resample(data: np.ndarray, size: int = 64, *, num_frames: int | None = None) -> np.ndarray:
-    """Linearly resample the first ``num_frames`` frames to ``size``: ``(C, size, V, M)``.
+def resample(data: np.ndarray, size: int = 64, *, length: int | None = None) -> np.ndarray:
+    """Linearly resample the first ``length`` frames to ``size``: ``(C, size, V, M)``.
 
     The maths of ``torch.nn.functional.interpolate(mode="bilinear", align_corners=False)``
     over time: output frame ``j`` reads source position ``max(0, (j + 0.5) * n / size - 0.5)``.
@@ -327,7 +327,7 @@ def resample(data: np.ndarray, size: int = 64, *, num_frames: int | None = None)
     valid frames.
     """
     data = _clip(data)
-    n = _valid_length(data, num_frames)
+    n = _valid_length(data, length)
     if size < 1:
         raise InputError(f"size must be >= 1, got {size}")
     src = np.maximum((np.arange(size) + 0.5) * (n / size) - 0.5, 0.0)
@@ -353,16 +353,17 @@ def to_model_input(
     return resample(preprocess_3d(data[:, :valid], recipe), num_frames).astype(np.float32, copy=False)
 
 
-def observed_length(num_frames: int, ratio: float) -> int:
-    """Frames kept for early prediction: ``max(3, floor(num_frames * ratio))``, at most ``num_frames``."""
+def observed_length(length: int, ratio: float) -> int:
+    """Frames kept for early prediction of a clip of ``length`` valid frames: ``max(3, floor(length * ratio))``,
+    at most ``length``."""
     ratio = _check_ratio(ratio, "ratio")
-    return min(int(num_frames), max(3, int(np.floor(num_frames * ratio))))
+    return min(int(length), max(3, int(np.floor(length * ratio))))
 
 
-def crop_observed(data: np.ndarray, ratio: float, *, num_frames: int | None = None) -> np.ndarray:
+def crop_observed(data: np.ndarray, ratio: float, *, length: int | None = None) -> np.ndarray:
     """The observed prefix ``(C, observed_length(n, ratio), V, M)`` of the valid frames."""
     data = _clip(data)
-    n = _valid_length(data, num_frames)
+    n = _valid_length(data, length)
     return data[:, :observed_length(n, ratio)].copy()
 
 
@@ -370,7 +371,7 @@ def random_crop_resize(
     data: np.ndarray,
     rng: np.random.Generator,
     *,
-    num_frames: int | None = None,
+    length: int | None = None,
     min_ratio: float = 0.1,
     max_ratio: float = 1.0,
     min_length: int = 64,
@@ -379,24 +380,24 @@ def random_crop_resize(
     """Random temporal crop, resampled to ``size``: ``(C, size, V, M)`` (pretraining views).
 
     Draws ``s ~ U(min_ratio, max_ratio)``; the crop has ``clamp(floor(n * s), min_length, n)``
-    frames and starts uniformly in ``[0, n - length]``.
+    frames and starts uniformly in ``[0, n - crop]``, ``n`` the valid frames (``length``).
     """
     data = _clip(data)
-    n = _valid_length(data, num_frames)
+    n = _valid_length(data, length)
     ratio = rng.uniform(_check_ratio(min_ratio, "min_ratio"), _check_ratio(max_ratio, "max_ratio"))
-    length = min(max(int(np.floor(n * ratio)), min_length), n)
-    start = int(rng.integers(0, n - length + 1))
-    return resample(data[:, start:start + length], size)
+    crop = min(max(int(np.floor(n * ratio)), min_length), n)
+    start = int(rng.integers(0, n - crop + 1))
+    return resample(data[:, start:start + crop], size)
 
 
 def center_crop_resize(
-    data: np.ndarray, ratio: float = 1.0, *, num_frames: int | None = None, size: int = 64
+    data: np.ndarray, ratio: float = 1.0, *, length: int | None = None, size: int = 64
 ) -> np.ndarray:
     """Central crop keeping ``ratio`` of the valid frames, resampled to ``size``: ``(C, size, V, M)``.
 
     Keeps frames ``[b, n - b)`` with ``b = floor((1 - ratio) * n / 2)``.
     """
     data = _clip(data)
-    n = _valid_length(data, num_frames)
+    n = _valid_length(data, length)
     begin = int(np.floor((1 - _check_ratio(ratio, "ratio")) * n / 2))
     return resample(data[:, begin:n - begin], size)

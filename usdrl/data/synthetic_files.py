@@ -56,7 +56,7 @@ def _unique_clips(clips: SyntheticClips) -> list[tuple[int, str]]:
 
 def _valid(clips: SyntheticClips, i: int) -> np.ndarray:
     """Clip ``i`` without its padding: ``(3, T_i, 25, 2)``."""
-    return clips.data[i, :, : clips.num_frames[i]]
+    return clips.data[i, :, : clips.lengths[i]]
 
 
 def write_synthetic_ntu(
@@ -184,7 +184,7 @@ def write_synthetic_ntu2d(
         keypoints, scores = _coco_clip(_valid(clips, i))
         annotations.append({
             "frame_dir": name, "label": int(clips.labels[i]), "img_shape": IMAGE_SHAPE,
-            "original_shape": IMAGE_SHAPE, "total_frames": int(clips.num_frames[i]),
+            "original_shape": IMAGE_SHAPE, "total_frames": int(clips.lengths[i]),
             "keypoint": keypoints.astype(np.float16), "keypoint_score": scores.astype(np.float16),
         })
     names = [ann["frame_dir"] for ann in annotations]

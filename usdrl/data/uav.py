@@ -1,6 +1,6 @@
 """UAV-Human skeleton ``.txt`` files: reader, writer, file names and cross-subject splits.
 
-The container is the NTU ``.skeleton`` grammar (see :mod:`usdrl.data.ntu`) with 17 joints
+The container is the NTU ``.skeleton`` grammar (see :mod:`usdrl.data.kinect_text`) with 17 joints
 per body in COCO-17 order (layout ``"uav17"``).
 
 **Unverified parts.** No real UAV-Human skeleton file was available when this reader was
@@ -30,7 +30,7 @@ import numpy as np
 from einops import rearrange
 
 from ..errors import ConfigError, DataFormatError, InputError
-from .ntu import BodyFrameGrammar, check_body_counts, format_body_frames, parse_body_frames, slot_bodies
+from .kinect_text import BodyFrameGrammar, check_body_counts, format_body_frames, parse_body_frames, slot_bodies
 from .sequence import SkeletonSequence
 
 logger = logging.getLogger(__name__)

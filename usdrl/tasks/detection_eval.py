@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from os import PathLike
 from pathlib import Path
 
-from ..data._text import format_error, parse_int, read_lines
+from .._text import format_error, parse_int, read_lines
 from ..errors import DataFormatError
 from .metrics import detection_map
 

@@ -135,28 +135,28 @@ def _uniform_int(high: torch.Tensor, generator) -> torch.Tensor:
 # --------------------------------------------------------------------------------------
 
 
-def _valid_lengths(x: torch.Tensor, num_frames: torch.Tensor | None) -> torch.Tensor:
+def _valid_lengths(x: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
     """``(N,)`` int64 valid lengths, checked."""
     n, t = x.shape[0], x.shape[2]
-    if num_frames is None:
+    if lengths is None:
         return torch.full((n,), t, dtype=torch.long, device=x.device)
-    lengths = torch.as_tensor(num_frames).long()
+    lengths = torch.as_tensor(lengths).long()
     if lengths.shape != (n,):
-        raise InputError(f"num_frames must have shape ({n},), got {tuple(lengths.shape)}")
+        raise InputError(f"lengths must have shape ({n},), got {tuple(lengths.shape)}")
     if not torch.equal(lengths.clamp(1, t), lengths):
-        raise InputError(f"num_frames must lie in 1..{t}, got {lengths.tolist()}")
+        raise InputError(f"lengths must lie in 1..{t}, got {lengths.tolist()}")
     return lengths
 
 
-def draw_crop(num_frames: torch.Tensor, generator: torch.Generator | None = None,
+def draw_crop(lengths: torch.Tensor, generator: torch.Generator | None = None,
               config: AugmentConfig | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Random crops ``(start, length)`` (each ``(N,)`` int64) of valid lengths ``num_frames (N,)``.
+    """Random crops ``(start, length)`` (each ``(N,)`` int64) of ``lengths (N,)`` valid frames per sample.
 
     ``s ~ U(min_crop_ratio, max_crop_ratio)``; ``length = clamp(floor(n * s), min_crop_length, n)``;
     ``start`` uniform in ``[0, n - length]``. Drawn on the generator's device.
     """
     config = config or AugmentConfig()
-    n = torch.as_tensor(num_frames).to(_device(generator), torch.long)
+    n = torch.as_tensor(lengths).to(_device(generator), torch.long)
     ratio = _uniform(n.shape, config.min_crop_ratio, config.max_crop_ratio, generator, torch.float64)
     length = torch.minimum((n * ratio).long().clamp_min_(config.min_crop_length), n)  # n * ratio >= 0: long() floors
     return _uniform_int(n - length + 1, generator), length
@@ -209,15 +209,15 @@ def crop_resize(x: torch.Tensor, start: torch.Tensor, length: torch.Tensor, size
     return out.view(-1, c, size, v, m)
 
 
-def random_crop_resize(x: torch.Tensor, num_frames: torch.Tensor | None = None,
+def random_crop_resize(x: torch.Tensor, lengths: torch.Tensor | None = None,
                        generator: torch.Generator | None = None, config: AugmentConfig | None = None) -> torch.Tensor:
     """:func:`draw_crop` then :func:`crop_resize`: ``(N, C, T, V, M) -> (N, C, output_frames, V, M)``.
 
-    ``num_frames (N,)``: valid frames per sample (default: all ``T``); later frames are never read.
+    ``lengths (N,)``: valid frames per sample (default: all ``T``); later frames are never read.
     """
     _check_batch(x)
     config = config or AugmentConfig()
-    start, length = draw_crop(_valid_lengths(x, num_frames), generator, config)
+    start, length = draw_crop(_valid_lengths(x, lengths), generator, config)
     return crop_resize(x, start, length, config.output_frames)
 
 
@@ -384,10 +384,10 @@ def random_temporal_mask(x: torch.Tensor, generator: torch.Generator | None = No
 # --------------------------------------------------------------------------------------
 
 
-def _augment_crops(x: torch.Tensor, num_frames: torch.Tensor | None, source: torch.Tensor, generator,
+def _augment_crops(x: torch.Tensor, lengths: torch.Tensor | None, source: torch.Tensor, generator,
                    config: AugmentConfig, layout) -> torch.Tensor:
     """Crop-resize sample ``source[i]`` for view ``i``, then the spatial step and the enabled extras."""
-    start, length = draw_crop(_valid_lengths(x, num_frames).index_select(0, source), generator, config)
+    start, length = draw_crop(_valid_lengths(x, lengths).index_select(0, source), generator, config)
     views = random_spatial(crop_resize(x, start, length, config.output_frames, source), generator, config)
     if any(config.rotation_degrees):
         views = random_rotation(views, generator, config)
@@ -402,7 +402,7 @@ def _augment_crops(x: torch.Tensor, num_frames: torch.Tensor | None, source: tor
     return views
 
 
-def augment(x: torch.Tensor, num_frames: torch.Tensor | None = None, generator: torch.Generator | None = None,
+def augment(x: torch.Tensor, lengths: torch.Tensor | None = None, generator: torch.Generator | None = None,
             config: AugmentConfig | None = None, layout: SkeletonLayout | str | None = None) -> torch.Tensor:
     """One augmented view of every sample: ``(N, C, T, V, M) -> (N, C, output_frames, V, M)``.
 
@@ -410,21 +410,21 @@ def augment(x: torch.Tensor, num_frames: torch.Tensor | None = None, generator: 
     temporal mask). ``layout`` is needed only for flips.
     """
     _check_batch(x)
-    return _augment_crops(x, num_frames, torch.arange(len(x), device=x.device), generator,
+    return _augment_crops(x, lengths, torch.arange(len(x), device=x.device), generator,
                           config or AugmentConfig(), layout)
 
 
-def make_views(x: torch.Tensor, num_frames: torch.Tensor | None = None, num_views: int = 4,
+def make_views(x: torch.Tensor, lengths: torch.Tensor | None = None, num_views: int = 4,
                generator: torch.Generator | None = None, config: AugmentConfig | None = None,
                layout: SkeletonLayout | str | None = None) -> torch.Tensor:
     """``num_views`` independent :func:`augment` views of every sample, all drawn in one batched pass.
 
-    ``x (N, C, T, V, M)``, ``num_frames (N,)`` -> ``(num_views, N, C, output_frames, V, M)``. The
+    ``x (N, C, T, V, M)``, ``lengths (N,)`` -> ``(num_views, N, C, output_frames, V, M)``. The
     crops read ``x`` in place (it is not copied per view).
     """
     _check_batch(x)
     if num_views < 1:
         raise ConfigError(f"num_views must be >= 1, got {num_views}")
     source = torch.arange(num_views * len(x), device=x.device) % len(x)
-    views = _augment_crops(x, num_frames, source, generator, config or AugmentConfig(), layout)
+    views = _augment_crops(x, lengths, source, generator, config or AugmentConfig(), layout)
     return views.unflatten(0, (num_views, len(x)))  # (k n) c t v m -> k n c t v m

@@ -58,12 +58,12 @@ class CrossFormatConfig:
             raise ConfigError(f"max_drop_rate, max_occlusion_rate and low_score_rate must lie in [0, 1], got {rates}")
 
 
-def cross_format_views(clips: torch.Tensor, num_frames: torch.Tensor | None, num_views: int,
+def cross_format_views(clips: torch.Tensor, lengths: torch.Tensor | None, num_views: int,
                        generator: torch.Generator | None, augment: AugmentConfig | None = None,
                        config: CrossFormatConfig | None = None) -> torch.Tensor:
     """``num_views`` renderings of every clip in formats drawn from ``config.formats``.
 
-    ``clips (N, 3, T, 25, M)`` NTU-25 joints in Kinect camera space, ``num_frames (N,)`` valid
+    ``clips (N, 3, T, 25, M)`` NTU-25 joints in Kinect camera space, ``lengths (N,)`` valid
     frames -> ``(num_views, N, 6, output_frames, 30, M)`` universal inputs, on the clips' device.
     All draws come from ``generator`` (the renderings' from a numpy generator seeded by it).
     """
@@ -71,7 +71,7 @@ def cross_format_views(clips: torch.Tensor, num_frames: torch.Tensor | None, num
     n, channels, frames, joints, persons = clips.shape
     if clips.ndim != 5 or channels != 3 or joints != 25:
         raise InputError(f"expected NTU-25 clips (N, 3, T, 25, M) in Kinect camera space, got {tuple(clips.shape)}")
-    lengths = torch.full((n,), frames, dtype=torch.long) if num_frames is None else torch.as_tensor(num_frames)
+    lengths = torch.full((n,), frames, dtype=torch.long) if lengths is None else torch.as_tensor(lengths)
     source = torch.arange(num_views * n, device=clips.device) % n
     start, length = draw_crop(lengths.to(clips.device).index_select(0, source), generator, augment)
     bodies = crop_resize(clips, start, length, augment.output_frames, source)
@@ -105,18 +105,18 @@ class CrossFormatPretrainer(Pretrainer):
     sets the renderings; the other arguments are the Pretrainer's.
     """
 
-    def __init__(self, model_config: USDRLConfig, config, data, num_frames, run_dir, *,
+    def __init__(self, model_config: USDRLConfig, config, data, lengths, run_dir, *,
                  cross_format: CrossFormatConfig | None = None, **options):
         check_universal(model_config)
         self.cross_format = cross_format or CrossFormatConfig()
-        super().__init__(model_config, config, data, num_frames, run_dir, **options)
+        super().__init__(model_config, config, data, lengths, run_dir, **options)
 
     def _check_data(self, model_config: USDRLConfig) -> None:
         if self.data.ndim != 5 or self.data.shape[1] != 3 or self.data.shape[3:] != (25, model_config.num_persons):
             raise InputError(f"expected NTU-25 clips (N, 3, T, 25, {model_config.num_persons}) to render, "
                              f"got {self.data.shape}")
-        if self.num_frames.shape != (len(self.data),):
-            raise InputError(f"num_frames must have shape ({len(self.data)},), got {self.num_frames.shape}")
+        if self.lengths.shape != (len(self.data),):
+            raise InputError(f"lengths must have shape ({len(self.data)},), got {self.lengths.shape}")
 
     def _views(self, clips: torch.Tensor, lengths: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         return cross_format_views(clips, lengths, self.config.num_views, generator, self.config.augment,

@@ -161,7 +161,7 @@ class Pretrainer:
         model_config: the encoder to build (ignored when resuming: the checkpoint's is used).
         config: the run settings.
         data: clips ``(N, C, Tmax, V, M)`` (a numpy memmap is read batch by batch).
-        num_frames: valid frames per clip ``(N,)``.
+        lengths: valid frames per clip ``(N,)``.
         run_dir: where checkpoints, ``metrics.jsonl`` and the final ``model/`` go.
         resume: continue from the newest intact checkpoint in ``run_dir`` (damaged newer ones are
             skipped with a warning). Its settings must equal ``config`` except for
@@ -173,11 +173,11 @@ class Pretrainer:
             process takes its own GPU.
     """
 
-    def __init__(self, model_config: USDRLConfig, config: PretrainConfig, data, num_frames, run_dir,
+    def __init__(self, model_config: USDRLConfig, config: PretrainConfig, data, lengths, run_dir,
                  *, resume: bool = False, allow_changed_config: bool = False, metadata: dict | None = None,
                  show_progress_bar: bool | None = None, device: str | None = "auto"):
         self.config = config
-        self.data, self.num_frames = data, np.asarray(num_frames)
+        self.data, self.lengths = data, np.asarray(lengths)
         self.run_dir = Path(run_dir)
         options = RunOptions(run_dir=run_dir, device=device, save_every=config.save_every, resume=resume,
                              allow_changed_config=allow_changed_config, show_progress_bar=show_progress_bar)
@@ -224,8 +224,8 @@ class Pretrainer:
                 self.data.shape[3:] != (model_config.num_joints, model_config.num_persons):
             raise InputError(f"expected clips (N, {model_config.in_channels}, T, {model_config.num_joints}, "
                              f"{model_config.num_persons}) for layout {model_config.layout}, got {self.data.shape}")
-        if self.num_frames.shape != (len(self.data),):
-            raise InputError(f"num_frames must have shape ({len(self.data)},), got {self.num_frames.shape}")
+        if self.lengths.shape != (len(self.data),):
+            raise InputError(f"lengths must have shape ({len(self.data)},), got {self.lengths.shape}")
 
     # ---- the loop ----------------------------------------------------------------------
     def _epoch_batches(self, epoch: int) -> np.ndarray:
@@ -243,7 +243,7 @@ class Pretrainer:
             where = getattr(self.data, "filename", None) or "the training clips"
             raise DataFormatError(f"{where}: samples {order[~finite.numpy()].tolist()} hold NaN or infinite "
                                   "values; remake the dataset (usdrl prepare ... --overwrite)")
-        return self.run.to_device((clips, torch.from_numpy(self.num_frames[order].astype(np.int64))))
+        return self.run.to_device((clips, torch.from_numpy(self.lengths[order].astype(np.int64))))
 
     def _views(self, clips: torch.Tensor, lengths: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """The ``num_views`` views ``(K, N, C, T, V, M)`` of a batch: MPCT's augmentations (a subclass may
@@ -295,7 +295,7 @@ class Pretrainer:
     def save_checkpoint(self) -> Path | None:
         """Write ``checkpoint_<epoch>.pt`` and its checksum atomically (rank 0 only); returns its path.
 
-        A full disk raises :class:`usdrl._checkpoint.CheckpointWriteError` (an OSError) naming the
+        A full disk raises :class:`usdrl.errors.CheckpointWriteError` (an OSError) naming the
         file and the space it needs; the earlier checkpoints are untouched.
         """
         return self.run.save_checkpoint(model_config=self.module.model.config.to_dict())

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import DataFormatError
+from .errors import DataFormatError
 
 #: Largest magnitude a value may have: readers store float32.
 FLOAT32_MAX = float(np.finfo(np.float32).max)
