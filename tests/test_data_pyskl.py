@@ -70,6 +70,12 @@ def test_codecs_encode_only_for_latin1():
     assert restricted_load(b"c_codecs\nencode\n(Vabc\nVlatin1\ntR.") == b"abc"
 
 
+def test_bytes_only_from_bytes():
+    assert restricted_load(b"c__builtin__\nbytes\n)R.") == b""
+    with pytest.raises(DataFormatError, match="not a readable pickle"):
+        restricted_load(b"c__builtin__\nbytes\n(I5\ntR.")      # bytes(5): five zero bytes from an int
+
+
 @pytest.mark.parametrize("protocol", range(pickle.HIGHEST_PROTOCOL + 1))
 def test_numpy_content_round_trips_at_every_protocol(protocol):
     content = {
@@ -77,12 +83,13 @@ def test_numpy_content_round_trips_at_every_protocol(protocol):
         "strided": np.arange(12.0).reshape(3, 4)[:, ::2],
         "scalars": (np.float32(1.5), np.int64(7)),
         "strings": np.array(["ab", "c"]),
+        "empty": np.zeros((0, 17, 2), np.float32),       # protocols 0-2 store its buffer as bytes()
         "objects": np.array([{"x": 1}, (2,)], dtype=object),
-        "builtins": [{1, 2}, frozenset([3]), bytearray(b"xy"), b"raw", 1 + 2j, None, True],
+        "builtins": [{1, 2}, frozenset([3]), bytearray(b"xy"), b"raw", b"", 1 + 2j, None, True],
         "ordered": collections.OrderedDict(a=1),
     }
     loaded = restricted_load(pickle.dumps(content, protocol=protocol))
-    for key in ("f16", "strided", "strings"):
+    for key in ("f16", "strided", "strings", "empty"):
         np.testing.assert_array_equal(loaded[key], content[key])
         assert loaded[key].dtype == content[key].dtype
     assert loaded["scalars"] == content["scalars"] and type(loaded["scalars"][0]) is np.float32
@@ -326,8 +333,9 @@ def test_pose_to_clip_lists_missing_joints_and_extra_people():
 
 @pytest.mark.parametrize("keypoints, kwargs, error, message", [
     (np.zeros((5, 17, 2)), {}, InputError, "padding='confidence' needs scores"),
-    (np.zeros((5, 25, 3)), {}, InputError, r"expected \(T, 17, 2\|3\) keypoints per person, got shape .*25, 3\)"),
-    (np.zeros((5, 17, 4)), {}, InputError, r"expected \(T, 17, 2\|3\) keypoints per person, got shape .*17, 4\)"),
+    (np.zeros((5, 25, 3)), {}, InputError, r"keypoints per person .*, got shape \(5, 25, 3\)$"),
+    (np.zeros((5, 17, 4)), {}, InputError, r"keypoints per person .*, got shape \(5, 17, 4\)$"),
+    (np.zeros((2, 5, 25, 3)), {}, InputError, r"a stack \(M, T, 17, 2\|3\), got shape \(2, 5, 25, 3\)$"),
     ([], {}, InputError, r"persons with the same \(T, 17, K\) shape, got \[\]"),
     ([np.zeros((5, 17, 3)), np.zeros((4, 17, 3))], {}, InputError, r"got \[\(4, 17, 3\), \(5, 17, 3\)\]"),
     (np.zeros((5, 17, 3)), {"padding": "other"}, ConfigError, "unknown padding 'other'; expected one of conf"),

@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+from usdrl import DataFormatError
 from usdrl.cli import main
 from usdrl.data.prepared import read_manifest
 from usdrl.data.synthetic_files import write_synthetic_ntu
@@ -91,6 +92,10 @@ def test_a_rerun_repairs_an_overwrite_killed_between_its_renames_and_cleans_up(r
     assert len(left["tmp"]) == 1 and len(left["old"]) == 1 and len(left["lock"]) == 1
     assert read_manifest(left["tmp"][0])["benchmark"] == "xsub"
     assert read_manifest(left["old"][0] / "out")["benchmark"] == "xview"
+    # reading the dataset meanwhile says where the previous one is and how to get it back
+    with pytest.raises(DataFormatError, match=rf"{out} does not exist: a killed `usdrl prepare --overwrite` left "
+                                              rf"the previous dataset at {left['old'][0] / 'out'}; run the same"):
+        read_manifest(out)
 
     # A rerun puts the old dataset back (the killed run never finished), so it exists again ...
     assert main(["prepare", "ntu60", str(raw), str(out), "--benchmark", "xsub", "--workers", "1"]) == 1

@@ -8,7 +8,8 @@ called:
   ``numpy.core.multiarray`` (numpy 1.x) or ``numpy._core.multiarray`` (numpy 2.x), and
   ``_frombuffer`` from ``numpy.core.numeric`` / ``numpy._core.numeric`` (protocol 5);
 * builtins ``set``, ``frozenset``, ``list``, ``dict``, ``tuple``, ``bytearray``, ``complex``,
-  and ``collections.OrderedDict``;
+  ``bytes`` (only ``bytes()`` and ``bytes(b"...")``: protocol 0-2 pickles store empty bytes,
+  e.g. an empty array's buffer, as ``bytes()``), and ``collections.OrderedDict``;
 * ``_codecs.encode`` with the Latin-1 codec (protocol 0-2 pickles store bytes that way).
 
 The numpy names are not bound to numpy's own functions: numpy trusts the state a pickle
@@ -143,6 +144,11 @@ def _bytearray(data=b"", encoding=None):
     return bytearray(data)
 
 
+def _bytes(data=b""):
+    _require(isinstance(data, bytes | bytearray), "bytes needs bytes")
+    return bytes(data)
+
+
 def _latin1_encode(text, encoding="utf-8"):
     _require(isinstance(text, str) and encoding in ("latin1", "latin-1"), "only Latin-1 _codecs.encode is allowed")
     return codecs.encode(text, "latin1")
@@ -157,6 +163,7 @@ _GLOBALS = {
     **{(m, name): getattr(builtins, name)
        for m in ("builtins", "__builtin__") for name in ("set", "frozenset", "list", "dict", "tuple", "complex")},
     **{(m, "bytearray"): _bytearray for m in ("builtins", "__builtin__")},
+    **{(m, "bytes"): _bytes for m in ("builtins", "__builtin__")},
     ("collections", "OrderedDict"): collections.OrderedDict,
     ("_codecs", "encode"): _latin1_encode,
 }

@@ -208,11 +208,11 @@ def pose_to_clip(
         shapes = {np.shape(p) for p in keypoints}
         if len(shapes) != 1:
             raise InputError(f"expected one or more persons with the same (T, 17, K) shape, got {sorted(shapes)}")
-    people = np.asarray(keypoints, dtype=np.float32)
-    if people.ndim == 3:
-        people = people[None]
+    given = np.asarray(keypoints, dtype=np.float32)
+    people = given[None] if given.ndim == 3 else given
     if people.ndim != 4 or people.shape[2] != 17 or people.shape[3] not in (2, 3):
-        raise InputError(f"expected (T, 17, 2|3) keypoints per person, got shape {people.shape}")
+        raise InputError(f"expected (T, 17, 2|3) keypoints per person or a stack (M, T, 17, 2|3), got shape "
+                         f"{given.shape}")
     missing = ~np.isfinite(people).all(axis=-1, keepdims=True)
     people = np.where(missing, 0.0, people).astype(np.float32)
     clip = pyskl_to_clip(people)  # (K, T, 17, M)

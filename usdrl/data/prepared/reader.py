@@ -14,7 +14,17 @@ import torch.utils.data
 from ...errors import ConfigError, DataFormatError
 from ..preprocess import center_crop_resize, observed_length, random_crop_resize, resample
 from .recipes import RECIPE_VERSION
-from .schema import CLIPS, FORMAT, FORMAT_VERSION, IGNORE_LABEL, MANIFEST, NUM_CHANNELS, NUM_PERSONS, UNTRIMMED
+from .schema import (
+    CLIPS,
+    FORMAT,
+    FORMAT_VERSION,
+    IGNORE_LABEL,
+    MANIFEST,
+    NUM_CHANNELS,
+    NUM_PERSONS,
+    UNTRIMMED,
+    moved_aside,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +44,11 @@ def read_manifest(path: str | PathLike) -> dict:
     path = Path(path)
     file = path / MANIFEST
     if not file.is_file():
+        aside = moved_aside(path) if not path.exists() else []
+        if aside:
+            raise DataFormatError(f"{path} does not exist: a killed `usdrl prepare --overwrite` left the previous "
+                                  f"dataset at {aside[0]}; run the same prepare command again (it puts that "
+                                  "back first) or move it back")
         raise DataFormatError(f"{path}: not a prepared dataset: {MANIFEST} is missing (an interrupted "
                               f"`usdrl prepare` leaves none; run it again)")
     try:

@@ -1,6 +1,9 @@
 """The prepared format: its name and version, file names, array sizes and labels, and the raw sources with
 their benchmarks (what ``usdrl prepare`` accepts)."""
 
+import glob
+from pathlib import Path
+
 FORMAT = "usdrl-prepared"
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
@@ -38,3 +41,11 @@ RAW_LAYOUTS = {
     "ntu2d": "the pyskl pickle ntu60_hrnet.pkl or ntu120_hrnet.pkl (a file); its split lists "
              "<benchmark>_train and <benchmark>_val are used",
 }
+
+
+def moved_aside(out: Path) -> list[Path]:
+    """Copies of the dataset ``out`` that a killed ``overwrite`` left moved aside (``.OUT.old-*/OUT``), oldest
+    name first: the writer puts the first back before its next run; the reader names it when ``out`` is gone."""
+    pattern = glob.escape(f".{out.name}.")
+    return [folder / out.name for folder in sorted(out.parent.glob(f"{pattern}old-*")) if (folder / out.name).exists()]
+

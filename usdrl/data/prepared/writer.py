@@ -31,6 +31,7 @@ from .schema import (
     NUM_PERSONS,
     SOURCES,
     UNTRIMMED,
+    moved_aside,
 )
 
 try:
@@ -205,10 +206,10 @@ def _recover(out: Path) -> None:
     """
     pattern = glob.escape(f".{out.name}.")
     old_folders = sorted(out.parent.glob(f"{pattern}old-*"))
-    moved_aside = [folder / out.name for folder in old_folders if (folder / out.name).exists()]
-    if not out.exists() and moved_aside:
-        os.rename(moved_aside[0], out)
-        logger.warning("put back %s: a killed prepare had moved it aside to %s", out, moved_aside[0])
+    aside = moved_aside(out)
+    if not out.exists() and aside:
+        os.rename(aside[0], out)
+        logger.warning("put back %s: a killed prepare had moved it aside to %s", out, aside[0])
     for folder in sorted(out.parent.glob(f"{pattern}tmp-*")) + old_folders:
         logger.warning("deleting %s, left by a killed prepare", folder)
         shutil.rmtree(folder)
