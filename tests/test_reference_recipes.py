@@ -198,9 +198,9 @@ def test_cli_detect_recipe_reference(pku1, tmp_path, monkeypatch):
 
     seen = []
 
-    def fake_training(model, windows, *, num_classes, config, smoothing, run):
+    def fake_training(model, data, *, config, smoothing, run, **_):
         seen.append((config, smoothing))
-        model.reset_frame_classifier(num_classes)
+        model.reset_frame_classifier(52)   # PKU-MMD I's frame classes, background included
 
     monkeypatch.setattr(detection, "train_detector", fake_training)
     torch.manual_seed(0)

@@ -65,7 +65,6 @@ def _task_parser(commands, name: str, *, help: str, description: str, model_help
     return parser
 
 
-
 def _given(args: argparse.Namespace, *names: str) -> dict:
     """The options among ``names`` that were given (not None), by name: the fields a config takes from them."""
     return {name: getattr(args, name) for name in names if getattr(args, name) is not None}
@@ -87,10 +86,9 @@ def _report_recognition(result, args: argparse.Namespace) -> None:
 def _linear_probe(args: argparse.Namespace) -> None:
     from ..tasks.recognition import ProbeConfig, linear_probe
 
-    result = linear_probe(args.model, args.data, config=ProbeConfig(**_given(args, "lr", "epochs", "batch_size",
-                                                                        "standardize")),
-                          train_split=args.train_split, test_split=args.test_split, train_crop=args.train_crop,
-                          run=run_options(args))
+    config = ProbeConfig(**_given(args, "lr", "epochs", "batch_size", "standardize"))
+    result = linear_probe(args.model, args.data, config=config, train_split=args.train_split,
+                          test_split=args.test_split, train_crop=args.train_crop, run=run_options(args))
     _report_recognition(result, args)
 
 
@@ -152,9 +150,9 @@ def _early_prediction(args: argparse.Namespace) -> None:
     from ..tasks.early import RATIOS, early_prediction
     from ..tasks.recognition import ProbeConfig
 
-    result = early_prediction(args.model, args.data, config=ProbeConfig(**_given(args, "lr", "epochs", "batch_size")),
-                              split=args.split, ratios=args.ratio or RATIOS, protocol=args.protocol,
-                              train_split=args.train_split)
+    config = ProbeConfig(**_given(args, "lr", "epochs", "batch_size"))
+    result = early_prediction(args.model, args.data, config=config, split=args.split,
+                              ratios=args.ratio or RATIOS, protocol=args.protocol, train_split=args.train_split)
     if args.json:
         sys.stdout.write(json.dumps(result.to_json()) + "\n")
         return

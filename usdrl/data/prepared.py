@@ -1327,8 +1327,9 @@ def open_split(data, split: str | None = None, *, model=None, head: bool = True,
                **options) -> torch.utils.data.Dataset:
     """The dataset a task reads, from any of the forms a task's ``data`` takes:
 
-    * a dataset object (a :class:`SkeletonDataset`, a ``Subset`` of one, or any dataset of
-      ``(clip (C, T, V, M), label)`` items): returned unchanged, ``split`` and ``options`` unused;
+    * a dataset object (a :class:`SkeletonDataset`, a ``Subset`` of one, or any sized sequence of
+      ``(clip (C, T, V, M), label)`` items, a list included): returned unchanged, ``split`` and
+      ``options`` unused;
     * a prepared dataset folder: its split ``split`` (the task's default split);
     * a split folder inside a prepared dataset: that split;
     * a pair ``(path, split)``: that split of that dataset folder.
@@ -1336,13 +1337,13 @@ def open_split(data, split: str | None = None, *, model=None, head: bool = True,
     A path is opened as ``model`` takes it when ``model`` is given (:meth:`SkeletonDataset.for_model`,
     checked with ``head``), else with ``options`` alone.
     """
-    if isinstance(data, torch.utils.data.Dataset):
-        return data
     if isinstance(data, tuple):
-        if len(data) != 2 or not isinstance(data[1], str):
+        if len(data) != 2 or not isinstance(data[0], (str, PathLike)) or not isinstance(data[1], str):
             raise ConfigError(f"expected data as (prepared folder, split name), got {data!r}")
         data, split = data
     if not isinstance(data, (str, PathLike)):
+        if isinstance(data, torch.utils.data.Dataset) or hasattr(data, "__len__") and hasattr(data, "__getitem__"):
+            return data
         raise ConfigError(f"expected a dataset, a prepared dataset folder, a split folder or (folder, split), "
                           f"got {type(data).__name__}")
     if model is None:
