@@ -24,7 +24,7 @@ def test_a_dataset_folder_needs_a_split_and_a_split_folder_names_its_own(prepare
     assert resolve_split(prepared, "test") == (prepared, "test")
     assert resolve_split(prepared / "test") == (prepared, "test")
     assert resolve_split(prepared / "test", "train") == (prepared, "test")   # the split folder wins
-    with pytest.raises(ConfigError, match=r"is a prepared dataset: name one of its splits \(train, test\)"):
+    with pytest.raises(ConfigError, match="is a prepared dataset of splits train, test: name one with split$"):
         resolve_split(prepared)
     with pytest.raises(ConfigError, match="expected a prepared dataset folder"):
         resolve_split(tmp_path)

@@ -1315,8 +1315,8 @@ def resolve_split(path: str | PathLike, split: str | None = None) -> tuple[Path,
     path = Path(path)
     if (path / MANIFEST).is_file():
         if split is None:
-            raise ConfigError(f"{path} is a prepared dataset: name one of its splits "
-                              f"({', '.join(read_manifest(path)['splits'])})", keywords=("split",))
+            raise ConfigError(f"{path} is a prepared dataset of splits {', '.join(read_manifest(path)['splits'])}: "
+                              "name one with split", keywords=("split",))
         return path, split
     if (path.parent / MANIFEST).is_file():
         return path.parent, path.name

@@ -290,8 +290,10 @@ def linear_probe(model: USDRL | str | PathLike, data, *, config: ProbeConfig | N
             features are computed once) or split folders.
         config: the protocol (:class:`ProbeConfig`).
         num_classes: classes of the head (default: the training split's).
-        train_split, test_split, train_crop: the splits and the training crop of a dataset folder
-            (:func:`probe_datasets`).
+        train_split: the training split of a dataset folder.
+        test_split: the evaluated split of a dataset folder.
+        train_crop: the fixed central fraction of every training clip kept (default: whole clips;
+            :func:`probe_datasets`).
         batch_size: clips per forward pass when computing features.
         num_workers: data-loading processes.
         class_names: stored in the model's config with the head (default: the class names in the

@@ -229,7 +229,10 @@ class Pretrainer:
                 fields; ``augment`` and ``loss`` may be partial) sections.
             modality: input modality (``joint``, ``motion``, ``bone``, ``multi``).
             overrides: :class:`PretrainConfig` fields set last (``None`` values are skipped).
-            resume, allow_changed_config, show_progress_bar, device: as for :class:`Pretrainer`.
+            resume: as for :class:`Pretrainer`.
+            allow_changed_config: as for :class:`Pretrainer`.
+            show_progress_bar: as for :class:`Pretrainer`.
+            device: as for :class:`Pretrainer`.
 
         The model config is built from, each overriding the one before: the data's layout, channels and
         persons, the recipe's encoder, ``preset``, ``settings["model"]`` and ``modality``; the run's
