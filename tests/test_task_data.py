@@ -74,6 +74,8 @@ def test_a_probe_on_a_folder_equals_the_probe_on_its_datasets(prepared):
     assert encoder.config.protocol == "linear probe on ntu60 xsub"
     with pytest.raises(TypeError):   # the old form linear_probe(model, train, test) is gone: a pair now
         linear_probe(encoder, prepared, prepared, config=config)
+    with pytest.raises(ConfigError, match="train_crop crops the training split of a prepared dataset folder"):
+        linear_probe(encoder, (prepared / "train", prepared / "test"), train_crop=0.5)
 
 
 def test_usdrl_pretrain_is_one_python_call(prepared, tmp_path, capsys):

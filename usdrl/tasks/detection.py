@@ -26,6 +26,7 @@ import torch
 import torch.utils.data
 from torch import nn
 
+from .._io import atomic_write_text
 from ..data.prepared import IGNORE_LABEL, SkeletonDataset, open_split
 from ..engine import RunOptions, TrainingRun, build_optimizer, config_dict, constant_schedule
 from ..errors import ConfigError, InputError
@@ -238,7 +239,7 @@ def detect_dataset(model: USDRL, data, *, config: DetectionConfig | None = None,
         out.mkdir(parents=True, exist_ok=True)
         for name, rows in proposals.items():
             lines = "".join(f"{label},{start},{end},{score:.6f}\n" for label, start, end, score in rows)
-            (out / f"{Path(name).stem}.txt").write_text(lines, encoding="utf-8")
+            atomic_write_text(out / f"{Path(name).stem}.txt", lines)
     return proposals
 
 

@@ -270,7 +270,8 @@ def save_trained(model: USDRL, run: RunOptions, dataset, protocol: str) -> None:
     manifest = getattr(dataset, "manifest", None)
     if manifest is not None:
         model.config = model.config.replace(protocol=f"{protocol} on {manifest['source']} {manifest['benchmark']}")
-    if run.run_dir is not None:
+    distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
+    if run.run_dir is not None and (not distributed or torch.distributed.get_rank() == 0):
         model.save_pretrained(run.run_dir)
 
 
@@ -306,6 +307,10 @@ def linear_probe(model: USDRL | str | PathLike, data, *, config: ProbeConfig | N
     model = as_model(model)
     run = run or RunOptions()
     if isinstance(data, (tuple, list)):
+        if train_crop is not None:
+            raise ConfigError("train_crop crops the training split of a prepared dataset folder; with a pair "
+                              "(train, test) crop your training dataset itself (sampling='center_crop')",
+                              keywords=("train_crop",))
         train, test = (open_split(part, model=model, head=False) for part in split_pair(data, ("", "")))
     else:
         train, test = probe_datasets(data, model=model, train_split=train_split, test_split=test_split,
