@@ -70,7 +70,7 @@ def test_linear_probe_on_a_prepared_dataset_sets_the_head(prepared):
     model = USDRL(USDRLConfig.from_preset("tiny"))
     train, test = SkeletonDataset(prepared, "train"), SkeletonDataset(prepared, "test")
     config = ProbeConfig(lr=0.05, epochs=60, batch_size=32, standardize=True)
-    result = linear_probe(model, train, test, num_classes=60, config=config)
+    result = linear_probe(model, (train, test), num_classes=60, config=config)
     assert model.head.out_features == 60 and not model.training  # ready to predict
     clips = torch.stack([test[i][0] if isinstance(test[i][0], torch.Tensor) else torch.from_numpy(test[i][0])
                          for i in range(len(test))])
@@ -119,7 +119,7 @@ def test_early_prediction_curve(prepared, tmp_path, capsys):
     torch.manual_seed(0)
     model = USDRL(USDRLConfig.from_preset("tiny"))
     config = ProbeConfig(lr=0.05, epochs=60, batch_size=32, standardize=True)
-    result = linear_probe(model, SkeletonDataset(prepared, "train"), SkeletonDataset(prepared, "test"),
+    result = linear_probe(model, (SkeletonDataset(prepared, "train"), SkeletonDataset(prepared, "test")),
                           num_classes=60, config=config)
     model.eval().save_pretrained(tmp_path / "probed")
     curve = early_prediction(model, prepared, ratios=(0.2, 0.6, 1.0))
