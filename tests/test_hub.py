@@ -139,7 +139,8 @@ def test_offline_load_from_cache_makes_no_request(fake_hub, hub_repo):
 
 def test_a_pinned_registered_name_loads_from_cache_without_requests(fake_hub, hub_repo, clip):
     repo_id, commit = hub_repo
-    register_pretrained(PretrainedWeights("test-tiny", repo_id=repo_id, revision=commit, description="tiny"))
+    register_pretrained(PretrainedWeights("test-tiny", repo_id=repo_id, revision=commit, description="tiny",
+                                          dataset="synthetic", protocol="demo", layout="ntu25", num_frames=64))
     try:
         assert "test-tiny" in list_pretrained()
         first = USDRL.from_pretrained("test-tiny")
