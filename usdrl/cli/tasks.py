@@ -5,7 +5,7 @@ import argparse
 import json
 import sys
 
-from ._options import add_run_options, run_options
+from ._options import add_run_options, is_main_process, run_options
 
 IOU_THRESHOLDS = [0.1, 0.2, 0.3, 0.4, 0.5]
 
@@ -102,6 +102,8 @@ def _linear_probe(args: argparse.Namespace) -> None:
     options = {"lr": args.lr, "epochs": args.epochs, "batch_size": args.batch_size, "standardize": args.standardize}
     config = ProbeConfig(**{k: v for k, v in options.items() if v is not None})
     result = linear_probe(model, train, test, num_classes=train.num_classes, config=config, run=run_options(args))
+    if not is_main_process():  # under torchrun rank 0 alone saves and reports
+        return
     if args.run_dir:
         manifest = train.manifest
         model.config = model.config.replace(protocol=f"linear probe on {manifest['source']} {manifest['benchmark']}")
@@ -232,6 +234,8 @@ def _finetune(args: argparse.Namespace) -> None:
     options = {"epochs": args.epochs, "lr": args.lr, "batch_size": args.batch_size, "layer_decay": args.layer_decay}
     config = FinetuneConfig(seed=args.seed, **{k: v for k, v in options.items() if v is not None})
     result = finetune(model, train, test, num_classes=num_classes, config=config, run=run_options(args))
+    if not is_main_process():  # under torchrun rank 0 alone saves and reports
+        return
     if args.run_dir:
         model.save_pretrained(args.run_dir)
     _report_recognition(result, args, model.config.class_names, train_clips=len(train))
@@ -336,7 +340,7 @@ def _frame_model(args: argparse.Namespace):
     config = ReferenceDetectionConfig(**options) if reference else FinetuneConfig(**options)
     train_detector(model, windows, num_classes=windows.num_classes, config=config, smoothing=args.smoothing,
                    run=run_options(args))
-    if args.run_dir:
+    if args.run_dir and is_main_process():
         model.save_pretrained(args.run_dir)
     return model, target
 
@@ -371,6 +375,8 @@ def _detect(args: argparse.Namespace) -> None:
     from ..tasks.metrics import detection_map
 
     model, _ = _frame_model(args)
+    if not is_main_process():  # under torchrun rank 0 alone detects and writes
+        return
     config = DetectionConfig(stride=args.stride, threshold=args.threshold, min_length=args.min_length,
                              nms_iou=args.nms)
     proposals = detect_dataset(model, args.data, args.split, config=config, out_dir=args.out)
@@ -425,6 +431,8 @@ def _segment(args: argparse.Namespace) -> None:
     from ..tasks.detection import evaluate_segmentation
 
     model, target = _frame_model(args)
+    if not is_main_process():  # under torchrun rank 0 alone evaluates and reports
+        return
     metrics = evaluate_segmentation(model, args.data, args.split, stride=args.stride)
     if args.json:
         summary = {name: metrics[name] / 100 for name in SEGMENTATION_METRICS}
