@@ -48,9 +48,9 @@ def _data():
     return (dataset(clips, labels), dataset(test, torch.arange(5) % CLASSES), dataset(clips, frame_labels))
 
 
-def _model() -> USDRL:
+def _model(**changes) -> USDRL:
     torch.manual_seed(0)
-    return USDRL(MODEL)
+    return USDRL(MODEL.replace(**changes))
 
 
 def _run_tasks(out_dir: str) -> dict:
@@ -73,6 +73,11 @@ def _run_tasks(out_dir: str) -> dict:
                             config=FinetuneConfig(epochs=2, batch_size=4, lr=3e-3, warmup_epochs=1),
                             run=RunOptions(run_dir=os.path.join(out_dir, "detect"), device="cpu"))
     results["detect"] = {"losses": losses, "weights": model.state_dict()}
+    model = _model(causal=True, num_classes=0)  # no clip head, but a spatial stream the frame loss leaves out
+    losses = train_detector(model, windows, num_classes=FRAME_CLASSES,
+                            config=FinetuneConfig(epochs=1, batch_size=4, lr=3e-3, warmup_epochs=1),
+                            run=RunOptions(run_dir=os.path.join(out_dir, "causal"), device="cpu"))
+    results["causal"] = {"losses": losses, "weights": model.state_dict()}
     return results
 
 
@@ -119,7 +124,7 @@ def _assert_same_weights(got: dict, expected: dict) -> None:
         torch.testing.assert_close(got[name], tensor, **TOLERANCE, msg=name)
 
 
-@pytest.mark.parametrize("task", ["probe", "tune", "detect"])
+@pytest.mark.parametrize("task", ["probe", "tune", "detect", "causal"])
 def test_two_processes_follow_one_process(task, two_processes, one_process):
     ddp_dir, ranks = two_processes
     one_dir, one = one_process
@@ -131,7 +136,7 @@ def test_two_processes_follow_one_process(task, two_processes, one_process):
     assert len(set(np.round(losses, 4))) > 1  # the loss moved: the comparison is not between constants
     for result in ranks:  # every process ends with the one process's weights and results
         _assert_same_weights(result[task]["weights"], one[task]["weights"])
-        if task == "detect":
+        if task in ("detect", "causal"):
             np.testing.assert_allclose(result[task]["losses"], one[task]["losses"], **TOLERANCE)
         else:
             np.testing.assert_allclose(np.array(result[task]["history"]), np.array(one[task]["history"]), **TOLERANCE)
@@ -139,14 +144,17 @@ def test_two_processes_follow_one_process(task, two_processes, one_process):
     assert checkpoint["run"]["world_size"] == 2 and len(checkpoint["process_rngs"]) == 2
 
 
-def test_a_frame_head_the_clip_loss_does_not_reach_stays_as_it_was(two_processes):
+def test_parameters_the_loss_does_not_reach_stay_as_they_were(two_processes):
     # finetuning trains the clip head; the frame head (weight decay 0.05 in AdamW) would shrink if DDP
-    # had given it a zero gradient instead of none
+    # had given it a zero gradient instead of none; alike the clip head and a causal model's spatial
+    # stream in detection training
     _, ranks = two_processes
     initial = _model().state_dict()
     for result in ranks:
         assert torch.equal(result["tune"]["weights"]["frame_head.weight"], initial["frame_head.weight"])
         assert torch.equal(result["detect"]["weights"]["head.weight"], initial["head.weight"])
+        causal = _model(causal=True, num_classes=0).state_dict()
+        assert torch.equal(result["causal"]["weights"]["encoder.spatial_pos"], causal["encoder.spatial_pos"])
 
 
 def test_half_the_batch_in_one_process_is_another_trajectory(one_process, tmp_path):

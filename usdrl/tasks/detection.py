@@ -149,8 +149,9 @@ def train_detector(model: USDRL, windows, *, num_classes: int,
     if engine.resumed_state is None:  # (a resumed run restores each process's own generators)
         engine.seed_process(config.seed)
     losses = engine.resume(model=model, optimizer=optimizer, scheduler=schedule).get("losses", [])
-    # a clip head the frame loss does not reach keeps no gradient, as in one process
-    network = engine.wrap(_FrameLogits(model), find_unused_parameters=model.head is not None,
+    # parameters the frame loss does not reach (a clip head; a causal model's spatial stream) keep no
+    # gradient, as in one process
+    network = engine.wrap(_FrameLogits(model), find_unused_parameters=model.head is not None or model.config.causal,
                           broadcast_buffers=False)
     model.train(not reference)
     with engine, engine.progress((config.epochs - engine.epoch) * len(loader), unit="step") as bar:
