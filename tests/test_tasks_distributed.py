@@ -6,7 +6,10 @@ one process and once in two processes started as torchrun starts them (``RANK``,
 is the global one: each process trains on its share of every batch (11 clips in batches of 4:
 shares of 2 + 2, 2 + 2 and 1 + 1; the detection windows' frames, some ignored, counted over both
 processes), DDP averages the gradients. The losses of every step and the final weights must
-equal the one process's to float32 rounding; only rank 0 writes the run folder.
+equal the one process's to float32 rounding; only rank 0 writes the run folder. A two-process
+run with drop path (each process its own masks) resumed after its last checkpoint was lost ends
+bit for bit where the uninterrupted run did, and ``torchrun -m usdrl.cli finetune`` reports and
+saves once.
 """
 
 import json
@@ -190,3 +193,38 @@ def test_cli_finetune_under_torchrun_reports_and_saves_once(tmp_path):
     assert USDRL.from_pretrained(tmp_path / "run").head is not None  # the finetuned model, saved by rank 0
     checkpoint = torch.load(tmp_path / "run" / "checkpoint_0001.pt", weights_only=True)
     assert checkpoint["run"]["world_size"] == 2 and len(checkpoint["process_rngs"]) == 2
+
+
+def _resume_worker(rank: int, world: int, port: int, out_dir: str) -> None:
+    """Finetune with drop path (each process draws its own masks) for 2 epochs; remove the last
+    checkpoint, as a kill would; resume. Saves both final models."""
+    torch.set_num_threads(1)
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world), MASTER_ADDR="127.0.0.1",
+                      MASTER_PORT=str(port))
+    try:
+        train, test, _ = _data()
+        run_dir = os.path.join(out_dir, "run")
+        config = FinetuneConfig(epochs=2, batch_size=4, lr=3e-3, warmup_epochs=1, eval_every=2)
+        weights = []
+        for resume in (False, True):
+            model = _model(drop_path=0.3)
+            finetune(model, train, test, num_classes=CLASSES, config=config,
+                     run=RunOptions(run_dir=run_dir, device="cpu", resume=resume))
+            weights.append(model.state_dict())
+            dist.barrier()
+            if rank == 0 and not resume:
+                for name in ("checkpoint_0002.pt", "checkpoint_0002.pt.sha256"):
+                    os.remove(os.path.join(run_dir, name))
+            dist.barrier()
+        torch.save(weights, os.path.join(out_dir, f"rank{rank}.pt"))
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def test_a_resumed_two_process_run_continues_each_process_own_random_stream(tmp_path):
+    mp.spawn(_resume_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
+    for rank in range(2):
+        uninterrupted, resumed = torch.load(tmp_path / f"rank{rank}.pt", weights_only=True)
+        for name, tensor in uninterrupted.items():
+            torch.testing.assert_close(resumed[name], tensor, rtol=0, atol=0, msg=name)
