@@ -5,7 +5,7 @@ import argparse
 import json
 import sys
 
-from ._options import add_run_options, run_options
+from ._options import add_run_options, is_main_process, run_options
 
 IOU_THRESHOLDS = [0.1, 0.2, 0.3, 0.4, 0.5]
 
@@ -89,7 +89,8 @@ def _linear_probe(args: argparse.Namespace) -> None:
     config = ProbeConfig(**_given(args, "lr", "epochs", "batch_size", "standardize"))
     result = linear_probe(args.model, args.data, config=config, train_split=args.train_split,
                           test_split=args.test_split, train_crop=args.train_crop, run=run_options(args))
-    _report_recognition(result, args)
+    if is_main_process():  # under torchrun rank 0 alone reports
+        _report_recognition(result, args)
 
 
 def _add_linear_probe(commands) -> None:
@@ -190,7 +191,8 @@ def _finetune(args: argparse.Namespace) -> None:
     config = FinetuneConfig(seed=args.seed, **_given(args, "epochs", "lr", "batch_size", "layer_decay"))
     result = finetune(args.model, args.data, config=config, fraction=args.fraction, balanced=not args.unbalanced,
                       train_split=args.train_split, test_split=args.test_split, run=run_options(args))
-    _report_recognition(result, args)
+    if is_main_process():  # under torchrun rank 0 alone reports
+        _report_recognition(result, args)
 
 
 def _add_finetune(commands) -> None:
@@ -291,6 +293,8 @@ def _detect(args: argparse.Namespace) -> None:
                     train=_frame_training(args), train_split=args.train_split, smoothing=args.smoothing,
                     iou_thresholds=(args.iou or IOU_THRESHOLDS) if args.eval else None,
                     present_classes=args.present_classes, run=run_options(args))
+    if not is_main_process():  # under torchrun rank 0 alone reports
+        return
     if args.json:
         sys.stdout.write(json.dumps(result.to_json()) + "\n")
         return
@@ -337,6 +341,8 @@ def _segment(args: argparse.Namespace) -> None:
     result = segment(args.model, args.data, config=DetectionConfig(stride=args.stride), split=args.split,
                      train=_frame_training(args), train_split=args.train_split, smoothing=args.smoothing,
                      run=run_options(args))
+    if not is_main_process():  # under torchrun rank 0 alone reports
+        return
     if args.json:
         sys.stdout.write(json.dumps(result.to_json()) + "\n")
         return

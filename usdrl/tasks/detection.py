@@ -28,7 +28,16 @@ from torch import nn
 
 from .._io import atomic_write_text
 from ..data.prepared import IGNORE_LABEL, SkeletonDataset, open_split
-from ..engine import RunOptions, TrainingRun, build_optimizer, config_dict, constant_schedule
+from ..engine import (
+    RunOptions,
+    TrainingRun,
+    build_optimizer,
+    config_dict,
+    constant_schedule,
+    gather_shares,
+    is_main_process,
+    process_share,
+)
 from ..errors import ConfigError, InputError
 from ..model import USDRL
 from .finetune import FinetuneConfig, make_optimizer
@@ -75,16 +84,36 @@ class ReferenceDetectionConfig:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
 
 
+def _smoothing_sum(logits: torch.Tensor, labels: torch.Tensor,
+                   clamp: float = 4.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(sum over valid neighbour pairs of the class-mean truncated squared difference, number of valid
+    pairs)``: the two parts of :func:`smoothing_loss`."""
+    log_p = logits.log_softmax(-1)
+    delta = (log_p[:, 1:] - log_p[:, :-1].detach()).square().clamp(max=clamp**2)
+    valid = ((labels[:, 1:] != IGNORE_LABEL) & (labels[:, :-1] != IGNORE_LABEL)).unsqueeze(-1)
+    return (delta * valid).sum() / logits.shape[-1], valid.sum()
+
+
 def smoothing_loss(logits: torch.Tensor, labels: torch.Tensor, clamp: float = 4.0) -> torch.Tensor:
     """MS-TCN's truncated mean squared error between the log-probabilities of neighbouring frames.
 
     ``logits (B, T, K)``; ``labels (B, T)`` mark padding with -1 (pairs touching it are left
     out). ``mean(min((log p_t - log p_{t-1})^2, clamp^2))``, the previous frame detached.
     """
-    log_p = logits.log_softmax(-1)
-    delta = (log_p[:, 1:] - log_p[:, :-1].detach()).square().clamp(max=clamp**2)
-    valid = ((labels[:, 1:] != IGNORE_LABEL) & (labels[:, :-1] != IGNORE_LABEL)).unsqueeze(-1)
-    return (delta * valid).sum() / valid.sum().clamp(min=1) / logits.shape[-1]
+    total, count = _smoothing_sum(logits, labels, clamp)
+    return total / count.clamp(min=1)
+
+
+class _FrameLogits(nn.Module):
+    """``model.forward_frames`` as a module's ``forward``, so that DistributedDataParallel can wrap it."""
+
+    def __init__(self, model: USDRL):
+        super().__init__()
+        self.model = model
+
+    def forward(self, clips: torch.Tensor) -> torch.Tensor:
+        """Frame logits ``(B, T, K)`` of clips ``(B, C, T, V, M)``."""
+        return self.model.forward_frames(clips)
 
 
 def train_detector(model: USDRL, data, *, config: FinetuneConfig | ReferenceDetectionConfig | None = None,
@@ -102,7 +131,12 @@ def train_detector(model: USDRL, data, *, config: FinetuneConfig | ReferenceDete
     (:class:`ReferenceDetectionConfig`). ``smoothing`` weights :func:`smoothing_loss` (MS-TCN
     uses 0.15 for segmentation). ``run`` (:class:`~usdrl.engine.RunOptions`): device (default:
     where the model is), precision, run folder (checkpoints, and the trained model's save_pretrained
-    files at the end), resume; the model is left on the run's device in eval mode."""
+    files at the end), resume; the model is left on the run's device in eval mode.
+
+    Under torchrun ``config.batch_size`` stays the global batch: each process trains on its share of
+    every batch, DDP averages the gradients, and the frame losses are means over the frames of the
+    whole batch (:meth:`~usdrl.engine.TrainingRun.global_mean`), so the steps are one process's. The
+    returned losses are the global ones; only rank 0 writes the run folder."""
     windows = open_split(data, split, model=model, head=False, sampling="windows", window_stride=window_stride)
     num_classes = classes_of(windows, num_classes)
     config = config or FinetuneConfig()
@@ -110,7 +144,8 @@ def train_detector(model: USDRL, data, *, config: FinetuneConfig | ReferenceDete
     engine = TrainingRun(run or RunOptions(), config={**config_dict(config), "recipe": type(config).__name__,
                                                       "smoothing": smoothing},
                          facts={"num_windows": len(windows), "num_classes": num_classes},
-                         resumable_changes=("eval_every",), default_device=next(model.parameters()).device)
+                         resumable_changes=("eval_every",), default_device=next(model.parameters()).device,
+                         distributed=True)
     torch.manual_seed(config.seed)
     model.reset_frame_classifier(num_classes)
     engine.place(model)
@@ -119,11 +154,18 @@ def train_detector(model: USDRL, data, *, config: FinetuneConfig | ReferenceDete
         optimizer = build_optimizer(model.parameters(), "sgd", lr=config.lr, momentum=config.momentum,
                                     weight_decay=config.weight_decay)
         schedule = constant_schedule(optimizer)  # the release defines a step schedule but never calls it
-        criterion = nn.CrossEntropyLoss(ignore_index=IGNORE_LABEL)
+        criterion = nn.CrossEntropyLoss(ignore_index=IGNORE_LABEL, reduction="sum")
     else:
         optimizer, schedule = make_optimizer(model, config, len(loader))
-        criterion = nn.CrossEntropyLoss(ignore_index=IGNORE_LABEL, label_smoothing=config.label_smoothing)
+        criterion = nn.CrossEntropyLoss(ignore_index=IGNORE_LABEL, label_smoothing=config.label_smoothing,
+                                        reduction="sum")
+    if engine.resumed_state is None:  # (a resumed run restores each process's own generators)
+        engine.seed_process(config.seed)
     losses = engine.resume(model=model, optimizer=optimizer, scheduler=schedule).get("losses", [])
+    # parameters the frame loss does not reach (a clip head; a causal model's spatial stream) keep no
+    # gradient, as in one process
+    network = engine.wrap(_FrameLogits(model), find_unused_parameters=model.head is not None or model.config.causal,
+                          broadcast_buffers=False)
     model.train(not reference)
     with engine, engine.progress((config.epochs - engine.epoch) * len(loader), unit="step") as bar:
         while engine.epoch < config.epochs:
@@ -134,20 +176,21 @@ def train_detector(model: USDRL, data, *, config: FinetuneConfig | ReferenceDete
                 labels = labels.long()
                 lr = optimizer.param_groups[-1]["lr"]
                 with engine.autocast():
-                    logits = model.forward_frames(clips).float()                       # (B, T, K)
-                loss = criterion(logits.flatten(0, 1), labels.flatten())
+                    logits = network(clips).float()                                    # (B, T, K)
+                loss = engine.global_mean(criterion(logits.flatten(0, 1), labels.flatten()),
+                                          (labels != IGNORE_LABEL).sum())
                 if smoothing:
-                    loss = loss + smoothing * smoothing_loss(logits, labels)
+                    loss = loss + smoothing * engine.global_mean(*_smoothing_sum(logits, labels))
                 engine.backward_step(loss, optimizer)
                 engine.advance(schedule)
-                epoch_losses.append(loss.item())
+                epoch_losses.append(engine.global_value(loss))
                 engine.log({"lr": lr, "loss": epoch_losses[-1]})
                 bar.update()
             losses.append(float(np.mean(epoch_losses)))
             logger.info("epoch %d: frame loss %.4f", engine.epoch + 1, losses[-1])
             engine.end_epoch(config.epochs, {"losses": losses})
     model.eval()
-    if engine.run_dir is not None and engine.rank == 0:
+    if engine.run_dir is not None and is_main_process():  # under torchrun rank 0 alone writes
         model.save_pretrained(engine.run_dir)
     return losses
 
@@ -162,12 +205,14 @@ def frame_probe(model: USDRL, train_windows, test_windows, *, num_classes: int,
     trained head becomes ``model.frame_head`` and the model is left in eval mode. Returns the
     per-frame accuracy history."""
     def frames(windows) -> tuple[torch.Tensor, torch.Tensor]:
-        loader = torch.utils.data.DataLoader(windows, batch_size=batch_size)
+        # under torchrun each process computes its share of the windows and every process gets all
+        loader = torch.utils.data.DataLoader(process_share(windows), batch_size=batch_size)
         features, labels = [], []
         for clips, frame_labels in loader:
             features.append(model.dense_features(clips, batch_size=batch_size, show_progress_bar=False))
             labels.append(torch.as_tensor(frame_labels).long())
-        features, labels = torch.cat(features).flatten(0, 1), torch.cat(labels).flatten()
+        features = gather_shares(torch.cat(features), len(windows)).flatten(0, 1)
+        labels = gather_shares(torch.cat(labels), len(windows)).flatten()
         keep = labels != IGNORE_LABEL
         return features[keep], labels[keep]
 
@@ -222,7 +267,8 @@ def frame_scores(model: USDRL, sequence: np.ndarray, *, stride: int | None = Non
 def detect_dataset(model: USDRL, data, *, config: DetectionConfig | None = None, out_dir=None,
                    split: str = "test_untrimmed") -> dict[str, list[tuple[int, int, int, float]]]:
     """Proposals ``{video: [(label, start, end, score)]}`` for every sequence of a prepared untrimmed
-    split; with ``out_dir``, also one official-format file per video (``<video>.txt``).
+    split; with ``out_dir``, also one official-format file per video (``<video>.txt``, written by rank 0
+    alone under torchrun; every process returns the proposals).
 
     ``data``: a :class:`~usdrl.data.SkeletonDataset` of an untrimmed split, or a prepared dataset
     folder (its ``split``), a split folder or ``(folder, split)``."""
@@ -234,7 +280,7 @@ def detect_dataset(model: USDRL, data, *, config: DetectionConfig | None = None,
         scores = frame_scores(model, clips[index, :, : dataset.lengths[index]], stride=config.stride).numpy()
         proposals[name] = proposals_from_scores(scores, config.threshold, background=0,
                                                 min_length=config.min_length, nms_iou=config.nms_iou)
-    if out_dir is not None:
+    if out_dir is not None and is_main_process():
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         for name, rows in proposals.items():
@@ -356,6 +402,10 @@ def detect(model: USDRL | str | PathLike, data, *, config: DetectionConfig | Non
     The proposals (:func:`detect_dataset`) are written to ``out_dir`` when given; with
     ``iou_thresholds`` they are also scored against the split's own frame labels
     (:func:`~usdrl.tasks.metrics.detection_map`, ``present_classes`` as there).
+
+    Under torchrun the training step runs on every process (DDP, see :func:`train_detector`); each
+    process then detects on the whole split and returns the same result, and rank 0 alone writes the
+    proposal files and the trained model.
     """
     config = config or DetectionConfig()
     model, target = _frame_model(model, data, split=split, train=train, train_split=train_split,

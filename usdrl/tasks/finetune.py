@@ -129,6 +129,12 @@ def finetune(model: USDRL | str | PathLike, data, *, config: FinetuneConfig | No
     last top-1/top-5 as :class:`ProbeResult`; the model is left on the run's device in eval mode. The new
     head's ``class_names`` (stored in the model's config) default to those in the manifest of the
     training split.
+
+    Under torchrun (``torchrun --nproc_per_node=N``) ``config.batch_size`` stays the global batch: each
+    process trains on its share of every batch, DDP averages the gradients and the loss is scaled so
+    that the step is one process's on the whole batch (:meth:`~usdrl.engine.TrainingRun.global_mean`);
+    each process evaluates a share of the test clips. Only rank 0 writes the run folder (the
+    checkpoints and the finetuned model's files).
     """
     config = config or FinetuneConfig()
     model = as_model(model)
@@ -158,16 +164,28 @@ def _finetune(model: USDRL, train, test, *, num_classes: int, config: FinetuneCo
     config = config or FinetuneConfig()
     engine = TrainingRun(run or RunOptions(), config=config_dict(config),
                          facts={"num_clips": len(train), "num_classes": num_classes},
-                         resumable_changes=("eval_every",), default_device=next(model.parameters()).device)
+                         resumable_changes=("eval_every",), default_device=next(model.parameters()).device,
+                         distributed=True)
     torch.manual_seed(config.seed)
     model.reset_classifier(num_classes, class_names or head_class_names(train, num_classes))
     engine.place(model)
     train_loader = engine.loader(train, batch_size=config.batch_size, seed=config.seed, num_workers=num_workers)
-    test_loader = torch.utils.data.DataLoader(test, batch_size=config.batch_size, num_workers=num_workers)
+    test_loader = torch.utils.data.DataLoader(engine.share(test), batch_size=config.batch_size,
+                                              num_workers=num_workers)
     optimizer, schedule = make_optimizer(model, config, len(train_loader))
-    criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+    criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing, reduction="sum")
     k5 = min(5, num_classes)
+    if engine.resumed_state is None:  # (a resumed run restores each process's own generators)
+        engine.seed_process(config.seed)
     history = engine.resume(model=model, optimizer=optimizer, scheduler=schedule).get("history", [])
+    # a frame-wise head the clip loss does not reach keeps no gradient, as in one process
+    network = engine.wrap(model, find_unused_parameters=model.frame_head is not None,
+                          broadcast_buffers=False)  # its buffers are constants
+
+    def evaluate() -> tuple[torch.Tensor, torch.Tensor]:
+        scores, labels = _evaluate(model, test_loader, engine)
+        return engine.gather(scores, len(test)), engine.gather(labels, len(test))
+
     evaluated = None
     with engine, engine.progress((config.epochs - engine.epoch) * len(train_loader), unit="step") as bar:
         while engine.epoch < config.epochs:
@@ -177,20 +195,22 @@ def _finetune(model: USDRL, train, test, *, num_classes: int, config: FinetuneCo
                 clips, labels = engine.to_device(batch)
                 lr = optimizer.param_groups[-1]["lr"]
                 with engine.autocast():
-                    loss = criterion(model(clips).float(), labels.long())
+                    logits = network(clips).float()
+                loss = engine.global_mean(criterion(logits, labels.long()), len(labels))
                 engine.backward_step(loss, optimizer)
                 engine.advance(schedule)
-                engine.log({"lr": lr, "loss": loss.item()})
+                loss_value = engine.global_value(loss)
+                engine.log({"lr": lr, "loss": loss_value})
                 bar.update()
             epoch = engine.epoch + 1
             if epoch % config.eval_every == 0 or epoch == config.epochs:
-                evaluated = _evaluate(model, test_loader, engine)
+                evaluated = evaluate()
                 accuracy = topk_accuracy(*evaluated, k=(1, k5))
                 history.append((epoch, accuracy["top1"], accuracy[f"top{k5}"]))
                 engine.log({"top1": accuracy["top1"], f"top{k5}": accuracy[f"top{k5}"]})
-                logger.info("epoch %d: loss %.4f, test top-1 %.2f%%", epoch, loss.item(), 100 * accuracy["top1"])
+                logger.info("epoch %d: loss %.4f, test top-1 %.2f%%", epoch, loss_value, 100 * accuracy["top1"])
             engine.end_epoch(config.epochs, {"history": history})
-    scores, labels = evaluated if evaluated is not None else _evaluate(model, test_loader, engine)
+    scores, labels = evaluated if evaluated is not None else evaluate()
     model.eval()
     return ProbeResult.from_history(history, confusion_matrix(scores.argmax(1), labels, num_classes),
                                     train_clips=len(train))

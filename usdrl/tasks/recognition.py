@@ -34,7 +34,17 @@ import torch.utils.data
 from torch import nn
 
 from ..data.prepared import SkeletonDataset, head_class_names, open_split
-from ..engine import EpochSampler, RunOptions, TrainingRun, build_optimizer, config_dict, resolve_device, step_schedule
+from ..engine import (
+    RunOptions,
+    TrainingRun,
+    build_optimizer,
+    config_dict,
+    gather_shares,
+    is_main_process,
+    process_share,
+    setup_distributed,
+    step_schedule,
+)
 from ..errors import ConfigError, InputError
 from ..model import USDRL
 from .metrics import confusion_matrix, topk_accuracy
@@ -160,7 +170,10 @@ def train_linear_head(train_features: torch.Tensor, train_labels: torch.Tensor, 
     ``config``'s ``None`` fields are resolved for ``N`` training samples (:meth:`ProbeConfig.resolve`).
     The returned head takes the raw features (a standardisation is folded into it). ``run``
     (:class:`~usdrl.engine.RunOptions`): device (default: the features'), precision, run folder,
-    checkpoints and resume. The batches of epoch ``e`` come in an order derived from ``(seed, e)``."""
+    checkpoints and resume. The batches of epoch ``e`` come in an order derived from ``(seed, e)``.
+
+    Under torchrun every process holds all the features; each takes its share of every batch of
+    ``batch_size`` and DDP averages the gradients, so the head is the one process's (to rounding)."""
     config = (config or ProbeConfig()).resolve(len(train_features))
     if train_features.ndim != 2 or test_features.ndim != 2 or train_features.shape[1] != test_features.shape[1]:
         raise InputError(f"expected train and test features (N, D) of one width, got {tuple(train_features.shape)} "
@@ -170,7 +183,8 @@ def train_linear_head(train_features: torch.Tensor, train_labels: torch.Tensor, 
             raise InputError(f"{name} labels must be (N,) = ({len(features)},) in 0..{num_classes - 1}")
     engine = TrainingRun(run or RunOptions(), config=config_dict(config),
                          facts={"num_clips": len(train_features), "num_classes": num_classes},
-                         resumable_changes=("epochs", "eval_every"), default_device=train_features.device)
+                         resumable_changes=("epochs", "eval_every"), default_device=train_features.device,
+                         distributed=True)
     train_features, train_labels, test_features, test_labels = engine.to_device(
         (train_features.float(), train_labels.long(), test_features.float(), test_labels.long()))
     if config.standardize:
@@ -185,19 +199,22 @@ def train_linear_head(train_features: torch.Tensor, train_labels: torch.Tensor, 
     schedule = step_schedule(optimizer, config.lr_milestones, config.lr_gamma)  # per epoch
     top5_k = min(5, num_classes)
     history = engine.resume(head=head, optimizer=optimizer, scheduler=schedule).get("history", [])
-    sampler = EpochSampler(len(train_features), config.seed)
+    network = engine.wrap(head)
+    batches = engine.batches(len(train_features), batch_size=config.batch_size, seed=config.seed)
     with engine, engine.progress(config.epochs - engine.epoch, unit="epoch") as bar:
         while engine.epoch < config.epochs:
-            sampler.set_epoch(engine.epoch)
+            engine.set_epoch(batches, engine.epoch)
             lr = optimizer.param_groups[0]["lr"]
-            for batch in torch.tensor(list(sampler)).split(config.batch_size):
-                batch = engine.to_device(batch)
+            for batch in batches:
+                batch = engine.to_device(torch.tensor(batch, dtype=torch.long))
                 with engine.autocast():
-                    loss = nn.functional.cross_entropy(head(train_features[batch]).float(), train_labels[batch])
+                    logits = network(train_features[batch]).float()
+                loss = engine.global_mean(nn.functional.cross_entropy(logits, train_labels[batch], reduction="sum"),
+                                          len(batch))
                 engine.backward_step(loss, optimizer)
             engine.advance(schedule)
             epoch = engine.epoch + 1
-            engine.log({"lr": lr, "loss": loss.item()})
+            engine.log({"lr": lr, "loss": engine.global_value(loss)})
             if epoch % config.eval_every == 0 or epoch == config.epochs:
                 scores = _evaluate(head, test_features, test_labels)
                 history.append((epoch, scores["top1"], scores[f"top{top5_k}"]))
@@ -223,6 +240,8 @@ def encode_dataset(model: USDRL, dataset, *, batch_size: int = 64, num_workers: 
     for clips, batch_labels in loader:
         features.append(model.encode(clips, batch_size=batch_size, device=device, show_progress_bar=False))
         labels.append(torch.as_tensor(batch_labels).long())
+    if not features:
+        raise InputError("the dataset to encode is empty")
     return torch.cat(features), torch.cat(labels)
 
 
@@ -264,15 +283,27 @@ def classes_of(dataset, num_classes: int | None) -> int:
 def save_trained(model: USDRL, run: RunOptions, dataset, protocol: str) -> None:
     """Name the protocol that trained ``model``'s head in its config (``"<protocol> on <source>
     <benchmark>"`` when ``dataset`` is a prepared split or a ``Subset`` of one) and, with a run folder,
-    save the model there (:meth:`~usdrl.model.USDRL.save_pretrained` files next to the checkpoints)."""
+    save the model there (:meth:`~usdrl.model.USDRL.save_pretrained` files next to the checkpoints); under
+    torchrun only rank 0 writes."""
     while isinstance(dataset, torch.utils.data.Subset):
         dataset = dataset.dataset
     manifest = getattr(dataset, "manifest", None)
     if manifest is not None:
         model.config = model.config.replace(protocol=f"{protocol} on {manifest['source']} {manifest['benchmark']}")
-    distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
-    if run.run_dir is not None and (not distributed or torch.distributed.get_rank() == 0):
+    if run.run_dir is not None and is_main_process():  # under torchrun rank 0 alone writes
         model.save_pretrained(run.run_dir)
+
+
+def _encode_split(model: USDRL, dataset, *, batch_size: int, num_workers: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`encode_dataset` of the whole ``dataset``; under torchrun each process encodes its share and
+    every process gets all the features ``(N, 2H)`` and labels ``(N,)``, in the dataset's order."""
+    share = process_share(dataset)
+    if share is dataset:
+        return encode_dataset(model, dataset, batch_size=batch_size, num_workers=num_workers)
+    if len(dataset) < torch.distributed.get_world_size():
+        raise InputError(f"{len(dataset)} clips are fewer than the {torch.distributed.get_world_size()} processes")
+    features, labels = encode_dataset(model, share, batch_size=batch_size, num_workers=num_workers)
+    return gather_shares(features, len(dataset)), gather_shares(labels, len(dataset))
 
 
 def linear_probe(model: USDRL | str | PathLike, data, *, config: ProbeConfig | None = None,
@@ -303,6 +334,10 @@ def linear_probe(model: USDRL | str | PathLike, data, *, config: ProbeConfig | N
             trained on (default: where the model is; the model is moved there), precision, run
             folder (checkpoints of the head's training, and the probed model's save_pretrained
             files at the end), resume.
+
+    Under torchrun each process encodes its share of the clips, every process gets all the features,
+    and the head trains with DDP on shares of each batch (see :func:`train_linear_head`); only rank 0
+    writes the run folder.
     """
     model = as_model(model)
     run = run or RunOptions()
@@ -316,10 +351,10 @@ def linear_probe(model: USDRL | str | PathLike, data, *, config: ProbeConfig | N
         train, test = probe_datasets(data, model=model, train_split=train_split, test_split=test_split,
                                      train_crop=train_crop)
     num_classes = classes_of(train, num_classes)
-    device = resolve_device(run.device) if run.device is not None else next(model.parameters()).device
+    _, _, device = setup_distributed(run.device if run.device is not None else next(model.parameters()).device)
     model.to(device)
-    train_features, train_labels = encode_dataset(model, train, batch_size=batch_size, num_workers=num_workers)
-    test_features, test_labels = encode_dataset(model, test, batch_size=batch_size, num_workers=num_workers)
+    train_features, train_labels = _encode_split(model, train, batch_size=batch_size, num_workers=num_workers)
+    test_features, test_labels = _encode_split(model, test, batch_size=batch_size, num_workers=num_workers)
     head, result = train_linear_head(train_features, train_labels, test_features, test_labels, num_classes, config,
                                      run=dataclasses.replace(run, device=str(device)))
     model.reset_classifier(num_classes, class_names or head_class_names(train, num_classes))

@@ -355,7 +355,8 @@ class Pretrainer:
         return self.module.model
 
     def save_checkpoint(self) -> Path | None:
-        """Write ``checkpoint_<epoch>.pt`` and its checksum atomically (rank 0 only); returns its path.
+        """Write ``checkpoint_<epoch>.pt`` and its checksum atomically (rank 0 writes; under torchrun every
+        process must call it, as the random generators of all are gathered); returns its path.
 
         A full disk raises :class:`usdrl.errors.CheckpointWriteError` (an OSError) naming the
         file and the space it needs; the earlier checkpoints are untouched.
