@@ -11,8 +11,9 @@ from data_helpers import prepare_synthetic
 from usdrl import USDRL, ConfigError, InputError, USDRLConfig
 from usdrl.cli import main
 from usdrl.data import SkeletonDataset
+from usdrl.engine import RunOptions
 from usdrl.tasks.early import early_prediction
-from usdrl.tasks.recognition import ProbeConfig, encode_dataset, linear_probe, train_linear_head
+from usdrl.tasks.recognition import ProbeConfig, encode_dataset, linear_probe, save_trained, train_linear_head
 
 
 def blobs(n_per_class, num_classes, dim, spread, seed):
@@ -77,6 +78,19 @@ def test_linear_probe_on_a_prepared_dataset_sets_the_head(prepared):
     predictions = model(clips).argmax(1).numpy()
     assert float((predictions == test.labels).mean()) == pytest.approx(result.last_top1)
     assert result.best_top1 > 0.3   # chance is 1/29 on the synthetic classes
+
+
+def test_the_trained_model_is_saved_by_rank_0_alone(prepared, tmp_path, monkeypatch):
+    model = USDRL(USDRLConfig.from_preset("tiny", hidden_size=16, num_heads=1, num_classes=3))
+    train = SkeletonDataset(prepared, "train", num_frames=model.config.num_frames)
+    monkeypatch.setenv("RANK", "1")  # another process of a torchrun
+    save_trained(model, RunOptions(run_dir=tmp_path / "rank1"), train, "linear probe")
+    assert not (tmp_path / "rank1").exists()
+    monkeypatch.setenv("RANK", "0")
+    save_trained(model, RunOptions(run_dir=tmp_path / "rank0"), train, "linear probe")
+    manifest = train.manifest
+    expected = f"linear probe on {manifest['source']} {manifest['benchmark']}"
+    assert USDRL.from_pretrained(tmp_path / "rank0").config.protocol == expected
 
 
 def test_cli_linear_probe(prepared, tmp_path, capsys):
