@@ -96,7 +96,7 @@ def evaluate(model: USDRL, prepared: Path, config: DetectionConfig, args) -> dic
         figures[f"mAP_a @{iou:g} (labels 1..51)"] = 100 * official[iou]["mAP_a"]
         figures[f"mAP_a @{iou:g} (present)"] = 100 * present[iou]["mAP_a"]
         figures[f"mAP_v @{iou:g}"] = 100 * official[iou]["mAP_v"]
-    figures.update(evaluate_segmentation(model, prepared, stride=config.stride))
+    figures.update(evaluate_segmentation(model, prepared, config=config))
     test = SkeletonDataset(prepared, "test_untrimmed", sampling="windows", num_frames=frames)
     sequence = np.asarray(test.padded_clips[0, :, : test.lengths[0]])
     figures.update({f"stream {k}": v for k, v in streaming_check(model, sequence, config).items()})

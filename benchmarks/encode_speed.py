@@ -96,8 +96,8 @@ def bf16_by_size(args) -> None:
         model = USDRL(USDRLConfig.from_preset("small", hidden_size=hidden, num_heads=4)).eval()
         for batch in (1, 2, 4):
             clips = torch.randn(batch, *model.config.input_shape, generator=torch.Generator().manual_seed(1))
-            calls = {dtype: lambda dtype=dtype: model.encode(clips, batch_size=batch, dtype=dtype,
-                                                             show_progress_bar=False) for dtype in ("fp32", "bf16")}
+            calls = {dtype: lambda dtype=dtype, model=model, clips=clips, batch=batch: model.encode(
+                clips, batch_size=batch, dtype=dtype, show_progress_bar=False) for dtype in ("fp32", "bf16")}
             times = interleaved_times(calls, args.rounds, warmup=2, clock=args.clock)
             auto = resolve_precision("auto", "cpu", work=model.call_work(batch)).name
             logger.info("  hidden %4d, %d clip(s): bf16 %.2fx / %.2fx fp32; auto: %s", hidden, batch,

@@ -102,7 +102,7 @@ def run_tasks(args) -> None:
     settings = FinetuneConfig(epochs=2, batch_size=16, warmup_epochs=0, eval_every=2)
     model = USDRL(config).to(args.device)
     start = time.perf_counter()
-    result = finetune(model, dataset, dataset, num_classes=int(labels.max()) + 1, config=settings)
+    result = finetune(model, (dataset, dataset), num_classes=int(labels.max()) + 1, config=settings)
     logger.info("finetune (tiny, 64 clips, 2 epochs) on %s: %.1f s, training-set top-1 %.1f%%", args.device,
                 time.perf_counter() - start, result.last_top1)
     windows = torch.utils.data.TensorDataset(clips, labels[:, None].expand(-1, config.num_frames).contiguous())

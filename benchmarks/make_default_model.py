@@ -97,12 +97,12 @@ def main() -> None:
 
     train_detector(model, windows, num_classes=NUM_CLASSES + 1, smoothing=0.15,
                    config=FinetuneConfig(epochs=args.detector_epochs, batch_size=32, lr=3e-3, warmup_epochs=1))
-    probe = linear_probe(model, train, SkeletonDataset(ntu, "test"), num_classes=NUM_CLASSES,
+    probe = linear_probe(model, (train, SkeletonDataset(ntu, "test")), num_classes=NUM_CLASSES,
                          config=ProbeConfig(lr=0.05, epochs=100, batch_size=64, standardize=True),
                          class_names=list(ACTION_NAMES))
     logger.info("clip head: top-1 %.1f%% on held-out clips (last epoch)", 100 * probe.last_top1)
     detection = evaluate_detection(model, pku, config=DetectionConfig(stride=16, threshold=0.5, min_length=8))
-    segmentation = evaluate_segmentation(model, pku, stride=16)
+    segmentation = evaluate_segmentation(model, pku, config=DetectionConfig(stride=16))
     logger.info("detection mAP_a@0.5 %.1f%%, mAP_v@0.5 %.1f%%; segmentation (%%) %s", 100 * detection[0.5]["mAP_a"],
                 100 * detection[0.5]["mAP_v"], {k: round(v, 1) for k, v in segmentation.items()})
     model.save_pretrained(args.out)

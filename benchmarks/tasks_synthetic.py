@@ -55,7 +55,7 @@ def _frozen(model: USDRL, train, test, num_classes: int) -> dict:
     """kNN-1 (train = gallery, test = queries) and linear probe (best, last) of the frozen encoder."""
     (gallery, gallery_labels), (query, query_labels) = encode_dataset(model, train), encode_dataset(model, test)
     knn = retrieval_accuracy(query, gallery, query_labels, gallery_labels)["accuracy"]
-    probe = linear_probe(model, train, test, num_classes=num_classes, config=PROBE)
+    probe = linear_probe(model, (train, test), num_classes=num_classes, config=PROBE)
     return {"kNN-1": knn, "linear probe (best / last)": (probe.best_top1, probe.last_top1)}
 
 
@@ -67,7 +67,7 @@ def recognition(model: USDRL, prepared: Path, args) -> dict:
     curve = early_prediction(probed, prepared, ratios=(0.1, 0.3, 0.5, 0.7, 1.0))
     figures["early: 10% observed"], figures["early: 50% observed"] = curve.accuracy[0.1], curve.accuracy[0.5]
     crops = SkeletonDataset(prepared, "train", sampling="random_crop", seed=0)
-    tuned = finetune(copy.deepcopy(model), crops, test, num_classes=train.num_classes,
+    tuned = finetune(copy.deepcopy(model), (crops, test), num_classes=train.num_classes,
                      config=_finetune_config(args.finetune_epochs))
     figures[f"finetune, {args.finetune_epochs} epochs (best / last)"] = (tuned.best_top1, tuned.last_top1)
     return figures
@@ -79,7 +79,7 @@ def semi_supervised(model: USDRL, prepared: Path, subsets: dict[float, list[int]
     test = SkeletonDataset(prepared, "test")
     figures = {}
     for fraction, indices in subsets.items():
-        tuned = finetune(copy.deepcopy(model), torch.utils.data.Subset(crops, indices), test,
+        tuned = finetune(copy.deepcopy(model), (torch.utils.data.Subset(crops, indices), test),
                          num_classes=crops.num_classes, config=_finetune_config(args.semi_epochs, eval_every=10))
         label = f"semi {100 * fraction:g}% ({len(indices)} clips): finetune (best / last)"
         figures[label] = (tuned.best_top1, tuned.last_top1)

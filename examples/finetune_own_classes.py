@@ -19,7 +19,7 @@ the library's synthetic action generator stand in for them (8 clips per class to
 Why the head only: with 8 clips per class, finetuning every weight as well
 (``usdrl.tasks.finetune.finetune``, or a few extra epochs of AdamW from the fitted head) lowered
 the held-out accuracy in our runs with the demo weights; it is for hundreds of clips per class, e.g.
-``finetune(model, train, test, num_classes=5, class_names=NAMES, config=FinetuneConfig(epochs=50))``.
+``finetune(model, (train, test), num_classes=5, class_names=NAMES, config=FinetuneConfig(epochs=50))``.
 
 With real data, replace ``my_clips`` by your recordings: ``(3, T, 25, M)`` Kinect-style joints
 in metres, each passed through ``to_model_input(clip, 64, length=T)``.
@@ -67,7 +67,7 @@ def main() -> None:
                 ", ".join(NAMES))
     model = USDRL.from_pretrained(DEFAULT_MODEL)
     start = time.perf_counter()
-    result = linear_probe(model, train, test, num_classes=len(NAMES), class_names=NAMES,
+    result = linear_probe(model, (train, test), num_classes=len(NAMES), class_names=NAMES,
                           config=ProbeConfig(lr=0.05, epochs=100, standardize=True))
     logger.info("new %d-class head trained on the frozen encoder in %.1f s: test accuracy %.1f%% (chance %.1f%%)",
                 model.config.num_classes, time.perf_counter() - start, 100 * result.last_top1, 100 / len(NAMES))

@@ -75,7 +75,7 @@ def main() -> None:
     torch.manual_seed(0)
     model = USDRL(USDRLConfig.from_preset("tiny", layout="coco17", in_channels=3)).eval()   # eval: no drop path
     start = time.perf_counter()
-    result = linear_probe(model, dataset(train_videos, train_labels), dataset(test_videos, test_labels),
+    result = linear_probe(model, (dataset(train_videos, train_labels), dataset(test_videos, test_labels)),
                           num_classes=len(NAMES), class_names=NAMES,
                           config=ProbeConfig(lr=0.05, epochs=100, standardize=True))
     logger.info("tiny random COCO-17 encoder (hidden %d), linear head trained in %.1f s: test accuracy %.1f%% "

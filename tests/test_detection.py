@@ -83,6 +83,18 @@ def test_train_detect_and_evaluate(prepared, tmp_path):
     assert all(v["mAP_v"] == 1.0 for v in detection_map(truth, perfect, (0.1, 0.5)).values())
 
 
+def test_under_torchrun_every_process_detects_and_rank_0_alone_writes(prepared, tmp_path, monkeypatch):
+    torch.manual_seed(0)
+    model = USDRL(USDRLConfig.from_preset("tiny", hidden_size=16, num_heads=1, num_frame_classes=52)).eval()
+    config = DetectionConfig(stride=32, threshold=0.01)  # an untrained head: about 1/52 per class
+    main_proposals = detect_dataset(model, prepared, config=config, out_dir=tmp_path / "rank0")
+    monkeypatch.setenv("RANK", "1")  # another process of a torchrun: it returns the proposals, writes nothing
+    assert detect_dataset(model, prepared, config=config, out_dir=tmp_path / "rank1") == main_proposals
+    assert not (tmp_path / "rank1").exists()
+    written = {path.stem: read_detection_proposals(path) for path in (tmp_path / "rank0").iterdir()}
+    assert sum(map(len, written.values())) == sum(map(len, main_proposals.values())) > 0
+
+
 def test_cli_detect_then_evaluate(prepared, tmp_path, capsys):
     torch.manual_seed(0)
     USDRL(USDRLConfig.from_preset("tiny", hidden_size=32, num_heads=1)).save_pretrained(tmp_path / "encoder")

@@ -112,6 +112,7 @@ def test_cli_eval_detection(folders, capsys):
     assert main(["eval-detection", *map(str, folders), "--iou", "0.5", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert list(out) == ["0.5"] and out["0.5"] == pytest.approx(EXPECTED)
+    assert out == {str(iou): values for iou, values in eval_detection_folders(*folders, [0.5]).items()}  # = Python
     assert main(["eval-detection", *map(str, folders), "--present-classes"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 5 and lines[-1] == "IoU 0.5: mAP_a 50.00  mAP_v 50.00  AP 53.33  F1 72.73"

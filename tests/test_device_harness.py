@@ -96,9 +96,9 @@ def test_finetune_and_linear_probe(accelerator):
 
     model = placed(accelerator, tiny_model())
     with accelerator:
-        finetune(model, labelled(model), labelled(model), num_classes=CLASSES,
+        finetune(model, (labelled(model), labelled(model)), num_classes=CLASSES,
                  config=FinetuneConfig(epochs=1, batch_size=4, eval_every=1))
-        linear_probe(model, labelled(model), labelled(model), num_classes=CLASSES,
+        linear_probe(model, (labelled(model), labelled(model)), num_classes=CLASSES,
                      config=ProbeConfig(epochs=2, batch_size=4, eval_every=1))
     assert all(accelerator.on_device(p) for p in model.parameters())
 
@@ -170,7 +170,7 @@ def test_cuda_end_to_end(tmp_path):
     model = tiny_model()
     for precision in ("fp32", "bf16", "fp16"):
         run = RunOptions(tmp_path / precision, device="cuda", precision=precision)
-        finetune(model, labelled(model), labelled(model), num_classes=CLASSES,
+        finetune(model, (labelled(model), labelled(model)), num_classes=CLASSES,
                  config=FinetuneConfig(epochs=1, batch_size=4), run=run)
         assert next(model.parameters()).is_cuda
     train_detector(model, windows(model), num_classes=FRAME_CLASSES, config=FinetuneConfig(epochs=1, batch_size=2),

@@ -13,6 +13,7 @@ import usdrl.precision as precision_module
 from usdrl import USDRL, ConfigError, TrainingDivergedError, USDRLConfig
 from usdrl.engine import (
     EpochSampler,
+    GlobalBatchSampler,
     RunOptions,
     StepFactor,
     TrainingRun,
@@ -120,8 +121,42 @@ def test_the_divergence_guard(tmp_path):
 
 def test_a_one_process_loop_refuses_torchrun(monkeypatch):
     monkeypatch.setenv("WORLD_SIZE", "2")
-    with pytest.raises(ConfigError, match="only pretrain runs under torchrun"):
+    with pytest.raises(ConfigError, match="runs in one process only .* run it without torchrun"):
         TrainingRun(RunOptions(device="cpu"), config={})
+
+
+def test_global_batches_are_one_process_batches_shared_between_processes(caplog):
+    one = GlobalBatchSampler(11, 4, seed=3)
+    one.set_epoch(2)
+    order = list(EpochSampler(11, seed=3))  # epoch 0, for contrast
+    batches = list(one)
+    epoch_two = EpochSampler(11, seed=3)
+    epoch_two.set_epoch(2)
+    expected = list(epoch_two)
+    assert batches == [expected[0:4], expected[4:8], expected[8:11]] and len(one) == 3
+    assert expected != order  # the epoch changes the order
+    shares = []
+    for rank in range(2):
+        sampler = GlobalBatchSampler(11, 4, seed=3, rank=rank, world_size=2)
+        sampler.set_epoch(2)
+        shares.append(list(sampler))
+    # each global batch cut into two contiguous parts, the longer first
+    assert shares[0] == [expected[0:2], expected[4:6], expected[8:10]]
+    assert shares[1] == [expected[2:4], expected[6:8], expected[10:11]]
+    # a last batch smaller than the number of processes is left out, with a warning
+    with caplog.at_level("WARNING", logger="usdrl.engine"):
+        three = [list(GlobalBatchSampler(9, 4, seed=0, rank=r, world_size=3)) for r in range(3)]
+    assert all(len(share) == 2 for share in three) and "last batch of each epoch (1 samples)" in caplog.text
+    assert len(GlobalBatchSampler(9, 4, seed=0, drop_last=True)) == 2
+
+
+def test_global_mean_in_one_process_is_the_mean():
+    run = TrainingRun(RunOptions(device="cpu"), config={})
+    losses = torch.tensor([1.0, 2.0, 6.0])
+    assert run.global_mean(losses.sum(), 3).item() == 3.0
+    assert run.global_mean(torch.tensor(0.0), torch.tensor(0)).item() == 0.0  # nothing counted: 0, not NaN
+    assert run.global_value(torch.tensor(2.5)) == 2.5
+    assert run.share([1, 2, 3]) == [1, 2, 3] and torch.equal(run.gather(losses, 3), losses)
 
 
 def test_forward_head_and_get_classifier_follow_timm():

@@ -8,7 +8,6 @@ as the straight run. (``usdrl pretrain``'s SIGKILL test is in test_resume_harden
 """
 
 import json
-from dataclasses import asdict
 
 import pytest
 import torch
@@ -105,43 +104,68 @@ def test_a_resume_with_a_changed_learning_rate_is_refused(folders, tmp_path, cap
     assert "lr: 0.0005 in the checkpoint, 0.01 now" in capsys.readouterr().err
 
 
-def test_python_and_json_results_are_equal(folders, tmp_path, capsys):
-    from usdrl.data.prepared import SkeletonDataset
+def python_run(name: str, folders, run_dir):
+    """The one library call that ``command(name, folders, run_dir)`` makes, as a Python user writes it."""
     from usdrl.engine import RunOptions
-    from usdrl.tasks.finetune import FinetuneConfig, finetune, labelled_subset
-    from usdrl.tasks.recognition import ProbeConfig, linear_probe, probe_datasets
+    from usdrl.tasks.detection import DetectionConfig, ReferenceDetectionConfig, detect, segment
+    from usdrl.tasks.finetune import FinetuneConfig, finetune
+    from usdrl.tasks.recognition import ProbeConfig, linear_probe
 
-    def as_json(result) -> dict:
-        return json.loads(json.dumps({k: v for k, v in asdict(result).items() if k != "confusion"}))
+    encoder, run = folders["encoder"], RunOptions(run_dir, device="cpu", save_every=2)
+    if name == "linear-probe":
+        return linear_probe(encoder, folders["ntu60"], config=ProbeConfig(lr=0.05, epochs=3, batch_size=8), run=run)
+    if name.startswith("finetune"):
+        fp16 = name == "finetune-fp16"
+        return finetune(encoder, folders["ntu60"], config=FinetuneConfig(epochs=3, batch_size=8),
+                        fraction=1.0 if fp16 else 0.5, run=RunOptions(run_dir, device="cpu", save_every=2,
+                                                                       precision="fp16" if fp16 else None))
+    if name.startswith("detect"):
+        train = (ReferenceDetectionConfig if name == "detect-reference" else FinetuneConfig)(epochs=3, batch_size=4)
+        return detect(encoder, folders["pkummd1"], config=DetectionConfig(stride=32), out_dir=f"{run_dir}-proposals",
+                      train=train, run=run)
+    return segment(encoder, folders["pkummd2"], config=DetectionConfig(stride=32),
+                   train=FinetuneConfig(epochs=3, batch_size=4), run=run)
 
-    assert main(command("linear-probe", folders, tmp_path / "cli-probe")) == 0
-    model = USDRL.from_pretrained(folders["encoder"])
-    train, test = probe_datasets(folders["ntu60"], num_frames=model.config.num_frames)
-    result = linear_probe(model, train, test, num_classes=train.num_classes,
-                          config=ProbeConfig(lr=0.05, epochs=3, batch_size=8),
-                          run=RunOptions(tmp_path / "py-probe", device="cpu", save_every=2))
-    assert as_json(result) == result_of(capsys)
 
-    assert main(command("finetune", folders, tmp_path / "cli-tune")) == 0
-    model = USDRL.from_pretrained(folders["encoder"])
-    train = SkeletonDataset(folders["ntu60"], "train", sampling="random_crop", num_frames=model.config.num_frames,
-                            seed=0)
-    test = SkeletonDataset(folders["ntu60"], "test", num_frames=model.config.num_frames)
-    subset = torch.utils.data.Subset(train, labelled_subset(train.labels, 0.5).tolist())
-    result = finetune(model, subset, test, num_classes=train.num_classes,
-                      config=FinetuneConfig(epochs=3, batch_size=8),
-                      run=RunOptions(tmp_path / "py-tune", device="cpu", save_every=2))
-    assert {**as_json(result), "train_clips": len(subset)} == result_of(capsys)
-
-    from usdrl.tasks.detection import evaluate_segmentation, train_detector
-
-    assert main(command("segment", folders, tmp_path / "cli-segment")) == 0
-    model = USDRL.from_pretrained(folders["encoder"])
-    windows = SkeletonDataset(folders["pkummd2"], "train_untrimmed", sampling="windows",
-                              num_frames=model.config.num_frames, window_stride=32)
-    train_detector(model, windows, num_classes=windows.num_classes, smoothing=0.15,
-                   config=FinetuneConfig(epochs=3, batch_size=4),
-                   run=RunOptions(tmp_path / "py-segment", device="cpu", save_every=2))
-    metrics = evaluate_segmentation(model, folders["pkummd2"], stride=32)
+@pytest.mark.parametrize("name", ["linear-probe", "finetune", "finetune-fp16", "detect", "detect-reference",
+                                  "segment"])
+def test_one_python_call_gives_the_json_result_and_the_saved_model_of_the_command(name, folders, tmp_path, capsys):
+    assert main(command(name, folders, tmp_path / "cli")) == 0
     printed = result_of(capsys)
-    assert {name: printed[name] for name in metrics} == {name: value / 100 for name, value in metrics.items()}
+    result = python_run(name, folders, tmp_path / "python").to_json()
+    result.pop("out", None)
+    assert result == printed
+    got, want = (load_file(folder / "model.safetensors") for folder in (tmp_path / "python", tmp_path / "cli"))
+    assert want.keys() == got.keys() and all(torch.equal(got[k], want[k]) for k in want)
+    assert USDRL.from_pretrained(tmp_path / "python").config == USDRL.from_pretrained(tmp_path / "cli").config
+    if name.startswith("detect"):  # the same proposal files
+        files = sorted(p.name for p in (tmp_path / "cli-proposals").iterdir())
+        assert files and files == sorted(p.name for p in (tmp_path / "python-proposals").iterdir())
+        assert all((tmp_path / "cli-proposals" / f).read_text() == (tmp_path / "python-proposals" / f).read_text()
+                   for f in files)
+
+
+def test_evaluation_commands_print_what_their_python_call_returns(folders, tmp_path, capsys):
+    from usdrl.tasks.early import early_prediction
+    from usdrl.tasks.finetune import ensemble_evaluation
+    from usdrl.tasks.retrieval import knn_evaluation
+
+    encoder, ntu = str(folders["encoder"]), str(folders["ntu60"])
+    assert main(command("linear-probe", folders, tmp_path / "probed")) == 0
+    probed = str(tmp_path / "probed")
+    capsys.readouterr()
+    runs = [
+        (["knn", encoder, "--data", ntu, "-k", "3", "--json"], lambda: knn_evaluation(encoder, ntu, k=3)),
+        (["early-prediction", probed, "--data", ntu, "--ratio", "0.5", "--ratio", "1", "--json"],
+         lambda: early_prediction(probed, ntu, ratios=(0.5, 1.0))),
+        (["ensemble", probed, probed, "--data", ntu, "--json"], lambda: ensemble_evaluation([probed, probed], ntu)),
+    ]
+    for argv, call in runs:
+        assert main(argv) == 0, argv
+        printed = json.loads(capsys.readouterr().out)
+        assert call().to_json() == printed, argv
+    # the figures are the tasks' own: an ensemble of one model twice scores as that model
+    ensemble = ensemble_evaluation([probed, probed], ntu).top1
+    assert ensemble["ensemble"] == ensemble[f"{probed} (joint)"]
+    early = early_prediction(probed, ntu, ratios=(1.0,))
+    assert early.accuracy[1.0] == pytest.approx(ensemble["ensemble"], abs=1e-12)  # the whole clips: its test top-1

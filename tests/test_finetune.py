@@ -69,7 +69,7 @@ def test_finetuning_trains_the_whole_model():
     before = model.encoder.temporal.layers[0].attn.in_proj_weight.clone()
     train, test = clip_dataset(60, seed=0), clip_dataset(30, seed=1)
     config = FinetuneConfig(epochs=30, batch_size=16, lr=2e-3, warmup_epochs=1, eval_every=15, layer_decay=0.9)
-    result = finetune(model, train, test, num_classes=15, config=config)
+    result = finetune(model, (train, test), num_classes=15, config=config)
     assert [epoch for epoch, _, _ in result.history] == [15, 30]
     assert not torch.equal(before, model.encoder.temporal.layers[0].attn.in_proj_weight)
     assert model.head.out_features == 15 and not model.training

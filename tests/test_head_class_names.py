@@ -61,5 +61,5 @@ def test_names_given_win_and_a_mismatched_count_gives_none(tmp_path):
 
     model = USDRL.from_pretrained(_encoder(tmp_path / "enc"))
     test = SkeletonDataset(data, "test", num_frames=16)
-    linear_probe(model, train, test, num_classes=2, config=ProbeConfig(epochs=1), class_names=["mine", "yours"])
+    linear_probe(model, (train, test), num_classes=2, config=ProbeConfig(epochs=1), class_names=["mine", "yours"])
     assert model.config.class_names == ["mine", "yours"]

@@ -139,7 +139,8 @@ def test_offline_load_from_cache_makes_no_request(fake_hub, hub_repo):
 
 def test_a_pinned_registered_name_loads_from_cache_without_requests(fake_hub, hub_repo, clip):
     repo_id, commit = hub_repo
-    register_pretrained(PretrainedWeights("test-tiny", repo_id=repo_id, revision=commit, description="tiny"))
+    register_pretrained(PretrainedWeights("test-tiny", repo_id=repo_id, revision=commit, description="tiny",
+                                          dataset="synthetic", protocol="demo", layout="ntu25", num_frames=64))
     try:
         assert "test-tiny" in list_pretrained()
         first = USDRL.from_pretrained("test-tiny")
@@ -180,6 +181,13 @@ def test_cli_info_and_download(fake_hub, hub_repo, capsys):
     assert main(["info", "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["usdrl"] and info["torch"] == torch.__version__ and info["devices"][0] == "cpu"
+    shipped = info["pretrained"]["usdrl-synthetic-small"]  # the registry entry's typed fields
+    assert (shipped["layout"], shipped["num_frames"], shipped["modality"], shipped["dataset"]) == \
+        ("ntu25", 64, "joint", "synthetic")
+    assert shipped["measured_accuracy"] == {"clip-head": 98.2} and shipped["published_accuracy"] == {}
+    assert main(["info"]) == 0
+    line = next(line for line in capsys.readouterr().out.splitlines() if "usdrl-synthetic-small" in line)
+    assert "(layout ntu25; 64 frames; joint; dataset synthetic;" in line and "measured top-1 clip-head 98.2%" in line
     assert main(["download", hub_repo[0]]) == 0
     assert capsys.readouterr().out.strip().endswith(hub_repo[1])
     assert main(["download", "org/missing"]) == 1

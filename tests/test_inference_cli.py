@@ -68,7 +68,7 @@ def test_encode_a_npy_file_and_a_prepared_split(model_dir, ntu, tmp_path, capsys
 def test_encode_errors_exit_1_with_a_message(model_dir, ntu, tmp_path, capsys):
     _, prepared = ntu
     assert main(["encode", str(model_dir), str(prepared), str(tmp_path / "x.npy")]) == 1
-    assert "name a split with --split" in capsys.readouterr().err
+    assert "is a prepared dataset of splits train, test: name one with --split" in capsys.readouterr().err
     np.save(tmp_path / "bad.npy", np.zeros((2, 3, 32, 17, 2), np.float32))
     assert main(["encode", str(model_dir), str(tmp_path / "bad.npy"), str(tmp_path / "x.npy")]) == 1
     assert "25" in capsys.readouterr().err

@@ -176,11 +176,15 @@ def test_publish_a_converted_reference_checkpoint(fake_hub, tmp_path, capsys):
     assert load_file(folder / "projectors.safetensors").keys() >= {"temporal.0.weight", "instance.6.weight"}
 
     register_pretrained(PretrainedWeights("test-published", repo_id=repo_id, revision=info.oid,
-                                          description="DSTE, NTU-60 xsub (test)"))
+                                          description="DSTE, NTU-60 xsub (test)", dataset="ntu60",
+                                          protocol="xsub", layout="ntu25", num_frames=64, modality="joint"))
     try:
         loaded = USDRL.from_pretrained("test-published")
     finally:
         unregister_pretrained("test-published")
     assert_same_model(loaded, model)
+    config = loaded.config  # what the entry's typed fields promise
+    assert (config.layout, config.num_frames, config.modality, config.dataset, config.protocol) == \
+        ("ntu25", 64, "joint", "ntu60", "xsub")
     clip = torch.randn(2, 3, 64, 25, 2, generator=torch.Generator().manual_seed(4))
     assert torch.equal(loaded.encode(clip), model.encode(clip))

@@ -11,8 +11,9 @@ from data_helpers import prepare_synthetic
 from usdrl import USDRL, ConfigError, InputError, USDRLConfig
 from usdrl.cli import main
 from usdrl.data import SkeletonDataset
+from usdrl.engine import RunOptions
 from usdrl.tasks.early import early_prediction
-from usdrl.tasks.recognition import ProbeConfig, encode_dataset, linear_probe, train_linear_head
+from usdrl.tasks.recognition import ProbeConfig, encode_dataset, linear_probe, save_trained, train_linear_head
 
 
 def blobs(n_per_class, num_classes, dim, spread, seed):
@@ -70,13 +71,26 @@ def test_linear_probe_on_a_prepared_dataset_sets_the_head(prepared):
     model = USDRL(USDRLConfig.from_preset("tiny"))
     train, test = SkeletonDataset(prepared, "train"), SkeletonDataset(prepared, "test")
     config = ProbeConfig(lr=0.05, epochs=60, batch_size=32, standardize=True)
-    result = linear_probe(model, train, test, num_classes=60, config=config)
+    result = linear_probe(model, (train, test), num_classes=60, config=config)
     assert model.head.out_features == 60 and not model.training  # ready to predict
     clips = torch.stack([test[i][0] if isinstance(test[i][0], torch.Tensor) else torch.from_numpy(test[i][0])
                          for i in range(len(test))])
     predictions = model(clips).argmax(1).numpy()
     assert float((predictions == test.labels).mean()) == pytest.approx(result.last_top1)
     assert result.best_top1 > 0.3   # chance is 1/29 on the synthetic classes
+
+
+def test_the_trained_model_is_saved_by_rank_0_alone(prepared, tmp_path, monkeypatch):
+    model = USDRL(USDRLConfig.from_preset("tiny", hidden_size=16, num_heads=1, num_classes=3))
+    train = SkeletonDataset(prepared, "train", num_frames=model.config.num_frames)
+    monkeypatch.setenv("RANK", "1")  # another process of a torchrun
+    save_trained(model, RunOptions(run_dir=tmp_path / "rank1"), train, "linear probe")
+    assert not (tmp_path / "rank1").exists()
+    monkeypatch.setenv("RANK", "0")
+    save_trained(model, RunOptions(run_dir=tmp_path / "rank0"), train, "linear probe")
+    manifest = train.manifest
+    expected = f"linear probe on {manifest['source']} {manifest['benchmark']}"
+    assert USDRL.from_pretrained(tmp_path / "rank0").config.protocol == expected
 
 
 def test_cli_linear_probe(prepared, tmp_path, capsys):
@@ -119,7 +133,7 @@ def test_early_prediction_curve(prepared, tmp_path, capsys):
     torch.manual_seed(0)
     model = USDRL(USDRLConfig.from_preset("tiny"))
     config = ProbeConfig(lr=0.05, epochs=60, batch_size=32, standardize=True)
-    result = linear_probe(model, SkeletonDataset(prepared, "train"), SkeletonDataset(prepared, "test"),
+    result = linear_probe(model, (SkeletonDataset(prepared, "train"), SkeletonDataset(prepared, "test")),
                           num_classes=60, config=config)
     model.eval().save_pretrained(tmp_path / "probed")
     curve = early_prediction(model, prepared, ratios=(0.2, 0.6, 1.0))

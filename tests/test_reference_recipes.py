@@ -198,9 +198,9 @@ def test_cli_detect_recipe_reference(pku1, tmp_path, monkeypatch):
 
     seen = []
 
-    def fake_training(model, windows, *, num_classes, config, smoothing, run):
+    def fake_training(model, data, *, config, smoothing, run, **_):
         seen.append((config, smoothing))
-        model.reset_frame_classifier(num_classes)
+        model.reset_frame_classifier(52)   # PKU-MMD I's frame classes, background included
 
     monkeypatch.setattr(detection, "train_detector", fake_training)
     torch.manual_seed(0)
@@ -264,7 +264,7 @@ def test_observed_protocol_trains_a_probe_per_ratio_on_observed_clips(ntu_probe,
     torch.manual_seed(0)
     model = USDRL(USDRLConfig.from_preset("tiny", hidden_size=16, num_heads=1)).eval()
     probe = ProbeConfig(lr=0.05, epochs=10, batch_size=64)
-    curve = early_prediction(model, ntu_probe, ratios=(0.3, 1.0), protocol="observed", probe_config=probe)
+    curve = early_prediction(model, ntu_probe, ratios=(0.3, 1.0), protocol="observed", config=probe)
     for ratio in (0.3, 1.0):
         train, test = (SkeletonDataset(ntu_probe, split, observe_ratio=ratio) for split in ("train", "test"))
         _, expected = train_linear_head(*encode_dataset(model, train), *encode_dataset(model, test),

@@ -18,10 +18,16 @@ it imports neither. One :class:`TrainingRun` per run:
   Python RNGs and the datasets' own random generators. The data order is derived from
   ``(seed, epoch)`` (:class:`EpochSampler`), so it needs no state.
 * the **divergence guard** (:meth:`TrainingRun.check_loss` raises
-  :class:`~usdrl.errors.TrainingDivergedError`), **DDP** set-up under ``torchrun``
-  (:func:`setup_distributed`), **metrics** in ``RUN_DIR/metrics.jsonl`` (and TensorBoard event
-  files in ``RUN_DIR/tensorboard`` when it is installed) and a **tqdm bar** shown when the
-  ``usdrl`` loggers are at INFO or below.
+  :class:`~usdrl.errors.TrainingDivergedError`), **metrics** in ``RUN_DIR/metrics.jsonl`` (and
+  TensorBoard event files in ``RUN_DIR/tensorboard`` when it is installed) and a **tqdm bar**
+  shown when the ``usdrl`` loggers are at INFO or below.
+* **DDP** under ``torchrun`` (:func:`setup_distributed`): the batch size stays the global one.
+  :meth:`TrainingRun.loader` gives each process its share of every global batch
+  (:class:`GlobalBatchSampler`), :meth:`TrainingRun.wrap` all-reduces the gradients, and
+  :meth:`TrainingRun.global_mean` turns a process's summed loss into one whose averaged gradient
+  is exactly that of the mean over the whole batch, so N processes follow one process's
+  trajectory (to rounding). :meth:`TrainingRun.share` / :meth:`TrainingRun.gather` split an
+  evaluation over the processes. Only rank 0 writes checkpoints and metrics.
 """
 
 import bisect
@@ -54,9 +60,10 @@ logger = logging.getLogger(__name__)
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
-__all__ = ["PRECISIONS", "EpochSampler", "RunOptions", "StepFactor", "TrainingRun", "WarmupCosineFactor",
-           "build_optimizer", "config_dict", "constant_schedule", "derived_seed", "latest_checkpoint",
-           "resolve_device", "resolve_precision", "setup_distributed", "step_schedule", "warmup_cosine_schedule"]
+__all__ = ["PRECISIONS", "EpochSampler", "GlobalBatchSampler", "RunOptions", "StepFactor", "TrainingRun",
+           "WarmupCosineFactor", "build_optimizer", "config_dict", "constant_schedule", "derived_seed",
+           "gather_shares", "is_main_process", "latest_checkpoint", "process_share", "resolve_device",
+           "resolve_precision", "setup_distributed", "step_schedule", "warmup_cosine_schedule"]
 
 
 # ---- device and precision ---------------------------------------------------------------
@@ -89,6 +96,51 @@ def setup_distributed(device: str | torch.device | None = "auto") -> tuple[int, 
     if world > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if resolved.type == "cuda" else "gloo")
     return (dist.get_rank() if dist.is_initialized() else 0), world, resolved
+
+
+def is_main_process() -> bool:
+    """Whether this process writes results: rank 0 under torchrun (``RANK``), or the only process."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank() == 0
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def _rank_and_world() -> tuple[int, int]:
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def process_share(dataset):
+    """This process's share of ``dataset`` for an evaluation split over the processes: the items
+    ``rank, rank + world, ...`` (a ``Subset``), or ``dataset`` itself in one process. :func:`gather_shares`
+    puts the results back in the dataset's order."""
+    rank, world = _rank_and_world()
+    if world == 1:
+        return dataset
+    return torch.utils.data.Subset(dataset, range(rank, len(dataset), world))
+
+
+def gather_shares(part: torch.Tensor, total: int) -> torch.Tensor:
+    """Every process's rows ``part`` (its :func:`process_share` of ``total`` items, in order) joined into
+    all ``total`` rows in the dataset's order, on ``part``'s device, in every process.
+
+    ``part`` is ``(n_rank, ...)``; the result ``(total, ...)``. One process: ``part`` itself."""
+    rank, world = _rank_and_world()
+    if world == 1:
+        return part
+    longest = -(-total // world)
+    transport = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else \
+        torch.device("cpu")
+    padded = torch.zeros((longest, *part.shape[1:]), dtype=part.dtype, device=transport)
+    padded[: len(part)] = part.to(transport)
+    parts = [torch.empty_like(padded) for _ in range(world)]
+    dist.all_gather(parts, padded)
+    joined = torch.empty((total, *part.shape[1:]), dtype=part.dtype, device=transport)
+    for r, rows in enumerate(parts):
+        count = len(range(r, total, world))
+        joined[r::world] = rows[:count]
+    return joined.to(part.device)
 
 
 # ---- optimisers and schedules -------------------------------------------------------------
@@ -190,6 +242,45 @@ class EpochSampler(torch.utils.data.Sampler):
         return iter(order[: len(self) * self.world].view(len(self), self.world)[:, self.rank].tolist())
 
 
+class GlobalBatchSampler(torch.utils.data.Sampler):
+    """Batches of one epoch, this process's share of each: a DataLoader ``batch_sampler``.
+
+    The global batches are those of one process: the order derived from ``(seed, epoch)`` (as
+    :class:`EpochSampler`'s) cut into ``batch_size`` indices, the last one shorter unless
+    ``drop_last``. With ``world_size`` processes each global batch is cut into ``world_size``
+    contiguous parts (sizes differing by at most one) and process ``rank`` takes its part; a last
+    batch of fewer indices than processes is left out (logged), since a process cannot take an empty
+    part. Call :meth:`set_epoch` before each epoch.
+    """
+
+    def __init__(self, num_samples: int, batch_size: int, seed: int, *, shuffle: bool = True, rank: int = 0,
+                 world_size: int = 1, drop_last: bool = False):
+        if batch_size < 1:
+            raise ConfigError(f"batch_size must be >= 1, got {batch_size}", keywords=("batch_size",))
+        self.order = EpochSampler(num_samples, seed, shuffle=shuffle)
+        self.batch_size, self.rank, self.world, self.drop_last = batch_size, rank, world_size, drop_last
+        full, rest = divmod(num_samples, batch_size)
+        self._rest = 0 if drop_last else rest
+        if 0 < self._rest < world_size:
+            logger.warning("the last batch of each epoch (%d samples) is left out: it has fewer samples than the %d "
+                           "processes", self._rest, world_size)
+            self._rest = 0
+        self._batches = full + (self._rest > 0)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.order.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        """Optimiser steps per epoch (the same in every process)."""
+        return self._batches
+
+    def __iter__(self):
+        order = torch.tensor(list(self.order), dtype=torch.long)
+        for step in range(self._batches):
+            batch = order[step * self.batch_size:(step + 1) * self.batch_size]
+            yield batch.tensor_split(self.world)[self.rank].tolist()
+
+
 def _base_datasets(dataset):
     """``dataset`` and the datasets it wraps (``Subset.dataset``, ``ConcatDataset.datasets``)."""
     found = [dataset]
@@ -287,8 +378,8 @@ class TrainingRun:
                  resumable_changes=(), default_device: torch.device | str | None = "auto", precision: str = "fp32",
                  max_loss: float = math.inf, distributed: bool = False):
         if not distributed and int(os.environ.get("WORLD_SIZE", "1")) > 1:
-            raise ConfigError("this training runs in one process; of the training commands only pretrain runs under "
-                              "torchrun so far")
+            raise ConfigError("this training loop runs in one process only (it does not shard its batches); run it "
+                              "without torchrun")
         self.options, self.config, self.max_loss = options, config, max_loss
         self.run_dir = Path(options.run_dir) if options.run_dir is not None else None
         self.rank, self.world, self.device = setup_distributed(options.device if options.device is not None
@@ -325,23 +416,80 @@ class TrainingRun:
         dtype = AUTOCAST_DTYPES.get(self.precision)
         return torch.autocast(self.device.type, dtype=dtype) if dtype is not None else nullcontext()
 
-    def wrap(self, module: torch.nn.Module) -> torch.nn.Module:
-        """``module`` under DistributedDataParallel when several processes run, else itself."""
-        return torch.nn.parallel.DistributedDataParallel(module) if self.world > 1 else module
+    def wrap(self, module: torch.nn.Module, *, find_unused_parameters: bool = False,
+             broadcast_buffers: bool = True) -> torch.nn.Module:
+        """``module`` under DistributedDataParallel when several processes run (its gradients averaged over
+        them), else itself. ``find_unused_parameters``: the forward pass leaves some parameters out (a
+        second head); their gradients then stay as one process leaves them. ``broadcast_buffers=False``
+        for modules whose buffers are constants (a USDRL model's positional tables and anchors, some of
+        them views that a broadcast cannot write into)."""
+        if self.world == 1:
+            return module
+        return torch.nn.parallel.DistributedDataParallel(module, find_unused_parameters=find_unused_parameters,
+                                                         broadcast_buffers=broadcast_buffers)
 
     def loader(self, dataset, *, batch_size: int, seed: int, shuffle: bool = True, num_workers: int = 0,
                drop_last: bool = False) -> torch.utils.data.DataLoader:
-        """A DataLoader over ``dataset`` in the order of an :class:`EpochSampler` (this process's share),
-        whose random generators the checkpoints keep; call :meth:`set_epoch` before each epoch."""
-        sampler = EpochSampler(len(dataset), seed, shuffle=shuffle, rank=self.rank, world_size=self.world)
+        """A DataLoader over ``dataset`` whose batches are this process's shares of the global batches of
+        ``batch_size`` (:class:`GlobalBatchSampler`); the datasets' random generators go into the
+        checkpoints. Call :meth:`set_epoch` before each epoch; ``len()`` is the steps per epoch."""
+        sampler = GlobalBatchSampler(len(dataset), batch_size, seed, shuffle=shuffle, rank=self.rank,
+                                     world_size=self.world, drop_last=drop_last)
         self.datasets.append(dataset)
-        return torch.utils.data.DataLoader(dataset, batch_size=batch_size, sampler=sampler, drop_last=drop_last,
-                                           num_workers=num_workers, pin_memory=self.device.type == "cuda")
+        return torch.utils.data.DataLoader(dataset, batch_sampler=sampler, num_workers=num_workers,
+                                           pin_memory=self.device.type == "cuda")
+
+    def batches(self, num_samples: int, *, batch_size: int, seed: int, shuffle: bool = True,
+                drop_last: bool = False) -> GlobalBatchSampler:
+        """Index batches (this process's shares of the global batches) over ``num_samples`` items held in
+        memory; :meth:`set_epoch` works on it as on a loader."""
+        return GlobalBatchSampler(num_samples, batch_size, seed, shuffle=shuffle, rank=self.rank,
+                                  world_size=self.world, drop_last=drop_last)
 
     @staticmethod
     def set_epoch(loader, epoch: int) -> None:
-        """Give ``loader``'s :class:`EpochSampler` the epoch (its order)."""
-        loader.sampler.set_epoch(epoch)
+        """Give ``loader``'s sampler (or a :class:`GlobalBatchSampler` itself) the epoch (its order)."""
+        sampler = loader if isinstance(loader, GlobalBatchSampler) else loader.batch_sampler \
+            if isinstance(loader.batch_sampler, GlobalBatchSampler) else loader.sampler
+        sampler.set_epoch(epoch)
+
+    # ---- the global batch -------------------------------------------------------------
+    def global_mean(self, total: torch.Tensor, count: int | torch.Tensor) -> torch.Tensor:
+        """The loss to back-propagate for a mean over the global batch, from this process's share.
+
+        ``total`` is the sum of the per-item losses of this process's ``count`` items (frames, clips).
+        Returns ``world * total / (count summed over the processes)``: after DDP averages the gradients
+        over the ``world`` processes, each holds exactly the gradient of the global mean. One process:
+        ``total / count``. A batch with no item counted gives 0."""
+        count = torch.as_tensor(count, dtype=torch.float32, device=total.device)
+        if self.world > 1:
+            count = count.clone()
+            dist.all_reduce(count)
+        return total * self.world / count.clamp(min=1)
+
+    def global_value(self, loss: torch.Tensor) -> float:
+        """The value of the global loss from a :meth:`global_mean` loss (the mean of the processes' values,
+        which are ``world`` times their shares); every process must call it."""
+        value = loss.detach().float().reshape(())
+        if self.world > 1:
+            value = value.clone()
+            dist.all_reduce(value)
+            value = value / self.world
+        return value.item()
+
+    def share(self, dataset):
+        """This process's share of ``dataset`` for an evaluation (:func:`process_share`)."""
+        return process_share(dataset)
+
+    def gather(self, part: torch.Tensor, total: int) -> torch.Tensor:
+        """All ``total`` rows from every process's :meth:`share` results, in order (:func:`gather_shares`)."""
+        return gather_shares(part, total)
+
+    def seed_process(self, seed: int) -> None:
+        """Under torchrun, give each process its own torch random stream (drop path) from ``seed`` and its
+        rank; one process: nothing (its stream stays as it was seeded)."""
+        if self.world > 1:
+            torch.manual_seed(derived_seed(seed, self.rank, 3))
 
     # ---- one step ---------------------------------------------------------------------
     def check_loss(self, loss: torch.Tensor) -> None:
@@ -437,8 +585,10 @@ class TrainingRun:
                 _resume_schedule(value, checkpoint[name])
             else:
                 value.load_state_dict(checkpoint[name])
-        _set_rng_state(checkpoint["rng"])
-        for dataset, state in zip(self._rng_datasets(), checkpoint["data"], strict=True):
+        own = checkpoint.get("process_rngs") or []
+        own = own[self.rank] if len(own) == self.world else {"rng": checkpoint["rng"], "data": checkpoint["data"]}
+        _set_rng_state(own["rng"])
+        for dataset, state in zip(self._rng_datasets(), own["data"], strict=True):
             dataset.set_rng_state(state)
         self.epoch, self.step = checkpoint["epoch"], checkpoint["step"]
         return checkpoint.get("extra", {})
@@ -450,15 +600,25 @@ class TrainingRun:
     def save_checkpoint(self, extra: dict | None = None, **fields) -> Path | None:
         """Write ``checkpoint_<epoch>.pt`` and its checksum atomically (rank 0, with a run folder); returns its path.
 
-        A full disk raises :class:`usdrl.errors.CheckpointWriteError` (an OSError) naming the
-        file and the space it needs; the earlier checkpoints are untouched.
+        Under torchrun every process must call it: the random generators of every process are
+        gathered (``process_rngs``), so that each resumes its own. A full disk raises
+        :class:`usdrl.errors.CheckpointWriteError` (an OSError) naming the file and the space it
+        needs; the earlier checkpoints are untouched.
         """
-        if self.rank != 0 or self.run_dir is None:
+        if self.run_dir is None:
+            return None
+        rngs = {"rng": _rng_state(), "data": [d.rng_state() for d in self._rng_datasets()]}
+        process_rngs = [rngs]
+        if self.world > 1:
+            process_rngs = [None] * self.world
+            dist.all_gather_object(process_rngs, rngs)
+        if self.rank != 0:
             return None
         state = {name: value.state_dict() for name, value in self.stateful.items()}
-        state.update(epoch=self.epoch, step=self.step, config=self.config, run=self.facts, rng=_rng_state(),
-                     data=[d.rng_state() for d in self._rng_datasets()], extra=extra or {},
-                     usdrl_version=__version__, **fields)
+        state.update(epoch=self.epoch, step=self.step, config=self.config, run=self.facts, extra=extra or {},
+                     usdrl_version=__version__, **rngs, **fields)
+        if self.world > 1:
+            state["process_rngs"] = process_rngs
         path = self.run_dir / f"checkpoint_{self.epoch:04d}.pt"
         write_checkpoint(path, state)
         logger.info("saved %s", path)

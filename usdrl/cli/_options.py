@@ -37,3 +37,10 @@ def run_options(args: argparse.Namespace):
     return RunOptions(run_dir=args.run_dir, device=args.device, precision=args.precision,
                       save_every=args.save_every or 1, resume=args.resume,
                       allow_changed_config=args.allow_changed_config)
+
+
+def is_main_process() -> bool:
+    """Whether this process prints and saves results: rank 0 under torchrun, or the only process."""
+    from ..engine import is_main_process as main_process
+
+    return main_process()

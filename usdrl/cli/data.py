@@ -1,8 +1,6 @@
 """Data and training commands: ``prepare``, ``pretrain``."""
 
 import argparse
-import json
-import os
 import sys
 import textwrap
 
@@ -101,55 +99,18 @@ def _add_prepare(commands) -> None:
 
 
 def _pretrain(args: argparse.Namespace) -> None:
-    from pathlib import Path
+    from ..train.pretrain import Pretrainer
 
-    from ..config import PRESETS, USDRLConfig
-    from ..data.prepared import MANIFEST, SkeletonDataset
-    from ..errors import ConfigError
-    from ..train.pretrain import PretrainConfig, Pretrainer
-    from ..train.recipes import get_recipe, merge_settings
-
-    data = Path(args.data)
-    dataset = SkeletonDataset(data, "train" if (data / MANIFEST).is_file() else None)
-    try:
-        settings = json.loads(Path(args.config).read_text(encoding="utf-8")) if args.config else {}
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"{args.config}: not valid JSON ({exc})") from None
-    unknown = sorted(set(settings) - {"model", "pretrain"}) if isinstance(settings, dict) else ["(not an object)"]
-    if unknown:
-        raise ConfigError(f"{args.config}: unknown sections {unknown}; expected 'model' and/or 'pretrain'")
-    manifest = dataset.manifest
-    recipe = get_recipe(args.recipe) if args.recipe else None
-    # the data, then the recipe's encoder, an explicit --preset, the --config file and --modality
-    size = PRESETS[args.preset] if args.preset else {} if recipe else PRESETS["base"]
-    model = {"layout": manifest["layout"], "in_channels": manifest["num_channels"],
-             "num_persons": manifest["num_persons"], **(recipe.model if recipe else {}), **size,
-             **settings.get("model", {})}
-    if args.modality:
-        model["modality"] = args.modality
-    model_config = USDRLConfig.from_dict(model)
-    options = {"epochs": args.epochs, "batch_size": args.batch_size, "save_every": args.save_every,
-               "seed": args.seed, "lr": args.lr, "precision": args.precision}
-    pretrain = merge_settings(settings.get("pretrain", {}), {k: v for k, v in options.items() if v is not None})
-    if args.grad_checkpointing:
-        pretrain["grad_checkpointing"] = True
-    if args.sync_batchnorm:
-        pretrain["sync_batchnorm"] = True
-    if recipe:
-        recipe.check_run(manifest["source"], int(os.environ.get("WORLD_SIZE", "1")), pretrain.get(
-            "sync_batchnorm", recipe.config.sync_batchnorm))
-        config = recipe.pretrain_config(pretrain)
-    else:
-        config = PretrainConfig.from_dict(pretrain)
-    metadata = {"dataset": manifest["source"], "protocol": manifest["benchmark"],
-                "description": "self-supervised MG-FD/MPCT pretraining with usdrl"
-                               + (f" (recipe {recipe.name})" if recipe else "")}
-    trainer = Pretrainer(model_config, config, dataset.padded_clips, dataset.lengths, args.run_dir,
-                         resume=args.resume, allow_changed_config=args.allow_changed_config, metadata=metadata,
-                         device=args.device)
+    overrides = {"epochs": args.epochs, "batch_size": args.batch_size, "save_every": args.save_every,
+                 "seed": args.seed, "lr": args.lr, "precision": args.precision,
+                 "grad_checkpointing": args.grad_checkpointing or None, "sync_batchnorm": args.sync_batchnorm or None}
+    trainer = Pretrainer.from_prepared(args.data, args.run_dir, recipe=args.recipe, preset=args.preset,
+                                       settings=args.config, modality=args.modality, overrides=overrides,
+                                       resume=args.resume, allow_changed_config=args.allow_changed_config,
+                                       device=args.device)
     trainer.fit()
     if trainer.rank == 0:
-        sys.stdout.write(f"wrote {Path(args.run_dir) / 'model'} after {trainer.epoch} epochs ({trainer.step} steps)\n")
+        sys.stdout.write(f"wrote {trainer.run_dir / 'model'} after {trainer.epoch} epochs ({trainer.step} steps)\n")
 
 
 def _add_pretrain(commands) -> None:

@@ -46,7 +46,7 @@ def _encode(args: argparse.Namespace) -> None:
     import torch
 
     from .._io import atomic_write
-    from ..data.prepared import MANIFEST, SkeletonDataset
+    from ..data.prepared import SkeletonDataset
     from ..errors import InputError
     from ..export import onnxruntime_model
     from ..model import USDRL
@@ -70,14 +70,10 @@ def _encode(args: argparse.Namespace) -> None:
         options["normalize"] = True
     source = Path(args.input)
     if source.is_dir():
-        split = args.split if (source / MANIFEST).is_file() else None
-        if (source / MANIFEST).is_file() and split is None:
-            raise InputError(f"{source} is a prepared dataset: name a split with --split")
-        dataset = SkeletonDataset(source, split, num_frames=model.config.num_frames)
-        dataset.check_config(model.config, head=False)
+        dataset = SkeletonDataset.for_model(source, args.split, model, head=False)
         loader = torch.utils.data.DataLoader(dataset, batch_size=args.batch_size)
         features = torch.cat([embed(clips, **options) for clips, _ in loader]).numpy()
-        what = f"{len(dataset)} clips of {source}{f' ({split})' if split else ''}"
+        what = f"{len(dataset)} clips of {dataset.path.parent} ({dataset.split})"
     elif source.suffix == ".npy":
         features = embed(np.load(source, mmap_mode="r", allow_pickle=False), convert_to_numpy=True, **options)
         what = f"{len(features)} clips of {source}"

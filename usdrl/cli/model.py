@@ -25,7 +25,7 @@ def _info(args: argparse.Namespace) -> None:
         "torch": torch.__version__,
         "devices": devices,
         "cpu_threads": torch.get_num_threads(),
-        "pretrained": {name: get_pretrained(name).description for name in list_pretrained()},
+        "pretrained": {name: get_pretrained(name).to_dict() for name in list_pretrained()},
         "machine": machine_info().to_dict(),
     }
     if args.json:
@@ -35,7 +35,7 @@ def _info(args: argparse.Namespace) -> None:
              f"devices: {', '.join(devices)}; cpu threads: {info['cpu_threads']}",
              machine_info().summary(),
              "pretrained weights:" if info["pretrained"] else "pretrained weights: none registered"]
-    lines += [f"  {name}: {text}" for name, text in info["pretrained"].items()]
+    lines += [f"  {name}: {get_pretrained(name).summary()}" for name in info["pretrained"]]
     sys.stdout.write("\n".join(lines) + "\n")
 
 

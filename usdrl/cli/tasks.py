@@ -5,7 +5,7 @@ import argparse
 import json
 import sys
 
-from ._options import add_run_options, run_options
+from ._options import add_run_options, is_main_process, run_options
 
 IOU_THRESHOLDS = [0.1, 0.2, 0.3, 0.4, 0.5]
 
@@ -65,48 +65,32 @@ def _task_parser(commands, name: str, *, help: str, description: str, model_help
     return parser
 
 
-def _write_confusion(path: str, confusion, class_names: list[str] | None) -> None:
-    """The confusion matrix ``(K, K)`` as CSV: a header of predicted classes, one row per true class."""
-    from .._io import atomic_write_text
-
-    names = class_names or [str(k) for k in range(len(confusion))]
-    rows = ["true \\ predicted," + ",".join(names)]
-    rows += [f"{name}," + ",".join(str(int(v)) for v in row) for name, row in zip(names, confusion, strict=True)]
-    atomic_write_text(path, "\n".join(rows) + "\n")
+def _given(args: argparse.Namespace, *names: str) -> dict:
+    """The options among ``names`` that were given (not None), by name: the fields a config takes from them."""
+    return {name: getattr(args, name) for name in names if getattr(args, name) is not None}
 
 
-def _report_recognition(result, args: argparse.Namespace, class_names: list[str] | None = None, **extra) -> None:
+def _report_recognition(result, args: argparse.Namespace) -> None:
     """Print a :class:`~usdrl.tasks.recognition.ProbeResult` (one JSON object with ``--json``, or one
     line) and write its confusion matrix to ``--confusion`` when given."""
-    from dataclasses import asdict
-
     if args.confusion:
-        _write_confusion(args.confusion, result.confusion, class_names)
+        result.write_confusion(args.confusion)
     if args.json:
-        summary = {k: v for k, v in asdict(result).items() if k != "confusion"}
-        sys.stdout.write(json.dumps({**summary, **extra}) + "\n")
+        sys.stdout.write(json.dumps(result.to_json()) + "\n")
         return
-    details = "".join(f"; {key.replace('_', ' ')} {value}" for key, value in extra.items())
     sys.stdout.write(f"top-1 best {100 * result.best_top1:.2f}% (epoch {result.best_epoch}), last "
-                     f"{100 * result.last_top1:.2f}%; top-5 last {100 * result.last_top5:.2f}%{details}\n")
+                     f"{100 * result.last_top1:.2f}%; top-5 last {100 * result.last_top5:.2f}%; "
+                     f"train clips {result.train_clips}\n")
 
 
 def _linear_probe(args: argparse.Namespace) -> None:
-    from ..model import USDRL
-    from ..tasks.recognition import ProbeConfig, linear_probe, probe_datasets
+    from ..tasks.recognition import ProbeConfig, linear_probe
 
-    model = USDRL.from_pretrained(args.model)
-    train, test = probe_datasets(args.data, num_frames=model.config.num_frames, train_split=args.train_split,
-                                 test_split=args.test_split, train_crop=args.train_crop)
-    train.check_config(model.config, head=False)
-    options = {"lr": args.lr, "epochs": args.epochs, "batch_size": args.batch_size, "standardize": args.standardize}
-    config = ProbeConfig(**{k: v for k, v in options.items() if v is not None})
-    result = linear_probe(model, train, test, num_classes=train.num_classes, config=config, run=run_options(args))
-    if args.run_dir:
-        manifest = train.manifest
-        model.config = model.config.replace(protocol=f"linear probe on {manifest['source']} {manifest['benchmark']}")
-        model.save_pretrained(args.run_dir)
-    _report_recognition(result, args, model.config.class_names)
+    config = ProbeConfig(**_given(args, "lr", "epochs", "batch_size", "standardize"))
+    result = linear_probe(args.model, args.data, config=config, train_split=args.train_split,
+                          test_split=args.test_split, train_crop=args.train_crop, run=run_options(args))
+    if is_main_process():  # under torchrun rank 0 alone reports
+        _report_recognition(result, args)
 
 
 def _add_linear_probe(commands) -> None:
@@ -139,23 +123,15 @@ def _add_linear_probe(commands) -> None:
 
 
 def _knn(args: argparse.Namespace) -> None:
-    from ..data.prepared import SkeletonDataset
-    from ..model import USDRL
-    from ..tasks.recognition import encode_dataset
-    from ..tasks.retrieval import retrieval_accuracy
+    from ..tasks.retrieval import knn_evaluation
 
-    model = USDRL.from_pretrained(args.model)
-    datasets = [SkeletonDataset(args.data, split, num_frames=model.config.num_frames)
-                for split in (args.gallery_split, args.query_split)]
-    datasets[0].check_config(model.config, head=False)
-    (gallery, gallery_labels), (query, query_labels) = (encode_dataset(model, d) for d in datasets)
-    result = retrieval_accuracy(query, gallery, query_labels, gallery_labels, k=args.k)
+    result = knn_evaluation(args.model, args.data, k=args.k, gallery_split=args.gallery_split,
+                            query_split=args.query_split)
     if args.json:
-        sys.stdout.write(json.dumps({"accuracy": result["accuracy"], "k": args.k, "queries": len(query),
-                                     "gallery": len(gallery)}) + "\n")
+        sys.stdout.write(json.dumps(result.to_json()) + "\n")
         return
-    sys.stdout.write(f"kNN-{args.k} accuracy {100 * result['accuracy']:.2f}% ({len(query)} queries, "
-                     f"{len(gallery)} gallery clips)\n")
+    sys.stdout.write(f"kNN-{result.k} accuracy {100 * result.accuracy:.2f}% ({result.queries} queries, "
+                     f"{result.gallery} gallery clips)\n")
 
 
 def _add_knn(commands) -> None:
@@ -172,18 +148,14 @@ def _add_knn(commands) -> None:
 
 
 def _early_prediction(args: argparse.Namespace) -> None:
-    from ..model import USDRL
     from ..tasks.early import RATIOS, early_prediction
     from ..tasks.recognition import ProbeConfig
 
-    model = USDRL.from_pretrained(args.model)
-    options = {"lr": args.lr, "epochs": args.epochs, "batch_size": args.batch_size}
-    probe = ProbeConfig(**{k: v for k, v in options.items() if v is not None})
-    result = early_prediction(model, args.data, args.split, ratios=args.ratio or RATIOS, protocol=args.protocol,
-                              train_split=args.train_split, probe_config=probe)
+    config = ProbeConfig(**_given(args, "lr", "epochs", "batch_size"))
+    result = early_prediction(args.model, args.data, config=config, split=args.split,
+                              ratios=args.ratio or RATIOS, protocol=args.protocol, train_split=args.train_split)
     if args.json:
-        sys.stdout.write(json.dumps({"accuracy": {str(k): v for k, v in result.accuracy.items()},
-                                     "area": result.area, "protocol": args.protocol}) + "\n")
+        sys.stdout.write(json.dumps(result.to_json()) + "\n")
         return
     lines = [f"observed {100 * ratio:3.0f}%: top-1 {100 * value:.2f}%" for ratio, value in result.accuracy.items()]
     sys.stdout.write("\n".join(lines + [f"area under the curve: {result.area:.4f}"]) + "\n")
@@ -214,27 +186,13 @@ def _add_early_prediction(commands) -> None:
 
 
 def _finetune(args: argparse.Namespace) -> None:
-    import torch.utils.data
+    from ..tasks.finetune import FinetuneConfig, finetune
 
-    from ..data.prepared import SkeletonDataset
-    from ..model import USDRL
-    from ..tasks.finetune import FinetuneConfig, finetune, labelled_subset
-
-    model = USDRL.from_pretrained(args.model)
-    frames = model.config.num_frames
-    train = SkeletonDataset(args.data, args.train_split, sampling="random_crop", num_frames=frames, seed=args.seed)
-    test = SkeletonDataset(args.data, args.test_split, num_frames=frames)
-    train.check_config(model.config, head=False)
-    num_classes = train.num_classes
-    if args.fraction < 1:
-        indices = labelled_subset(train.labels, args.fraction, balanced=not args.unbalanced, seed=args.seed)
-        train = torch.utils.data.Subset(train, indices.tolist())
-    options = {"epochs": args.epochs, "lr": args.lr, "batch_size": args.batch_size, "layer_decay": args.layer_decay}
-    config = FinetuneConfig(seed=args.seed, **{k: v for k, v in options.items() if v is not None})
-    result = finetune(model, train, test, num_classes=num_classes, config=config, run=run_options(args))
-    if args.run_dir:
-        model.save_pretrained(args.run_dir)
-    _report_recognition(result, args, model.config.class_names, train_clips=len(train))
+    config = FinetuneConfig(seed=args.seed, **_given(args, "epochs", "lr", "batch_size", "layer_decay"))
+    result = finetune(args.model, args.data, config=config, fraction=args.fraction, balanced=not args.unbalanced,
+                      train_split=args.train_split, test_split=args.test_split, run=run_options(args))
+    if is_main_process():  # under torchrun rank 0 alone reports
+        _report_recognition(result, args)
 
 
 def _add_finetune(commands) -> None:
@@ -262,29 +220,14 @@ def _add_finetune(commands) -> None:
 
 
 def _ensemble(args: argparse.Namespace) -> None:
-    from ..data.prepared import SkeletonDataset
-    from ..errors import ConfigError
-    from ..model import USDRL
-    from ..tasks.finetune import ensemble_scores, predict_dataset
-    from ..tasks.metrics import topk_accuracy
+    from ..tasks.finetune import ensemble_evaluation
 
-    scores, figures, labels = [], {}, None
-    for name in args.models:
-        model = USDRL.from_pretrained(name)
-        dataset = SkeletonDataset(args.data, args.split, num_frames=model.config.num_frames)
-        dataset.check_config(model.config)
-        logits, labels = predict_dataset(model, dataset, batch_size=args.batch_size)
-        if scores and logits.shape != scores[0].shape:
-            raise ConfigError(f"{name} gives {logits.shape[1]} classes, {args.models[0]} {scores[0].shape[1]}: "
-                              "the models of an ensemble share one head size")
-        scores.append(logits)
-        figures[f"{name} ({model.config.modality})"] = topk_accuracy(logits, labels, k=(1,))["top1"]
-    figures["ensemble"] = topk_accuracy(ensemble_scores(*scores), labels, k=(1,))["top1"]
+    result = ensemble_evaluation(args.models, args.data, split=args.split, batch_size=args.batch_size)
     if args.json:
-        sys.stdout.write(json.dumps({"top1": figures, "clips": len(labels)}) + "\n")
+        sys.stdout.write(json.dumps(result.to_json()) + "\n")
         return
-    width = max(len(name) for name in figures)
-    sys.stdout.write("".join(f"{name:<{width}}  top-1 {100 * value:.2f}%\n" for name, value in figures.items()))
+    width = max(len(name) for name in result.top1)
+    sys.stdout.write("".join(f"{name:<{width}}  top-1 {100 * value:.2f}%\n" for name, value in result.top1.items()))
 
 
 def _add_ensemble(commands) -> None:
@@ -301,48 +244,23 @@ def _add_ensemble(commands) -> None:
     ensemble.set_defaults(run=_ensemble)
 
 
-def _frame_model(args: argparse.Namespace):
-    """MODEL with a frame-wise head for the untrimmed split ``args.split``, and that split's dataset.
-
-    The split is opened (and a model without training checked against it) before any work, so a
-    bad split or model fails at once. With ``--train-epochs`` (or ``detect --recipe reference``) a
-    fresh frame-wise head and the encoder are first trained on the windows of ``--train-split``
-    (per-frame cross-entropy, plus ``--smoothing`` times the MS-TCN smoothing loss), then saved to
-    ``--save-model`` if given.
-    """
-    from ..data.prepared import SkeletonDataset
-    from ..errors import ConfigError
-    from ..model import USDRL
-    from ..tasks.detection import ReferenceDetectionConfig, train_detector
+def _frame_training(args: argparse.Namespace):
+    """The training step ``--train-epochs`` (or ``detect --recipe reference``) asks for: a
+    :class:`~usdrl.tasks.finetune.FinetuneConfig` or :class:`~usdrl.tasks.detection.ReferenceDetectionConfig`,
+    or None."""
+    from ..tasks.detection import ReferenceDetectionConfig
     from ..tasks.finetune import FinetuneConfig
 
-    reference = args.recipe == "reference"
-    train = bool(args.train_epochs) or reference
-    if args.run_dir and not train:
-        raise ConfigError("--save-model needs --train-epochs (without training there is nothing new to save)")
-    model = USDRL.from_pretrained(args.model)
-    frames = model.config.num_frames
-    target = SkeletonDataset(args.data, args.split, sampling="windows", num_frames=frames)
-    if not train:
-        if model.frame_head is None:
-            raise ConfigError(f"{args.model} has no frame-wise head; train one first with --train-epochs N")
-        target.check_config(model.config)
-        return model, target
-    windows = SkeletonDataset(args.data, args.train_split, sampling="windows", num_frames=frames,
-                              window_stride=args.stride)
-    windows.check_config(model.config, head=False)  # the head is replaced
-    options = {"epochs": args.train_epochs, "lr": args.lr, "batch_size": args.batch_size}
+    options = {"epochs": args.train_epochs, **_given(args, "lr", "batch_size")}
     options = {k: v for k, v in options.items() if v is not None}
-    config = ReferenceDetectionConfig(**options) if reference else FinetuneConfig(**options)
-    train_detector(model, windows, num_classes=windows.num_classes, config=config, smoothing=args.smoothing,
-                   run=run_options(args))
-    if args.run_dir:
-        model.save_pretrained(args.run_dir)
-    return model, target
+    if args.recipe == "reference":
+        return ReferenceDetectionConfig(**options)
+    return FinetuneConfig(**options) if args.train_epochs else None
 
 
 def _add_frame_training(parser: argparse.ArgumentParser, *, smoothing: float) -> None:
-    """The options of :func:`_frame_model`: the evaluated split, the optional training step and the stride."""
+    """The options of :func:`~usdrl.tasks.detection.detect` and ``segment``: the evaluated split, the optional
+    training step and the stride."""
     parser.add_argument("--split", default="test_untrimmed",
                         help="untrimmed split to run on (default: test_untrimmed)")
     parser.add_argument("--stride", type=int,
@@ -363,31 +281,27 @@ def _add_frame_training(parser: argparse.ArgumentParser, *, smoothing: float) ->
                                  "(save_pretrained files)")
     # library keywords that these options set under other names (for error messages)
     parser.set_defaults(keyword_flags={"window_stride": "--stride", "epochs": "--train-epochs",
-                                       "train_detector": "--train-epochs"})
+                                       "train_detector": "--train-epochs", "train": "--train-epochs"})
 
 
 def _detect(args: argparse.Namespace) -> None:
-    from ..tasks.detection import DetectionConfig, detect_dataset, ground_truth
-    from ..tasks.metrics import detection_map
+    from ..tasks.detection import DetectionConfig, detect
 
-    model, _ = _frame_model(args)
     config = DetectionConfig(stride=args.stride, threshold=args.threshold, min_length=args.min_length,
                              nms_iou=args.nms)
-    proposals = detect_dataset(model, args.data, args.split, config=config, out_dir=args.out)
-    count = sum(len(rows) for rows in proposals.values())
-    results = None
-    if args.eval:
-        results = detection_map(ground_truth(args.data, args.split), proposals, args.iou or IOU_THRESHOLDS,
-                                present_classes=args.present_classes)
-    if args.json:
-        summary = {"proposals": count, "videos": len(proposals), "out": str(args.out)}
-        if results is not None:
-            summary["mAP"] = {str(iou): values for iou, values in results.items()}
-        sys.stdout.write(json.dumps(summary) + "\n")
+    result = detect(args.model, args.data, config=config, out_dir=args.out, split=args.split,
+                    train=_frame_training(args), train_split=args.train_split, smoothing=args.smoothing,
+                    iou_thresholds=(args.iou or IOU_THRESHOLDS) if args.eval else None,
+                    present_classes=args.present_classes, run=run_options(args))
+    if not is_main_process():  # under torchrun rank 0 alone reports
         return
-    sys.stdout.write(f"wrote {count} proposals for {len(proposals)} videos to {args.out}\n")
-    if results is not None:
-        sys.stdout.write(_map_lines(results))
+    if args.json:
+        sys.stdout.write(json.dumps(result.to_json()) + "\n")
+        return
+    summary = result.to_json()
+    sys.stdout.write(f"wrote {summary['proposals']} proposals for {summary['videos']} videos to {args.out}\n")
+    if result.scores is not None:
+        sys.stdout.write(_map_lines(result.scores))
 
 
 def _add_detect(commands) -> None:
@@ -422,17 +336,20 @@ SEGMENTATION_METRICS = ("Acc", "Edit", "F1@10", "F1@25", "F1@50")
 
 
 def _segment(args: argparse.Namespace) -> None:
-    from ..tasks.detection import evaluate_segmentation
+    from ..tasks.detection import DetectionConfig, segment
 
-    model, target = _frame_model(args)
-    metrics = evaluate_segmentation(model, args.data, args.split, stride=args.stride)
-    if args.json:
-        summary = {name: metrics[name] / 100 for name in SEGMENTATION_METRICS}
-        sys.stdout.write(json.dumps({**summary, "split": args.split, "sequences": len(target.names)}) + "\n")
+    result = segment(args.model, args.data, config=DetectionConfig(stride=args.stride), split=args.split,
+                     train=_frame_training(args), train_split=args.train_split, smoothing=args.smoothing,
+                     run=run_options(args))
+    if not is_main_process():  # under torchrun rank 0 alone reports
         return
+    if args.json:
+        sys.stdout.write(json.dumps(result.to_json()) + "\n")
+        return
+    metrics = {name: 100 * value for name, value in result.metrics.items()}
     sys.stdout.write(f"frame accuracy {metrics['Acc']:.2f}%  Edit {metrics['Edit']:.2f}  "
                      + "  ".join(f"{name} {metrics[name]:.2f}" for name in SEGMENTATION_METRICS[2:])
-                     + f" ({len(target.names)} sequences of {args.split})\n")
+                     + f" ({result.sequences} sequences of {result.split})\n")
 
 
 def _add_segment(commands) -> None:

@@ -50,7 +50,7 @@ from .pkummd import (
     write_pkummd_skeleton,
     write_pkummd_split,
 )
-from .prepared import SkeletonDataset, prepare_dataset, read_manifest
+from .prepared import SkeletonDataset, open_split, prepare_dataset, read_manifest, resolve_split
 from .preprocess import (
     ALIGNMENT_RECIPES,
     AlignmentRecipe,
@@ -98,6 +98,7 @@ __all__ = [
     "missing_samples",
     "normalize_2d",
     "observed_length",
+    "open_split",
     "pad_2d",
     "pad_bodies",
     "parse_ntu_name",
@@ -120,6 +121,7 @@ __all__ = [
     "read_sample_list",
     "read_uav_skeleton",
     "resample",
+    "resolve_split",
     "restricted_load",
     "select_bodies",
     "split_ntu_samples",

@@ -23,11 +23,11 @@ from os import PathLike
 
 import numpy as np
 
-from ..data.prepared import SkeletonDataset
+from ..data.prepared import SkeletonDataset, resolve_split
 from ..errors import ConfigError
 from ..model import USDRL
 from .metrics import observation_curve
-from .recognition import ProbeConfig, encode_dataset, train_linear_head
+from .recognition import ProbeConfig, as_model, encode_dataset, train_linear_head
 
 logger = logging.getLogger(__name__)
 
@@ -37,31 +37,53 @@ PROTOCOLS = ("full", "observed")
 
 @dataclass
 class EarlyPredictionResult:
-    """Top-1 accuracy per observation ratio and the (unnormalised, trapezoidal) area under the curve."""
+    """Top-1 accuracy per observation ratio, the (unnormalised, trapezoidal) area under the curve
+    (NaN for one ratio) and the protocol that measured them."""
 
     accuracy: dict[float, float]
     area: float
+    protocol: str = "full"
+
+    def to_json(self) -> dict:
+        """The figures as one JSON object (what ``usdrl early-prediction --json`` prints): the ratios as
+        string keys."""
+        return {"accuracy": {str(ratio): value for ratio, value in self.accuracy.items()}, "area": self.area,
+                "protocol": self.protocol}
 
 
-def early_prediction(model: USDRL, data: str | PathLike, split: str = "test", *, ratios=RATIOS,
-                     protocol: str = "full", train_split: str = "train", probe_config: ProbeConfig | None = None,
+def early_prediction(model: USDRL | str | PathLike, data, *, config: ProbeConfig | None = None,
+                     split: str = "test", ratios=RATIOS, protocol: str = "full", train_split: str = "train",
                      batch_size: int = 64, num_workers: int = 0, device=None) -> EarlyPredictionResult:
-    """Top-1 accuracy on the observed parts of a prepared split, per ratio.
+    """Top-1 accuracy on the observed parts of a prepared split, per ratio (``usdrl early-prediction``).
 
-    ``protocol="full"`` evaluates ``model``'s clip-level head; ``"observed"`` trains a linear
-    probe (``probe_config``) per ratio on the observed parts of ``train_split`` and reports its
-    best evaluation (``model`` and its head are not changed).
+    ``model``: a :class:`~usdrl.model.USDRL` or its folder, registered name or Hub repo. ``data``: a
+    prepared dataset folder (its split ``split``), one of its split folders or ``(folder, split)``; the
+    clips are reopened per ratio, so a dataset object does not do. ``protocol="full"`` evaluates
+    ``model``'s clip-level head; ``"observed"`` trains a linear probe (``config``, a
+    :class:`~usdrl.tasks.recognition.ProbeConfig`) per ratio on the observed parts of ``train_split``
+    of the same dataset and reports its best evaluation (``model`` and its head are not changed).
     """
     if protocol not in PROTOCOLS:
-        raise ConfigError(f"unknown protocol {protocol!r}; expected one of {', '.join(PROTOCOLS)}")
+        raise ConfigError(f"unknown protocol {protocol!r}; expected one of {', '.join(PROTOCOLS)}",
+                          keywords=("protocol",))
+    bad = [ratio for ratio in ratios if not 0 < ratio <= 1]
+    if bad or not len(ratios):
+        raise ConfigError(f"observe_ratio must be in (0, 1], got {bad or 'no ratios'}", keywords=("observe_ratio",))
+    model = as_model(model)
     if protocol == "full" and model.head is None:
-        raise ConfigError("early prediction needs a model with a clip-level head (train one with linear-probe), "
-                          "or protocol='observed'")
-
-    num_classes = SkeletonDataset(data, train_split).num_classes if protocol == "observed" else None
+        raise ConfigError("early prediction needs a model with a clip-level head (train one with linear_probe), "
+                          "or protocol='observed'", keywords=("linear_probe",))
+    if isinstance(data, tuple):
+        data, split = data
+    if not isinstance(data, (str, PathLike)):
+        raise ConfigError(f"early prediction reopens the clips at every ratio: give a prepared dataset folder, a "
+                          f"split folder or (folder, split), not a {type(data).__name__}")
+    root, split = resolve_split(data, split)
+    test = SkeletonDataset.for_model(root, split, model, head=protocol == "full")  # checked before any work
+    num_classes = SkeletonDataset(root, train_split).num_classes if protocol == "observed" else None
 
     def features(split_name: str, ratio: float):
-        dataset = SkeletonDataset(data, split_name, num_frames=model.config.num_frames, observe_ratio=ratio)
+        dataset = SkeletonDataset(root, split_name, num_frames=test.num_frames, observe_ratio=ratio)
         return encode_dataset(model, dataset, batch_size=batch_size, num_workers=num_workers, device=device)
 
     accuracy = {}
@@ -72,8 +94,8 @@ def early_prediction(model: USDRL, data: str | PathLike, split: str = "test", *,
             accuracy[float(ratio)] = float((predictions == test_labels).double().mean())
         else:
             _, result = train_linear_head(*features(train_split, ratio), test_features, test_labels,
-                                          num_classes, probe_config)
+                                          num_classes, config)
             accuracy[float(ratio)] = result.best_top1
         logger.info("observed %.0f%%: top-1 %.2f%%", 100 * ratio, 100 * accuracy[float(ratio)])
     area = observation_curve(accuracy) if len(accuracy) > 1 else float(np.nan)
-    return EarlyPredictionResult(accuracy, area)
+    return EarlyPredictionResult(accuracy, area, protocol)

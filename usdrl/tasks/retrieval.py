@@ -6,7 +6,9 @@ whatever the gallery size. Inputs are torch tensors or numpy arrays; outputs are
 tensors on the compute device (the query tensor's device unless ``device`` is given).
 """
 
+import dataclasses
 import logging
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -130,3 +132,40 @@ def retrieval_accuracy(
     accuracy = float((pred == targets.to(pred.device, torch.int64)).double().mean())
     logger.info("kNN (k=%d, %s) accuracy %.4f on %d queries", k, metric, accuracy, pred.shape[0])
     return {"accuracy": accuracy, "predictions": pred, "neighbours": idx, "similarities": sim}
+
+
+@dataclass
+class KNNResult:
+    """kNN retrieval accuracy of a frozen encoder (``usdrl knn``): ``accuracy`` in [0, 1] of ``queries``
+    query clips voted by their ``k`` nearest among ``gallery`` clips."""
+
+    accuracy: float
+    k: int
+    queries: int
+    gallery: int
+
+    def to_json(self) -> dict:
+        """The figures as one JSON object (what ``usdrl knn --json`` prints)."""
+        return dataclasses.asdict(self)
+
+
+def knn_evaluation(model, data, *, k: int = 1, gallery_split: str = "train", query_split: str = "test",
+                   metric: str = "cosine", batch_size: int = 64, num_workers: int = 0, device=None) -> KNNResult:
+    """The paper's retrieval protocol (§6.3): global features of every clip, the gallery's labels voted by
+    the ``k`` nearest gallery clips of each query (cosine similarity by default).
+
+    ``model``: a :class:`~usdrl.model.USDRL` or its folder, registered name or Hub repo. ``data``: a
+    prepared dataset folder (its ``gallery_split`` and ``query_split``, resampled to the model's frames)
+    or a pair ``(gallery, query)`` of datasets or split folders.
+    """
+    from ..data.prepared import open_split
+    from .recognition import as_model, encode_dataset, split_pair
+
+    model = as_model(model)
+    gallery, query = (open_split(part, model=model, head=False)
+                      for part in split_pair(data, (gallery_split, query_split)))
+    (gallery_features, gallery_labels), (query_features, query_labels) = (
+        encode_dataset(model.eval(), dataset, batch_size=batch_size, num_workers=num_workers, device=device)
+        for dataset in (gallery, query))
+    result = retrieval_accuracy(query_features, gallery_features, query_labels, gallery_labels, k=k, metric=metric)
+    return KNNResult(accuracy=result["accuracy"], k=k, queries=len(query_features), gallery=len(gallery_features))

@@ -16,7 +16,9 @@ state and the step counter to replay exactly what the uninterrupted run would ha
 
 import dataclasses
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from os import PathLike
 from pathlib import Path
 
 import numpy as np
@@ -209,6 +211,66 @@ class Pretrainer:
         self.run.resume(model=self.module, optimizer=self.optimizer, scheduler=self.schedule)
         self.network = self.run.wrap(self.module)
 
+    @classmethod
+    def from_prepared(cls, data, run_dir, *, recipe: str | None = None, preset: str | None = None,
+                      settings=None, modality: str | None = None, overrides: Mapping | None = None,
+                      resume: bool = False, allow_changed_config: bool = False,
+                      show_progress_bar: bool | None = None, device: str | None = "auto") -> "Pretrainer":
+        """The pretraining run of ``usdrl pretrain``, on the clips of a prepared dataset.
+
+        Args:
+            data: a prepared dataset folder (its ``train`` split is used) or one split folder
+                (:func:`~usdrl.data.prepared.resolve_split`); its labels are not used.
+            run_dir: where checkpoints, ``metrics.jsonl`` and the final ``model/`` go.
+            recipe: a reference release's run (:data:`usdrl.train.recipes.RECIPES`): every value set.
+            preset: encoder size (``base``, ``small``, ``tiny``; default: the recipe's, else ``base``).
+            settings: a dict, or the path of a JSON file, with optional ``"model"``
+                (:class:`~usdrl.config.USDRLConfig` fields) and ``"pretrain"`` (:class:`PretrainConfig`
+                fields; ``augment`` and ``loss`` may be partial) sections.
+            modality: input modality (``joint``, ``motion``, ``bone``, ``multi``).
+            overrides: :class:`PretrainConfig` fields set last (``None`` values are skipped).
+            resume: as for :class:`Pretrainer`.
+            allow_changed_config: as for :class:`Pretrainer`.
+            show_progress_bar: as for :class:`Pretrainer`.
+            device: as for :class:`Pretrainer`.
+
+        The model config is built from, each overriding the one before: the data's layout, channels and
+        persons, the recipe's encoder, ``preset``, ``settings["model"]`` and ``modality``; the run's
+        settings from the recipe (or the library's defaults), ``settings["pretrain"]`` and
+        ``overrides``. The saved model's metadata names the data's source and benchmark.
+        """
+        import os
+
+        from ..config import PRESETS
+        from ..data.prepared import SkeletonDataset, resolve_split
+        from .recipes import get_recipe, merge_settings
+
+        dataset = SkeletonDataset(*resolve_split(data, "train"))
+        settings = _read_settings(settings)
+        manifest = dataset.manifest
+        chosen = get_recipe(recipe) if recipe else None
+        size = PRESETS[preset] if preset else {} if chosen else PRESETS["base"]
+        model = {"layout": manifest["layout"], "in_channels": manifest["num_channels"],
+                 "num_persons": manifest["num_persons"], **(chosen.model if chosen else {}), **size,
+                 **settings.get("model", {})}
+        if modality:
+            model["modality"] = modality
+        model_config = USDRLConfig.from_dict(model)
+        run = merge_settings(settings.get("pretrain", {}),
+                             {k: v for k, v in (overrides or {}).items() if v is not None})
+        if chosen:
+            chosen.check_run(manifest["source"], int(os.environ.get("WORLD_SIZE", "1")),
+                             run.get("sync_batchnorm", chosen.config.sync_batchnorm))
+            config = chosen.pretrain_config(run)
+        else:
+            config = PretrainConfig.from_dict(run)
+        metadata = {"dataset": manifest["source"], "protocol": manifest["benchmark"],
+                    "description": "self-supervised MG-FD/MPCT pretraining with usdrl"
+                                   + (f" (recipe {chosen.name})" if chosen else "")}
+        return cls(model_config, config, dataset.padded_clips, dataset.lengths, run_dir, resume=resume,
+                   allow_changed_config=allow_changed_config, metadata=metadata,
+                   show_progress_bar=show_progress_bar, device=device)
+
     @property
     def epoch(self) -> int:
         """Epochs done."""
@@ -293,7 +355,8 @@ class Pretrainer:
         return self.module.model
 
     def save_checkpoint(self) -> Path | None:
-        """Write ``checkpoint_<epoch>.pt`` and its checksum atomically (rank 0 only); returns its path.
+        """Write ``checkpoint_<epoch>.pt`` and its checksum atomically (rank 0 writes; under torchrun every
+        process must call it, as the random generators of all are gathered); returns its path.
 
         A full disk raises :class:`usdrl.errors.CheckpointWriteError` (an OSError) naming the
         file and the space it needs; the earlier checkpoints are untouched.
@@ -305,3 +368,22 @@ class Pretrainer:
         self.module.model.save_pretrained(folder)
         save_projectors(self.module.projectors.state_dict(), folder)
         logger.info("wrote the pretrained model to %s", folder)
+
+
+def _read_settings(settings) -> dict:
+    """The ``{"model": ..., "pretrain": ...}`` sections of :meth:`Pretrainer.from_prepared`'s ``settings``
+    (a dict, a JSON file's path, or None), checked."""
+    import json
+
+    where = "settings"
+    if isinstance(settings, (str, PathLike)):
+        where = str(settings)
+        try:
+            settings = json.loads(Path(settings).read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"{where}: not valid JSON ({exc})") from None
+    settings = {} if settings is None else settings
+    unknown = sorted(set(settings) - {"model", "pretrain"}) if isinstance(settings, dict) else ["(not an object)"]
+    if unknown:
+        raise ConfigError(f"{where}: unknown sections {unknown}; expected 'model' and/or 'pretrain'")
+    return settings

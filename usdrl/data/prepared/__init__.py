@@ -47,7 +47,7 @@ below is importable from ``usdrl.data.prepared`` itself.
 """
 
 from .planners import NTU120_CLASSES
-from .reader import SAMPLINGS, SkeletonDataset, head_class_names, read_manifest
+from .reader import SAMPLINGS, SkeletonDataset, head_class_names, open_split, read_manifest, resolve_split
 from .recipes import RECIPE_VERSION, Recipe2D, Recipe3D
 from .schema import (
     BENCHMARKS,
@@ -83,6 +83,8 @@ __all__ = [
     "Recipe3D",
     "SkeletonDataset",
     "head_class_names",
+    "open_split",
     "prepare_dataset",
     "read_manifest",
+    "resolve_split",
 ]

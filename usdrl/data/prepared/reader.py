@@ -480,3 +480,65 @@ class SkeletonDataset(torch.utils.data.Dataset):
         labels = np.full(self.num_frames, IGNORE_LABEL, dtype=np.int64)
         labels[:valid] = self._frame_labels[sequence, start:start + valid]
         return clip, labels
+
+    # -- opening a split for a model (usdrl.tasks, usdrl.train) -----------------------------------
+    @classmethod
+    def for_model(cls, path: str | PathLike, split: str | None, model, *, head: bool = True,
+                  **options) -> "SkeletonDataset":
+        """Split ``split`` of the prepared dataset at ``path`` sampled as ``model`` takes it
+        (``num_frames=model.config.num_frames``), checked against the model's config
+        (:meth:`check_config`; ``head=False`` for tasks that replace or do not use the head).
+
+        ``path``: a prepared dataset folder, or one of its split folders (then ``split`` may be
+        None, see :func:`resolve_split`). ``model``: a :class:`~usdrl.model.USDRL` or its
+        :class:`~usdrl.config.USDRLConfig`. ``options``: the other keywords of the constructor
+        (``sampling``, ``window_stride``, ``observe_ratio``, ``seed``, ...).
+        """
+        config = getattr(model, "config", model)
+        root, split = resolve_split(path, split)
+        dataset = cls(root, split, num_frames=config.num_frames, **options)
+        dataset.check_config(config, head=head)
+        return dataset
+
+
+def resolve_split(path: str | PathLike, split: str | None = None) -> tuple[Path, str]:
+    """``(dataset folder, split name)`` of ``path``: a prepared dataset folder (then ``split`` names the
+    split) or one of its split folders (then that split, whatever ``split`` says: it is only the default
+    for a dataset folder). ConfigError when ``path`` is neither, or is a dataset folder and ``split`` is None."""
+    path = Path(path)
+    if (path / MANIFEST).is_file():
+        if split is None:
+            raise ConfigError(f"{path} is a prepared dataset of splits {', '.join(read_manifest(path)['splits'])}: "
+                              "name one with split", keywords=("split",))
+        return path, split
+    if (path.parent / MANIFEST).is_file():
+        return path.parent, path.name
+    raise ConfigError(f"{path}: expected a prepared dataset folder (with {MANIFEST}) or one of its split folders")
+
+
+def open_split(data, split: str | None = None, *, model=None, head: bool = True,
+               **options) -> torch.utils.data.Dataset:
+    """The dataset a task reads, from any of the forms a task's ``data`` takes:
+
+    * a dataset object (a :class:`SkeletonDataset`, a ``Subset`` of one, or any sized sequence of
+      ``(clip (C, T, V, M), label)`` items, a list included): returned unchanged, ``split`` and
+      ``options`` unused;
+    * a prepared dataset folder: its split ``split`` (the task's default split);
+    * a split folder inside a prepared dataset: that split;
+    * a pair ``(path, split)``: that split of that dataset folder.
+
+    A path is opened as ``model`` takes it when ``model`` is given (:meth:`SkeletonDataset.for_model`,
+    checked with ``head``), else with ``options`` alone.
+    """
+    if isinstance(data, tuple):
+        if len(data) != 2 or not isinstance(data[0], (str, PathLike)) or not isinstance(data[1], str):
+            raise ConfigError(f"expected data as (prepared folder, split name), got {data!r}")
+        data, split = data
+    if not isinstance(data, (str, PathLike)):
+        if isinstance(data, torch.utils.data.Dataset) or hasattr(data, "__len__") and hasattr(data, "__getitem__"):
+            return data
+        raise ConfigError(f"expected a dataset, a prepared dataset folder, a split folder or (folder, split), "
+                          f"got {type(data).__name__}")
+    if model is None:
+        return SkeletonDataset(*resolve_split(data, split), **options)
+    return SkeletonDataset.for_model(data, split, model, head=head, **options)
