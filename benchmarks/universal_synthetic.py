@@ -26,12 +26,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _common import add_threads_argument, best_time, machine, pretrain_within, start_run
+from _common import add_threads_argument, best_time, pretrain_within, start_run
 from pretrain_synthetic import linear_probe
 
 from usdrl import USDRL, USDRLConfig
 from usdrl.data.synthetic import NUM_CLASSES, DetectorNoise, make_clips, render_keypoints
 from usdrl.keypoints import get_format
+from usdrl.precision import machine_info
 from usdrl.train.cross_format import CrossFormatPretrainer
 from usdrl.universal import IN_CHANNELS, model_input
 
@@ -40,11 +41,14 @@ logger = logging.getLogger("universal_synthetic")
 PROBE_FORMATS = ("ntu25", "coco17", "h36m17", "mediapipe33")
 DROPPED = (0.0, 0.1, 0.3, 0.5)
 FRAMES = 64
+#: (height, width) of render_keypoints's camera (its default), in pixels.
+IMAGE_SIZE = (1080, 1920)
 
 
 def rendered(clips, fmt: str, seed: int, *, drop: float = 0.0) -> np.ndarray:
     """``clips`` as model input from ``fmt``: NTU-25 as the sensor gave it, other formats from a camera turned
-    20-45 degrees either way with detector noise; ``drop`` of the format's joints missing in every frame."""
+    20-45 degrees either way with detector noise; ``drop`` of the format's joints missing in every frame.
+    Normalised coordinates (MediaPipe) are given their image size, as ``encode_keypoints(..., image_size=...)``."""
     rng = np.random.default_rng(seed)
     if fmt == "ntu25":
         keypoints = render_keypoints(clips.data, fmt)
@@ -55,7 +59,8 @@ def rendered(clips, fmt: str, seed: int, *, drop: float = 0.0) -> np.ndarray:
         joints = get_format(fmt).num_joints
         for clip in keypoints:
             clip[:, :, rng.choice(joints, int(round(drop * joints)), replace=False)] = 0.0
-    return model_input(keypoints, fmt, num_frames=FRAMES, num_persons=2)
+    normalised = get_format(fmt).convention.units == "normalized"
+    return model_input(keypoints, fmt, num_frames=FRAMES, num_persons=2, image_size=IMAGE_SIZE if normalised else None)
 
 
 def top1_retrieval(queries: torch.Tensor, gallery: torch.Tensor) -> float:
@@ -124,7 +129,7 @@ def main() -> None:
     args = parser.parse_args()
     started = start_run(args)
     out = args.out or tempfile.mkdtemp(prefix="usdrl-universal-synthetic-")
-    logger.info("machine: %s (shared with other jobs: timings are noisy)", machine())
+    logger.info("(the machine may be shared with other jobs: timings are noisy)")
 
     model_config = USDRLConfig(layout="universal", in_channels=IN_CHANNELS, hidden_size=args.hidden, num_heads=4,
                                num_layers=2, num_frames=FRAMES, dataset="synthetic")
@@ -169,7 +174,7 @@ def main() -> None:
     for name, value in figures["cost"].items():
         logger.info("%s: %.3g", name, value)
     figures["run"] = {"epochs": epochs, "minutes": minutes, "hidden": args.hidden, "clips": args.clips,
-                      "machine": machine()}
+                      "machine": machine_info().summary()}
     if args.json:
         Path(args.json).write_text(json.dumps(figures, indent=2))
 
