@@ -294,6 +294,18 @@ register_pretrained(PretrainedWeights(
                 "synthetic actions, with clip and frame heads for its 29 classes; not for real data",
     metadata={"layout": "ntu25", "num_frames": 64, "modality": "joint", "dataset": "synthetic"},
 ))
+#: The embedded universal model: every registered keypoint format, 2D or 3D (``encode_keypoints``). Not the
+#: default: it has no frame-wise head, and the NTU-25 paths (demo detection, quick start) need one or take
+#: NTU-25 clips ``(N, 3, T, 25, M)`` as they are.
+UNIVERSAL_MODEL = "usdrl-universal-small"
+register_pretrained(PretrainedWeights(
+    name=UNIVERSAL_MODEL,
+    path=str(Path(__file__).resolve().parent / "pretrained" / UNIVERSAL_MODEL),
+    description="demo weights shipped with the package: a small universal DSTE (hidden 64) that reads every "
+                "registered keypoint format, 2D or 3D, pretrained across formats on usdrl's synthetic actions, "
+                "with a clip head for its 29 classes; not for real data",
+    metadata={"layout": "universal", "num_frames": 64, "modality": "joint", "dataset": "synthetic"},
+))
 
 
 def __getattr__(name: str):
