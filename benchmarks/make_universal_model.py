@@ -53,6 +53,21 @@ DESCRIPTION = ("Demo weights for synthetic actions only, not for real data: a sm
 PREPROCESSING = ("usdrl.universal.model_input(keypoints, format, num_frames=64, num_persons=2), as "
                  "USDRL.encode_keypoints does (image_size=(height, width) for MediaPipe's normalised coordinates)")
 CARD_FIGURES = """
+## Keypoints of any format
+
+The input above is the universal one (30 canonical joints, 6 channels; `usdrl.universal`): give the model
+keypoints of any registered format (`usdrl.keypoints.list_formats()`) through `encode_keypoints`, which
+converts them:
+
+```python
+from usdrl import USDRL
+
+model = USDRL.from_pretrained("usdrl-universal-small")                 # shipped with usdrl
+embedding = model.encode_keypoints(keypoints, format="coco17")         # (M, T, 17, 3) pixels + score -> (128,)
+probabilities = model.head(embedding).softmax(-1)                      # (29,) synthetic classes
+landmarks = model.encode_keypoints(mp, format="mediapipe33", image_size=(1080, 1920))  # normalised coordinates
+```
+
 ## Measured (held-out synthetic clips)
 
 It knows synthetic actions only: the 29 classes of usdrl's action generator (`usdrl.data.synthetic.ACTION_NAMES`),

@@ -65,16 +65,20 @@ class FormatComparison:
         true_class: the clip's class.
         predicted_from_3d, predicted_from_2d: the predicted class from its NTU-25 3D joints and from
             its COCO-17 2D keypoints (pixels of a video camera, with scores).
-        cosine: cosine similarity of the two embeddings.
-        cosine_to_others: mean cosine of its 3D embedding with the 2D embeddings of the other clips
-            (what "not the same clip" looks like; nan with one clip).
+        cosine: cosine similarity of the two embeddings as ``encode`` gives them (close to 1 for any
+            two clips: every embedding shares a large common part).
+        centred_cosine: the cosine once the mean embedding of the demo's clips (both formats) is
+            subtracted from both, which leaves what tells clips apart.
+        centred_cosine_to_others: the mean centred cosine of its 3D embedding with the 2D embeddings of
+            the other clips (what "not the same clip" looks like). Both centred ones are nan with one clip.
     """
 
     true_class: str
     predicted_from_3d: str
     predicted_from_2d: str
     cosine: float
-    cosine_to_others: float
+    centred_cosine: float
+    centred_cosine_to_others: float
 
 
 @dataclass
@@ -173,12 +177,20 @@ def compare_formats(model: USDRL, clips: SyntheticClips) -> list[FormatCompariso
     with torch.inference_mode():
         predicted_3d = model.head(from_3d.to(device)).argmax(-1).cpu()
         predicted_2d = model.head(from_2d.to(device)).argmax(-1).cpu()
-    cosines = torch.nn.functional.normalize(from_3d, dim=1) @ torch.nn.functional.normalize(from_2d, dim=1).T
-    n = len(cosines)
-    others = (cosines.sum(1) - cosines.diagonal()) / (n - 1) if n > 1 else torch.full((n,), float("nan"))
+    def cosines(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.normalize(a, dim=1) @ torch.nn.functional.normalize(b, dim=1).T   # (N, N)
+
+    n = len(from_3d)
+    raw = cosines(from_3d, from_2d).diagonal()
+    if n > 1:
+        mean = torch.cat([from_3d, from_2d]).mean(0)
+        centred = cosines(from_3d - mean, from_2d - mean)
+        same, others = centred.diagonal(), (centred.sum(1) - centred.diagonal()) / (n - 1)
+    else:
+        same = others = torch.full((n,), float("nan"))
     names = model.config.class_names
-    return [FormatComparison(ACTION_NAMES[int(label)], names[int(p3)], names[int(p2)], float(cosines[i, i]),
-                             float(others[i]))
+    return [FormatComparison(ACTION_NAMES[int(label)], names[int(p3)], names[int(p2)], float(raw[i]),
+                             float(same[i]), float(others[i]))
             for i, (label, p3, p2) in enumerate(zip(clips.labels, predicted_3d, predicted_2d, strict=True))]
 
 

@@ -39,13 +39,14 @@ def _demo(args: argparse.Namespace) -> None:
         lines += [f"One model for every format ({result.universal_model or 'universal model'}): the same clips as "
                   "NTU-25 3D joints and as COCO-17 2D keypoints of a video camera:",
                   f"  {'clip':>4}  {'true class':<{width}}{'from 3D':<{width}}{'from 2D':<{width}}"
-                  f"{'cosine 3D-2D':>12}{'other clips':>12}"]
+                  f"{'cosine 3D-2D':>13}{'centred':>9}{'vs others':>10}"]
         lines += [f"  {i:>4}  {c.true_class:<{width}}{c.predicted_from_3d:<{width}}{c.predicted_from_2d:<{width}}"
-                  f"{c.cosine:>12.3f}{c.cosine_to_others:>12.3f}" for i, c in enumerate(result.formats, 1)]
+                  f"{c.cosine:>13.3f}{c.centred_cosine:>9.3f}{c.centred_cosine_to_others:>10.3f}"
+                  for i, c in enumerate(result.formats, 1)]
         lines += [f"  {sum(c.predicted_from_3d == c.true_class for c in result.formats)} correct from 3D, "
                   f"{sum(c.predicted_from_2d == c.true_class for c in result.formats)} from 2D, of "
-                  f"{len(result.formats)} (other clips: the mean cosine of the clip's 3D embedding with the 2D "
-                  "embeddings of the other clips)", ""]
+                  f"{len(result.formats)}. Centred: the mean embedding of these clips subtracted first; vs others: "
+                  "the clip's 3D embedding with the other clips' 2D ones (centred, mean)", ""]
     lines += ["Files:"]
     lines += [f"  {path}" for path in result.files]
     if not any(path.suffix == ".gif" for path in result.files) and not args.no_pictures:
