@@ -177,6 +177,7 @@ def compare_formats(model: USDRL, clips: SyntheticClips) -> list[FormatCompariso
     with torch.inference_mode():
         predicted_3d = model.head(from_3d.to(device)).argmax(-1).cpu()
         predicted_2d = model.head(from_2d.to(device)).argmax(-1).cpu()
+
     def cosines(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         return torch.nn.functional.normalize(a, dim=1) @ torch.nn.functional.normalize(b, dim=1).T   # (N, N)
 
