@@ -62,22 +62,33 @@ def prepare(workdir: Path, clips: int, sequences: int) -> tuple[Path, Path]:
     return folders[0], folders[1]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default=str(DEFAULT_OUT), help="the save_pretrained folder to write")
-    parser.add_argument("--epochs", type=int, default=30, help="pretraining epochs")
-    parser.add_argument("--clips", type=int, default=2400, help="synthetic clips written (before the split)")
-    parser.add_argument("--sequences", type=int, default=96, help="untrimmed synthetic sequences")
-    parser.add_argument("--detector-epochs", type=int, default=20, help="epochs of frame-wise training")
+def add_common_arguments(parser: argparse.ArgumentParser, default_out: Path) -> None:
+    """The options every embedded-model maker takes: ``--out``, ``--threads``, ``--workdir``."""
+    parser.add_argument("--out", default=str(default_out), help="the save_pretrained folder to write")
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's)")
-    parser.add_argument("--workdir", help="folder for the raw, prepared and run files (default: a temporary one)")
-    args = parser.parse_args()
+    parser.add_argument("--workdir", help="folder for the data and run files, to resume a stopped run "
+                                          "(default: a temporary one)")
+
+
+def start(args: argparse.Namespace, prefix: str) -> Path:
+    """Log the script's progress and only the library's warnings, set the threads; returns the work folder."""
     setup_logging()
     for name in ("usdrl.tasks", "usdrl.train"):
         logging.getLogger(name).setLevel(logging.WARNING)
     if args.threads:
         torch.set_num_threads(args.threads)
-    workdir = Path(args.workdir or tempfile.mkdtemp(prefix="usdrl-default-model-"))
+    return Path(args.workdir or tempfile.mkdtemp(prefix=prefix))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_common_arguments(parser, DEFAULT_OUT)
+    parser.add_argument("--epochs", type=int, default=30, help="pretraining epochs")
+    parser.add_argument("--clips", type=int, default=2400, help="synthetic clips written (before the split)")
+    parser.add_argument("--sequences", type=int, default=96, help="untrimmed synthetic sequences")
+    parser.add_argument("--detector-epochs", type=int, default=20, help="epochs of frame-wise training")
+    args = parser.parse_args()
+    workdir = start(args, "usdrl-default-model-")
 
     ntu, pku = prepare(workdir, args.clips, args.sequences)
     train = SkeletonDataset(ntu, "train")

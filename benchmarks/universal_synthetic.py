@@ -1,6 +1,7 @@
 """One encoder for every skeleton: cross-format pretraining of a universal USDRL on synthetic actions.
 
 Usage: python benchmarks/universal_synthetic.py [--minutes 15 | --epochs N] [--hidden 128] [--out DIR] [--save DIR]
+       [--baseline ntu25|coco17]
 
 Pretrains a universal model (``layout="universal"``, :mod:`usdrl.universal`) with MG-FD on
 cross-format views (:mod:`usdrl.train.cross_format`: each clip rendered as NTU-25 / H36M /
@@ -15,6 +16,12 @@ then measures, for the pretrained and a randomly initialised encoder of the same
 * missing joints: the COCO-17 2D probe on test clips with 0/10/30/50% of their joints dropped
   (the same joints in every frame, as an occlusion);
 * cost: encode throughput and size against the embedded ``usdrl-synthetic-small``.
+
+With ``--baseline FORMAT`` a format-specific model of the same size (layout ``ntu25`` or
+``coco17``, 3 channels: NTU-25 metres, or COCO-17 x / width, y / height and score) is pretrained
+for the same epochs (or minutes) with the ordinary MPCT views on the unlabelled clips rendered
+in that one format (NTU-25 as the sensor gave them; COCO-17 from the probe's cameras with
+detector noise), and its linear probe on that format is set beside the universal model's.
 """
 
 import argparse
@@ -26,25 +33,34 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _common import add_threads_argument, best_time, machine, pretrain_within, start_run
+from _common import add_threads_argument, best_time, pretrain_within, start_run
 from pretrain_synthetic import linear_probe
 
 from usdrl import USDRL, USDRLConfig
 from usdrl.data.synthetic import NUM_CLASSES, DetectorNoise, make_clips, render_keypoints
 from usdrl.keypoints import get_format
+from usdrl.precision import machine_info
 from usdrl.train.cross_format import CrossFormatPretrainer
+from usdrl.train.pretrain import PretrainConfig, Pretrainer
 from usdrl.universal import IN_CHANNELS, model_input
 
 logger = logging.getLogger("universal_synthetic")
 
 PROBE_FORMATS = ("ntu25", "coco17", "h36m17", "mediapipe33")
+#: The formats a same-size single-layout baseline can be trained on (``--baseline``): a layout of their own.
+BASELINE_FORMATS = ("ntu25", "coco17")
 DROPPED = (0.0, 0.1, 0.3, 0.5)
 FRAMES = 64
+#: (height, width) of render_keypoints's camera (its default), in pixels.
+IMAGE_SIZE = (1080, 1920)
 
 
-def rendered(clips, fmt: str, seed: int, *, drop: float = 0.0) -> np.ndarray:
+def rendered(clips, fmt: str, seed: int, *, drop: float = 0.0, universal: bool = True) -> np.ndarray:
     """``clips`` as model input from ``fmt``: NTU-25 as the sensor gave it, other formats from a camera turned
-    20-45 degrees either way with detector noise; ``drop`` of the format's joints missing in every frame."""
+    20-45 degrees either way with detector noise; ``drop`` of the format's joints missing in every frame.
+    Normalised coordinates (MediaPipe) are given their image size, as ``encode_keypoints(..., image_size=...)``.
+    ``universal=False``: the input ``(N, 3, T, V, M)`` of a single-layout model instead (:func:`layout_input`),
+    all frames kept."""
     rng = np.random.default_rng(seed)
     if fmt == "ntu25":
         keypoints = render_keypoints(clips.data, fmt)
@@ -55,7 +71,23 @@ def rendered(clips, fmt: str, seed: int, *, drop: float = 0.0) -> np.ndarray:
         joints = get_format(fmt).num_joints
         for clip in keypoints:
             clip[:, :, rng.choice(joints, int(round(drop * joints)), replace=False)] = 0.0
-    return model_input(keypoints, fmt, num_frames=FRAMES, num_persons=2)
+    if not universal:
+        return layout_input(keypoints, fmt)
+    normalised = get_format(fmt).convention.units == "normalized"
+    return model_input(keypoints, fmt, num_frames=FRAMES, num_persons=2, image_size=IMAGE_SIZE if normalised else None)
+
+
+def layout_input(keypoints: np.ndarray, fmt: str) -> np.ndarray:
+    """Rendered keypoints ``(N, M, T, V, dims + 1)`` as clips ``(N, 3, T, V, M)`` of the format's own layout:
+    NTU-25 metres as they are, COCO-17 x / width, y / height and the score (as ``usdrl.data.pose_to_clip``
+    gives them)."""
+    if fmt == "ntu25":
+        coords = keypoints[..., :3]
+    elif fmt == "coco17":
+        coords = np.concatenate([keypoints[..., :2] / np.array(IMAGE_SIZE[::-1], np.float32), keypoints[..., 2:]], -1)
+    else:
+        raise ValueError(f"no single-layout baseline for {fmt}; choose one of {BASELINE_FORMATS}")
+    return np.ascontiguousarray(coords.transpose(0, 4, 2, 3, 1), dtype=np.float32)
 
 
 def top1_retrieval(queries: torch.Tensor, gallery: torch.Tensor) -> float:
@@ -108,6 +140,31 @@ def cost(universal: USDRL, probe_test) -> dict:
     return out
 
 
+def pretrain(model_config: USDRLConfig, data, lengths, out: str, args, trainer=Pretrainer) -> tuple[USDRL, int]:
+    """Pretrain for ``args.epochs`` epochs, or about ``args.minutes``; returns ``(encoder, epochs)``."""
+    if args.epochs:
+        config = PretrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                                lr_milestones=[int(args.epochs * 0.8)], save_every=max(1, args.epochs // 4))
+        encoder = trainer(model_config, config, data, lengths, f"{out}/run", show_progress_bar=False).fit()
+        return encoder, args.epochs
+    encoder, epochs, _ = pretrain_within(args.minutes, model_config, data, lengths, out,
+                                         batch_size=args.batch_size, lr=args.lr, trainer=trainer)
+    return encoder, epochs
+
+
+def baseline_probe(fmt: str, unlabelled, probe_train, probe_test, args, out: str) -> tuple[float, int]:
+    """Held-out linear-probe accuracy on ``fmt`` of a same-size ``fmt``-layout model pretrained as long as the
+    universal one on the unlabelled clips rendered in ``fmt``; returns ``(accuracy, epochs)``."""
+    config = USDRLConfig(layout=fmt, in_channels=3, hidden_size=args.hidden, num_heads=4, num_layers=2,
+                         num_frames=FRAMES, dataset="synthetic")
+    model, epochs = pretrain(config, rendered(unlabelled, fmt, 5, universal=False), unlabelled.lengths,
+                             f"{out}/baseline", args)
+    seed = PROBE_FORMATS.index(fmt)
+    train, test = (model.encode(rendered(clips, fmt, offset + seed, universal=False), show_progress_bar=False)
+                   for clips, offset in ((probe_train, 20), (probe_test, 30)))
+    return linear_probe(train, torch.from_numpy(probe_train.labels), test, torch.from_numpy(probe_test.labels)), epochs
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=15.0, help="pretraining time budget")
@@ -120,11 +177,14 @@ def main() -> None:
     parser.add_argument("--out", help="parent folder of the runs (default: a new temporary folder)")
     parser.add_argument("--save", help="save the pretrained encoder here")
     parser.add_argument("--json", help="write the figures here")
+    parser.add_argument("--baseline", choices=BASELINE_FORMATS,
+                        help="also pretrain a same-size model of this format's layout on this format alone, as "
+                             "long, and compare the linear probes on it")
     add_threads_argument(parser)
     args = parser.parse_args()
     started = start_run(args)
     out = args.out or tempfile.mkdtemp(prefix="usdrl-universal-synthetic-")
-    logger.info("machine: %s (shared with other jobs: timings are noisy)", machine())
+    logger.info("(the machine may be shared with other jobs: timings are noisy)")
 
     model_config = USDRLConfig(layout="universal", in_channels=IN_CHANNELS, hidden_size=args.hidden, num_heads=4,
                                num_layers=2, num_frames=FRAMES, dataset="synthetic")
@@ -133,18 +193,8 @@ def main() -> None:
     probe_train = make_clips(10 * NUM_CLASSES, seed=1, num_frames=FRAMES)
     probe_test = make_clips(10 * NUM_CLASSES, seed=2, num_frames=FRAMES)
 
-    if args.epochs:
-        from usdrl.train.pretrain import PretrainConfig
-
-        config = PretrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                                lr_milestones=[int(args.epochs * 0.8)], save_every=max(1, args.epochs // 4))
-        pretrained = CrossFormatPretrainer(model_config, config, unlabelled.data, unlabelled.lengths,
-                                           f"{out}/run", show_progress_bar=False).fit()
-        epochs = args.epochs
-    else:
-        pretrained, epochs, _ = pretrain_within(args.minutes, model_config, unlabelled.data, unlabelled.lengths,
-                                                out, batch_size=args.batch_size, lr=args.lr,
-                                                trainer=CrossFormatPretrainer)
+    pretrained, epochs = pretrain(model_config, unlabelled.data, unlabelled.lengths, out, args,
+                                  CrossFormatPretrainer)
     minutes = (time.perf_counter() - started) / 60
     logger.info("pretrained hidden %d on %d clips x 4 cross-format views, batch %d, %d epochs: %.1f min",
                 args.hidden, args.clips, args.batch_size, epochs, minutes)
@@ -165,11 +215,19 @@ def main() -> None:
                     100 * figures[name]["zero-shot / in-format coco17"])
     logger.info("retrieval over %d clips (chance %.2f%%), probes over %d held-out clips (chance %.1f%%)",
                 args.eval_clips, 100 / args.eval_clips, len(probe_test.labels), 100 / NUM_CLASSES)
+    if args.baseline:
+        started_baseline = time.perf_counter()
+        accuracy, baseline_epochs = baseline_probe(args.baseline, unlabelled, probe_train, probe_test, args, out)
+        figures["baseline"] = {"format": args.baseline, "probe": accuracy, "epochs": baseline_epochs,
+                               "minutes": (time.perf_counter() - started_baseline) / 60}
+        logger.info("linear probe on %s: universal %.1f%%, same-size %s-only model %.1f%% (%d epochs, %.1f min "
+                    "with its features)", args.baseline, 100 * figures["pretrained"][f"probe {args.baseline}"],
+                    args.baseline, 100 * accuracy, baseline_epochs, figures["baseline"]["minutes"])
     figures["cost"] = cost(pretrained, probe_test)
     for name, value in figures["cost"].items():
         logger.info("%s: %.3g", name, value)
     figures["run"] = {"epochs": epochs, "minutes": minutes, "hidden": args.hidden, "clips": args.clips,
-                      "machine": machine()}
+                      "machine": machine_info().summary()}
     if args.json:
         Path(args.json).write_text(json.dumps(figures, indent=2))
 

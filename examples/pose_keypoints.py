@@ -4,22 +4,25 @@ Run: ``python examples/pose_keypoints.py`` (offline, seconds on a CPU).
 
 Pose estimators such as MMPose or YOLO-pose give, for every person in a video, an array
 ``(T, 17, 3)``: the 17 COCO keypoints of each frame as x, y in pixels and a confidence
-score. ``usdrl.data.pose_to_clip`` turns such arrays (one per person) into a model clip
-``(3, T, 17, 2)``: x / width, y / height, the score as third channel, two person slots.
+score. The embedded universal model (``usdrl.hub.UNIVERSAL_MODEL``, ``usdrl-universal-small``)
+reads them as they are, like every other registered keypoint format, 2D or 3D: stack the
+persons to ``(M, T, 17, 3)`` and call ``model.encode_keypoints(keypoints, format="coco17")``.
+No COCO-17-specific model is needed.
 
-**What the model here is.** The embedded default model takes 3D NTU-25 joints, so it cannot
-read COCO-17 keypoints. This script therefore builds a *tiny, randomly initialised* COCO-17
-encoder (``USDRLConfig.from_preset("tiny", layout="coco17")``, no pretraining at all) and
-trains only a linear head on its frozen features (``usdrl.tasks.recognition.linear_probe``)
-for six actions. The stand-in for a pose estimator's output is the library's synthetic 3D
-actions seen by a virtual 1920x1080 camera (``usdrl.data.synthetic.project_coco17``). It shows
-the data path and the API, not a model for real videos: for those, pretrain a COCO-17 model
-on your keypoints (``usdrl prepare ntu2d`` / ``examples/pretrain_own_data.py``, with
-``layout="coco17"``) or load converted reference weights, then fit a head on labelled clips
-exactly as below.
+**What the model here is.** Demo weights: a small encoder pretrained across formats on the
+library's *synthetic* actions, with a clip head for those 29 classes. The stand-in for a pose
+estimator's output is the same synthetic 3D actions seen by a virtual 1920x1080 camera
+(``usdrl.data.synthetic.project_coco17``). The script
 
-The last part is the "ten lines" path: the raw keypoint arrays of a new video to a
-predicted class name with its confidence.
+1. classifies such videos with the model's own head (the synthetic classes it knows), then
+2. trains a new linear head for six "own" actions on its frozen embeddings
+   (``usdrl.tasks.recognition.train_linear_head``), as one would for real classes, and
+3. runs the "ten lines" path: the raw keypoint arrays of a new video to a predicted class
+   name with its confidence.
+
+It shows the data path and the API, not a model for real videos: for those, pretrain a
+universal model on your own keypoints (``usdrl.train.cross_format``) and fit a head on
+labelled clips exactly as below.
 """
 
 import logging
@@ -28,11 +31,10 @@ import time
 import numpy as np
 import torch
 
-from usdrl import USDRL, USDRLConfig
-from usdrl.data import pose_to_clip
-from usdrl.data.preprocess import resample
+from usdrl import USDRL
 from usdrl.data.synthetic import ACTION_NAMES, make_clips, project_coco17
-from usdrl.tasks.recognition import ProbeConfig, linear_probe
+from usdrl.hub import UNIVERSAL_MODEL
+from usdrl.tasks.recognition import ProbeConfig, train_linear_head
 
 logger = logging.getLogger("pose_keypoints")
 
@@ -53,15 +55,10 @@ def pose_estimator_output(num_clips: int, seed: int) -> tuple[list[list[np.ndarr
     return videos, np.array([CLASSES.index(k) for k in clips.labels])
 
 
-def to_input(people: list[np.ndarray], num_frames: int = 64) -> np.ndarray:
-    """A video's keypoint arrays ``[(T, 17, 3), ...]`` -> model input ``(3, num_frames, 17, 2)``."""
-    clip = pose_to_clip(people, image_shape=IMAGE_SHAPE)      # (3, T, 17, 2): x/width, y/height, score
-    return resample(clip, num_frames)                          # all T frames linearly resampled to 64
-
-
-def dataset(videos, labels) -> torch.utils.data.TensorDataset:
-    inputs = np.stack([to_input(people) for people in videos])
-    return torch.utils.data.TensorDataset(torch.from_numpy(inputs), torch.from_numpy(labels))
+def embed(model: USDRL, videos) -> torch.Tensor:
+    """Embeddings ``(N, 2H)`` of videos given as lists of per-person ``(T, 17, 3)`` arrays."""
+    return torch.stack([model.encode_keypoints(np.stack(people), format="coco17", show_progress_bar=False)
+                        for people in videos])
 
 
 def main() -> None:
@@ -72,23 +69,31 @@ def main() -> None:
     logger.info("keypoints of %d training and %d test videos, e.g. video 0: %d person(s) of shape %s",
                 len(train_videos), len(test_videos), len(train_videos[0]), train_videos[0][0].shape)
 
-    torch.manual_seed(0)
-    model = USDRL(USDRLConfig.from_preset("tiny", layout="coco17", in_channels=3)).eval()   # eval: no drop path
+    model = USDRL.from_pretrained(UNIVERSAL_MODEL)       # eval mode, a clip head for the 29 synthetic classes
+    test_features = embed(model, test_videos)
+    with torch.inference_mode():
+        known = model.head(test_features).argmax(1).numpy()
+    truth = np.array(CLASSES)[test_labels]
+    logger.info("%s, its own head (29 synthetic classes): %.1f%% of the %d test videos right (chance 3.4%%)",
+                UNIVERSAL_MODEL, 100 * np.mean(known == truth), len(test_videos))
+
     start = time.perf_counter()
-    result = linear_probe(model, (dataset(train_videos, train_labels), dataset(test_videos, test_labels)),
-                          num_classes=len(NAMES), class_names=NAMES,
-                          config=ProbeConfig(lr=0.05, epochs=100, standardize=True))
-    logger.info("tiny random COCO-17 encoder (hidden %d), linear head trained in %.1f s: test accuracy %.1f%% "
-                "(chance %.1f%%)", model.config.hidden_size, time.perf_counter() - start, 100 * result.last_top1,
+    head, result = train_linear_head(embed(model, train_videos), torch.from_numpy(train_labels), test_features,
+                                     torch.from_numpy(test_labels), len(NAMES),
+                                     ProbeConfig(lr=0.05, epochs=100, standardize=True))
+    logger.info("new linear head for %d own classes on the frozen embeddings, trained in %.1f s: test accuracy "
+                "%.1f%% (chance %.1f%%)", len(NAMES), time.perf_counter() - start, 100 * result.last_top1,
                 100 / len(NAMES))
+    model.reset_classifier(len(NAMES), NAMES)
+    model.head.load_state_dict(head.state_dict())
 
     # New videos, straight from the pose estimator to a class name: the "ten lines".
     new_videos, new_labels = pose_estimator_output(3, seed=7)
     for people, label in zip(new_videos, new_labels, strict=True):
-        clip = pose_to_clip(people, image_shape=IMAGE_SHAPE)               # [(T, 17, 3) per person] -> (3, T, 17, 2)
-        x = torch.from_numpy(resample(clip, model.config.num_frames))[None]  # (1, 3, 64, 17, 2)
+        keypoints = np.stack(people)                                             # (M, T, 17, 3) pixels + score
+        embedding = model.encode_keypoints(keypoints, format="coco17")           # (2H,)
         with torch.inference_mode():
-            probabilities = model(x).softmax(-1)[0]                          # (6,)
+            probabilities = model.head(embedding).softmax(-1)                    # (6,)
         confidence, k = probabilities.max(0)
         logger.info("new video, %d frames: predicted %s (%.0f%%), truly %s", len(people[0]),
                     model.config.class_names[k], 100 * confidence, NAMES[label])

@@ -113,3 +113,42 @@ def test_cross_format_pretraining_runs_and_checks_its_inputs(clips, tmp_path):
                               tmp_path / "other")
     with pytest.raises(InputError, match="NTU-25 clips"):
         CrossFormatPretrainer(config, run, clips.data[:, :, :, :17], clips.lengths, tmp_path / "third")
+
+
+def test_mediapipe_views_keep_the_body_proportions_of_the_pixel_formats(clips):
+    """Normalised MediaPipe views get their image size back: with no noise and no camera turn, their joints
+    land where the same joints of COCO-17 pixel views do (without the image size, x would be squeezed by
+    1080 / 1920)."""
+    data, lengths = torch.from_numpy(clips.data), torch.from_numpy(clips.lengths)
+    augment = AugmentConfig(output_frames=16, min_crop_length=8)
+    still = dict(max_yaw_degrees=0.0, jitter=0.0, low_score_rate=0.0, max_drop_rate=0.0, max_occlusion_rate=0.0)
+
+    def views(fmt):
+        return cross_format_views(data, lengths, 2, torch.Generator().manual_seed(3), augment,
+                                  CrossFormatConfig(formats=[fmt], **still))
+
+    coco, mediapipe = views("coco17"), views("mediapipe33")
+    both = (coco[:, :, 4] > 0) & (mediapipe[:, :, 4] > 0)                  # exact joints in both formats
+    assert both.sum() > 1000
+    assert torch.allclose(coco[:, :, :2].movedim(2, -1)[both], mediapipe[:, :, :2].movedim(2, -1)[both], atol=1e-4)
+    spread = coco[:, :, 0][both].std()
+    assert spread > 0.3                                                    # a body, not a point: the check can fail
+
+
+def test_the_rendering_settings_are_recorded_and_a_resumed_run_must_keep_them(clips, tmp_path):
+    config = USDRLConfig.from_preset("tiny", layout="universal", in_channels=6, num_frames=16)
+    run = PretrainConfig(epochs=1, batch_size=4, num_views=2, augment=AugmentConfig(output_frames=16,
+                                                                                       min_crop_length=8))
+    rendering = CrossFormatConfig(formats=["coco17", "ntu25"], max_yaw_degrees=30.0)
+    CrossFormatPretrainer(config, run, clips.data, clips.lengths, tmp_path / "run", cross_format=rendering,
+                          show_progress_bar=False).fit()
+    checkpoint = torch.load(tmp_path / "run" / "checkpoint_0001.pt", weights_only=False)
+    recorded = [value for value in checkpoint.values() if isinstance(value, dict) and "cross_format" in value]
+    assert recorded and recorded[0]["cross_format"] == {
+        "formats": ["coco17", "ntu25"], "max_yaw_degrees": 30.0, "jitter": 0.015, "low_score_rate": 0.1,
+        "max_drop_rate": 0.3, "max_occlusion_rate": 0.3, "image_size": [1080, 1920], "focal": 1060.0}
+    with pytest.raises(ConfigError, match="cross_format"):
+        CrossFormatPretrainer(config, run, clips.data, clips.lengths, tmp_path / "run", resume=True,
+                              cross_format=CrossFormatConfig(formats=["coco17"]))
+    with pytest.raises(ConfigError, match="image_size"):
+        CrossFormatConfig(image_size=(0, 1920))

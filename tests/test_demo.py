@@ -17,10 +17,12 @@ from usdrl.data import to_model_input
 from usdrl.data.synthetic import ACTION_NAMES, NUM_CLASSES, make_clips
 from usdrl.demo import run_demo
 from usdrl.errors import ConfigError
-from usdrl.hub import DEFAULT_MODEL
+from usdrl.hub import DEFAULT_MODEL, UNIVERSAL_MODEL
 from usdrl.viz import animate_skeleton, plot_timeline
 
 README = Path(__file__).resolve().parents[1] / "README.md"
+#: Of the demo's 8 clips, at least this many are recognised by the universal model from each format.
+DEMO_CORRECT = 6
 
 
 def readme_main_command() -> list[str]:
@@ -79,6 +81,21 @@ def test_the_readme_main_command_runs_the_demo(tmp_path):
     assert f"{expected.found(0.5)} of {len(expected.ground_truth)} actions found" in result.stdout
     assert expected.found(0.5) >= len(expected.ground_truth) - 2
 
+    # the same clips read by the universal model as NTU-25 3D and as COCO-17 2D keypoints
+    assert expected.universal_model == UNIVERSAL_MODEL
+    assert f"One model for every format ({UNIVERSAL_MODEL})" in result.stdout
+    rows = re.findall(r"^\s+\d+\s+(\w+)\s+(\w+)\s+(\w+)\s+([-\d.]+)\s+([-\d.]+)\s+([-\d.]+)$", result.stdout,
+                      re.M)
+    assert [row[0] for row in rows] == [clip.true_class for clip in expected.clips]
+    assert [(row[1], row[2]) for row in rows] == [(c.predicted_from_3d, c.predicted_from_2d) for c in expected.formats]
+    assert [tuple(float(v) for v in row[3:]) for row in rows] == [
+        (round(c.cosine, 3), round(c.centred_cosine, 3), round(c.centred_cosine_to_others, 3))
+        for c in expected.formats]
+    assert sum(c.predicted_from_3d == c.true_class for c in expected.formats) >= DEMO_CORRECT
+    assert sum(c.predicted_from_2d == c.true_class for c in expected.formats) >= DEMO_CORRECT
+    # one embedding space: a clip's 2D embedding is nearer its own 3D embedding than the other clips' on average
+    assert all(c.centred_cosine > c.centred_cosine_to_others + 0.3 for c in expected.formats)
+
 
 def test_the_demo_runs_without_matplotlib_and_says_how_to_get_pictures(tmp_path):
     result = run_cli(["demo", "--out", "out", "--clips", "3"], tmp_path, block_matplotlib=True)
@@ -109,6 +126,15 @@ def test_the_demo_refuses_a_model_without_the_synthetic_heads(tmp_path):
     model.reset_frame_classifier(NUM_CLASSES + 1)
     with pytest.raises(ConfigError, match="synthetic classes"):
         run_demo(tmp_path, model=model)
+
+
+def test_the_demo_refuses_a_universal_model_that_is_not_one_or_has_no_synthetic_head(tmp_path):
+    with pytest.raises(ConfigError, match="needs a universal model.*takes layout ntu25"):
+        run_demo(tmp_path, universal_model=DEFAULT_MODEL)
+    headless = USDRL(USDRLConfig.from_preset("tiny", layout="universal", in_channels=6))
+    with pytest.raises(ConfigError, match="no clip head"):
+        run_demo(tmp_path, universal_model=headless)
+    assert not any(tmp_path.iterdir())                          # refused before anything was written
 
 
 def test_pictures_refuse_bad_shapes_and_leave_no_file(tmp_path):

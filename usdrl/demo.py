@@ -4,8 +4,10 @@
 generator (never seen in training), preprocesses them exactly as ``usdrl prepare`` does,
 classifies the clips with the model's clip head, detects the actions of the sequence with
 its frame-wise head (sliding windows, proposals from runs of frames above a threshold) and,
-with matplotlib installed, draws an animated skeleton and a timeline. ``usdrl demo`` prints
-the result.
+with matplotlib installed, draws an animated skeleton and a timeline. The embedded universal
+model then reads the same clips twice, as NTU-25 3D joints and as COCO-17 2D keypoints of a
+video camera, and classifies and embeds both (one model, one embedding space for every
+format). ``usdrl demo`` prints the result.
 """
 
 import logging
@@ -19,9 +21,17 @@ import torch
 from ._io import atomic_write_text
 from .data.prepared import Recipe3D
 from .data.preprocess import to_model_input
-from .data.synthetic import ACTION_NAMES, NUM_CLASSES, TWO_PERSON_CLASSES, make_clips, make_untrimmed
+from .data.synthetic import (
+    ACTION_NAMES,
+    NUM_CLASSES,
+    TWO_PERSON_CLASSES,
+    SyntheticClips,
+    make_clips,
+    make_untrimmed,
+    render_keypoints,
+)
 from .errors import ConfigError, MissingDependencyError
-from .hub import DEFAULT_MODEL
+from .hub import DEFAULT_MODEL, UNIVERSAL_MODEL
 from .model import USDRL
 from .tasks.detection import frame_scores
 from .tasks.metrics import proposals_from_scores, temporal_iou
@@ -48,6 +58,30 @@ class ClipPrediction:
 
 
 @dataclass
+class FormatComparison:
+    """One clip read by a universal model in two formats.
+
+    Attributes:
+        true_class: the clip's class.
+        predicted_from_3d, predicted_from_2d: the predicted class from its NTU-25 3D joints and from
+            its COCO-17 2D keypoints (pixels of a video camera, with scores).
+        cosine: cosine similarity of the two embeddings as ``encode`` gives them (close to 1 for any
+            two clips: every embedding shares a large common part).
+        centred_cosine: the cosine once the mean embedding of the demo's clips (both formats) is
+            subtracted from both, which leaves what tells clips apart.
+        centred_cosine_to_others: the mean centred cosine of its 3D embedding with the 2D embeddings of
+            the other clips (what "not the same clip" looks like). Both centred ones are nan with one clip.
+    """
+
+    true_class: str
+    predicted_from_3d: str
+    predicted_from_2d: str
+    cosine: float
+    centred_cosine: float
+    centred_cosine_to_others: float
+
+
+@dataclass
 class DemoResult:
     """What :func:`run_demo` found.
 
@@ -61,6 +95,9 @@ class DemoResult:
         matches: per ground-truth action, ``(IoU, detection)`` of the same-class detection that
             overlaps it most (``(0.0, None)`` if there is none).
         files: pictures and the detection file written.
+        formats: the clips read by the universal model as NTU-25 3D and as COCO-17 2D (empty
+            without one).
+        universal_model: that model's name (or ``None``).
     """
 
     clips: list[ClipPrediction]
@@ -70,6 +107,8 @@ class DemoResult:
     frame_class_names: list[str]
     matches: list[tuple[float, tuple[int, int, int, float] | None]]
     files: list[Path] = field(default_factory=list)
+    formats: list[FormatComparison] = field(default_factory=list)
+    universal_model: str | None = None
 
     @property
     def accuracy(self) -> float:
@@ -97,7 +136,8 @@ def _check_model(model: USDRL) -> list[str]:
     return ["background", *names]
 
 
-def _recognise(model: USDRL, num_clips: int, rng: np.random.Generator, seed: int) -> tuple[list, np.ndarray]:
+def _recognise(model: USDRL, num_clips: int, rng: np.random.Generator,
+               seed: int) -> tuple[list, np.ndarray, SyntheticClips]:
     classes = rng.choice(NUM_CLASSES, size=num_clips, replace=num_clips > NUM_CLASSES)
     clips = make_clips(num_clips, seed=seed, classes=classes.tolist())
     frames = model.config.num_frames
@@ -109,7 +149,50 @@ def _recognise(model: USDRL, num_clips: int, rng: np.random.Generator, seed: int
     names = model.config.class_names
     predictions = [ClipPrediction(ACTION_NAMES[int(k)], names[int(p)], float(c))
                    for k, p, c in zip(clips.labels, predicted, confidence, strict=True)]
-    return predictions, inputs
+    return predictions, inputs, clips
+
+
+def _check_universal_model(model: USDRL) -> None:
+    config = model.config
+    if config.layout != "universal":
+        raise ConfigError(f"the demo's format comparison needs a universal model, e.g. {UNIVERSAL_MODEL!r}; this "
+                          f"one takes layout {config.layout}")
+    if model.head is None or list(config.class_names or [])[:NUM_CLASSES] != list(ACTION_NAMES):
+        raise ConfigError(f"the demo's clips are the {NUM_CLASSES} synthetic classes; this universal model has "
+                          f"{'no clip head' if model.head is None else f'a head for {config.num_classes} classes'}")
+
+
+def compare_formats(model: USDRL, clips: SyntheticClips) -> list[FormatComparison]:
+    """Read every clip as NTU-25 3D joints and as COCO-17 2D keypoints (the pixels and scores a pose
+    estimator would give for a video camera at the sensor) with the universal ``model``; classify and
+    compare the two embeddings (:class:`FormatComparison` per clip)."""
+    _check_universal_model(model)
+    embeddings = {"ntu25": [], "coco17": []}
+    for clip, length in zip(clips.data, clips.lengths, strict=True):
+        for fmt, found in embeddings.items():
+            keypoints = render_keypoints(clip[None, :, :length], fmt)[0]         # (M, T, V, dims + 1)
+            found.append(model.encode_keypoints(keypoints, format=fmt, show_progress_bar=False))
+    from_3d, from_2d = torch.stack(embeddings["ntu25"]), torch.stack(embeddings["coco17"])   # (N, 2H) each
+    device = next(model.parameters()).device
+    with torch.inference_mode():
+        predicted_3d = model.head(from_3d.to(device)).argmax(-1).cpu()
+        predicted_2d = model.head(from_2d.to(device)).argmax(-1).cpu()
+
+    def cosines(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.normalize(a, dim=1) @ torch.nn.functional.normalize(b, dim=1).T   # (N, N)
+
+    n = len(from_3d)
+    raw = cosines(from_3d, from_2d).diagonal()
+    if n > 1:
+        mean = torch.cat([from_3d, from_2d]).mean(0)
+        centred = cosines(from_3d - mean, from_2d - mean)
+        same, others = centred.diagonal(), (centred.sum(1) - centred.diagonal()) / (n - 1)
+    else:
+        same = others = torch.full((n,), float("nan"))
+    names = model.config.class_names
+    return [FormatComparison(ACTION_NAMES[int(label)], names[int(p3)], names[int(p2)], float(raw[i]),
+                             float(same[i]), float(others[i]))
+            for i, (label, p3, p2) in enumerate(zip(clips.labels, predicted_3d, predicted_2d, strict=True))]
 
 
 def _best_matches(truth, detections) -> list[tuple[float, tuple | None]]:
@@ -119,7 +202,8 @@ def _best_matches(truth, detections) -> list[tuple[float, tuple | None]]:
 
 
 def run_demo(out_dir: str | os.PathLike = "usdrl-demo", *, model: str | USDRL = DEFAULT_MODEL, num_clips: int = 8,
-             seed: int = 2026, pictures: bool = True) -> DemoResult:
+             seed: int = 2026, pictures: bool = True,
+             universal_model: str | USDRL | None = UNIVERSAL_MODEL) -> DemoResult:
     """Recognise ``num_clips`` fresh synthetic clips and detect the actions of one untrimmed sequence.
 
     Args:
@@ -133,13 +217,20 @@ def run_demo(out_dir: str | os.PathLike = "usdrl-demo", *, model: str | USDRL = 
         num_clips: clips to recognise (distinct classes while there are enough).
         seed: draws the clips and the sequence.
         pictures: draw the pictures; without matplotlib they are skipped with a log message.
+        universal_model: a universal model with a clip head for the synthetic classes (a name or
+            instance) that reads the same clips as NTU-25 3D and COCO-17 2D (:func:`compare_formats`);
+            ``None`` skips this part.
     """
     if num_clips < 1:
         raise ConfigError(f"num_clips must be >= 1, got {num_clips}")
     model = USDRL.from_pretrained(model) if isinstance(model, str | os.PathLike) else model.eval()
     frame_names = _check_model(model)
+    if universal_model is not None:
+        universal = (USDRL.from_pretrained(universal_model) if isinstance(universal_model, str | os.PathLike)
+                     else universal_model.eval())
+        _check_universal_model(universal)
     rng = np.random.default_rng(seed)
-    clips, inputs = _recognise(model, num_clips, rng, seed)
+    clips, inputs, drawn = _recognise(model, num_clips, rng, seed)
 
     one_person = [k for k in range(NUM_CLASSES) if k not in TWO_PERSON_CLASSES]
     sequence = make_untrimmed(seed=seed, num_actions=(4, 5), classes=one_person)
@@ -148,6 +239,9 @@ def run_demo(out_dir: str | os.PathLike = "usdrl-demo", *, model: str | USDRL = 
     detections = proposals_from_scores(scores, THRESHOLD, background=0, min_length=MIN_LENGTH)
     truth = [(k + 1, start, end) for k, start, end in sequence.segments]
     result = DemoResult(clips, len(scores), truth, detections, frame_names, _best_matches(truth, detections))
+    if universal_model is not None:
+        result.formats = compare_formats(universal, drawn)
+        result.universal_model = str(universal_model) if isinstance(universal_model, str | os.PathLike) else None
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

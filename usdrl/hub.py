@@ -388,3 +388,23 @@ register_pretrained(PretrainedWeights(
     # the clip head on 1,165 held-out synthetic clips (docs/benchmarks.md, benchmarks/make_default_model.py)
     measured_accuracy={"clip-head": 98.2},
 ))
+#: The embedded universal model: every registered keypoint format, 2D or 3D (``encode_keypoints``). Not the
+#: default: it has no frame-wise head, and the NTU-25 paths (demo detection, quick start) need one or take
+#: NTU-25 clips ``(N, 3, T, 25, M)`` as they are.
+UNIVERSAL_MODEL = "usdrl-universal-small"
+register_pretrained(PretrainedWeights(
+    name=UNIVERSAL_MODEL,
+    path=str(Path(__file__).resolve().parent / "pretrained" / UNIVERSAL_MODEL),
+    description="demo weights shipped with the package: a small universal DSTE (hidden 64) that reads every "
+                "registered keypoint format, 2D or 3D, pretrained across formats on usdrl's synthetic actions, "
+                "with a clip head for its 29 classes; not for real data",
+    layout="universal", num_frames=64, modality="joint", dataset="synthetic",
+    protocol="cross-format MG-FD/MPCT pretraining (usdrl.train.cross_format), linear clip head",
+    preprocessing="usdrl.USDRL.encode_keypoints(keypoints, format=...): any registered format, resampled to 64 "
+                  "frames and mapped to the universal input (usdrl.to_universal)",
+    license="MIT",
+    # the clip head on 290 held-out rendered clips per format (benchmarks/make_universal_model.py)
+    measured_accuracy={"clip-head ntu25": 89.7, "clip-head coco17": 85.5, "clip-head h36m17": 88.6,
+                       "clip-head mediapipe33": 87.6},
+))
+

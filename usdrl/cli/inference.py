@@ -4,7 +4,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..hub import DEFAULT_MODEL
+from ..hub import DEFAULT_MODEL, UNIVERSAL_MODEL
 
 
 def _demo(args: argparse.Namespace) -> None:
@@ -14,7 +14,8 @@ def _demo(args: argparse.Namespace) -> None:
     def span(start: int, end: int) -> str:  # frames and seconds, as the timeline's two axes
         return f"{start:>4}-{end:<4}({start / FPS:4.1f}-{end / FPS:4.1f} s)"
 
-    result = run_demo(args.out, model=args.model, num_clips=args.clips, seed=args.seed, pictures=not args.no_pictures)
+    result = run_demo(args.out, model=args.model, num_clips=args.clips, seed=args.seed, pictures=not args.no_pictures,
+                      universal_model=None if args.universal_model == "none" else args.universal_model)
     names = result.frame_class_names
     width = max(len(name) for name in names) + 2
     lines = [f"Recognition of {len(result.clips)} synthetic clips never seen in training:",
@@ -33,8 +34,20 @@ def _demo(args: argparse.Namespace) -> None:
     lines += [f"  {'(other detection)':<{width}}{'':<24}{names[d[0]]:<{width}}{span(*d[1:3])}" for d in others]
     false_alarms = sum(not any(d[0] == t[0] for t in result.ground_truth) for d in result.detections)
     lines += [f"  {result.found(0.5)} of {len(result.ground_truth)} actions found at IoU >= 0.5; "
-              f"{len(result.detections)} detections, {false_alarms} of a class not in the sequence", "",
-              "Files:"]
+              f"{len(result.detections)} detections, {false_alarms} of a class not in the sequence", ""]
+    if result.formats:
+        lines += [f"One model for every format ({result.universal_model or 'universal model'}): the same clips as "
+                  "NTU-25 3D joints and as COCO-17 2D keypoints of a video camera:",
+                  f"  {'clip':>4}  {'true class':<{width}}{'from 3D':<{width}}{'from 2D':<{width}}"
+                  f"{'cosine 3D-2D':>13}{'centred':>9}{'vs others':>10}"]
+        lines += [f"  {i:>4}  {c.true_class:<{width}}{c.predicted_from_3d:<{width}}{c.predicted_from_2d:<{width}}"
+                  f"{c.cosine:>13.3f}{c.centred_cosine:>9.3f}{c.centred_cosine_to_others:>10.3f}"
+                  for i, c in enumerate(result.formats, 1)]
+        lines += [f"  {sum(c.predicted_from_3d == c.true_class for c in result.formats)} correct from 3D, "
+                  f"{sum(c.predicted_from_2d == c.true_class for c in result.formats)} from 2D, of "
+                  f"{len(result.formats)}. Centred: the mean embedding of these clips subtracted first; vs others: "
+                  "the clip's 3D embedding with the other clips' 2D ones (centred, mean)", ""]
+    lines += ["Files:"]
     lines += [f"  {path}" for path in result.files]
     if not any(path.suffix == ".gif" for path in result.files) and not args.no_pictures:
         lines.append(f"  (no pictures: matplotlib is not installed; {VIZ_HINT} to get clip.gif and timeline.png)")
@@ -93,11 +106,15 @@ def register(commands) -> None:
         "demo", help="recognise and detect actions with the embedded model, offline, in seconds",
         description=f"Draw fresh clips and one untrimmed sequence from the synthetic action generator, recognise "
                     f"the clips and detect the actions of the sequence with {DEFAULT_MODEL} (demo weights "
-                    "shipped with the package), and write detections.txt and, with matplotlib (usdrl[viz]), "
+                    f"shipped with the package), read the same clips as NTU-25 3D and COCO-17 2D with "
+                    f"{UNIVERSAL_MODEL}, and write detections.txt and, with matplotlib (usdrl[viz]), "
                     "clip.gif and timeline.png to OUT.")
     demo.add_argument("--out", default="usdrl-demo", help="folder for the files (default: ./usdrl-demo)")
     demo.add_argument("--model", default=DEFAULT_MODEL,
                       help=f"a model with heads for the synthetic classes (default: {DEFAULT_MODEL})")
+    demo.add_argument("--universal-model", default=UNIVERSAL_MODEL,
+                      help="a universal model with a clip head for the synthetic classes, to read the clips as "
+                           f"NTU-25 3D and as COCO-17 2D (default: {UNIVERSAL_MODEL}; 'none' skips it)")
     demo.add_argument("--clips", type=int, default=8, help="clips to recognise (default: 8)")
     demo.add_argument("--seed", type=int, default=2026, help="draws the clips and the sequence (default: 2026)")
     demo.add_argument("--no-pictures", action="store_true", help="skip the GIF and the timeline")

@@ -39,6 +39,10 @@ class CrossFormatConfig:
         max_drop_rate: each format's views in a step miss ``U(0, max_drop_rate)`` of their joints
             (per frame) ...
         max_occlusion_rate: ... and ``U(0, max_occlusion_rate)`` of them in every frame.
+        image_size: ``(height, width)`` in pixels of the pinhole camera of the 2D views; formats in
+            normalised units (MediaPipe) are divided by it and given it back for the universal input
+            (as ``encode_keypoints(..., image_size=...)``), so their bodies keep their proportions.
+        focal: that camera's focal length in pixels.
     """
 
     formats: list[str] = field(default_factory=lambda: list(DEFAULT_FORMATS))
@@ -47,6 +51,8 @@ class CrossFormatConfig:
     low_score_rate: float = 0.1
     max_drop_rate: float = 0.3
     max_occlusion_rate: float = 0.3
+    image_size: tuple[int, int] = (1080, 1920)
+    focal: float = 1060.0
 
     def __post_init__(self):
         if not self.formats:
@@ -56,6 +62,17 @@ class CrossFormatConfig:
         rates = (self.max_drop_rate, self.max_occlusion_rate, self.low_score_rate)
         if not all(0.0 <= rate <= 1.0 for rate in rates):
             raise ConfigError(f"max_drop_rate, max_occlusion_rate and low_score_rate must lie in [0, 1], got {rates}")
+        self.image_size = tuple(self.image_size)
+        if len(self.image_size) != 2 or min(self.image_size) <= 0 or self.focal <= 0:
+            raise ConfigError(f"image_size must be (height, width) > 0 and focal > 0, got {self.image_size} and "
+                              f"{self.focal}")
+
+    def to_dict(self) -> dict:
+        """The settings as a JSON-ready dict (recorded in the pretraining run's checkpoints)."""
+        return {"formats": list(self.formats), "max_yaw_degrees": self.max_yaw_degrees, "jitter": self.jitter,
+                "low_score_rate": self.low_score_rate, "max_drop_rate": self.max_drop_rate,
+                "max_occlusion_rate": self.max_occlusion_rate, "image_size": list(self.image_size),
+                "focal": self.focal}
 
 
 def cross_format_views(clips: torch.Tensor, lengths: torch.Tensor | None, num_views: int,
@@ -92,8 +109,10 @@ def cross_format_views(clips: torch.Tensor, lengths: torch.Tensor | None, num_vi
         noise = DetectorNoise(jitter=config.jitter, low_score_rate=config.low_score_rate,
                               drop_rate=rng.uniform(0.0, config.max_drop_rate),
                               occlusion_rate=rng.uniform(0.0, config.max_occlusion_rate))
-        keypoints = render_keypoints(bodies[chosen], name, yaw=yaw[chosen], rng=rng, noise=noise)
-        views[chosen] = to_universal(keypoints, name)
+        keypoints = render_keypoints(bodies[chosen], name, yaw=yaw[chosen], rng=rng, noise=noise,
+                                     image_size=config.image_size, focal=config.focal)
+        normalised = get_format(name).convention.units == "normalized"
+        views[chosen] = to_universal(keypoints, name, image_size=config.image_size if normalised else None)
     return torch.from_numpy(views).to(clips.device).unflatten(0, (num_views, n))
 
 
@@ -102,7 +121,8 @@ class CrossFormatPretrainer(Pretrainer):
 
     ``data (N, 3, T, 25, M)`` are NTU-25 clips in Kinect camera space (e.g. the synthetic
     generator's); each step renders them with :func:`cross_format_views`. ``cross_format``
-    sets the renderings; the other arguments are the Pretrainer's.
+    sets the renderings (recorded as ``cross_format`` in the run's settings: a resumed run must render
+    alike); the other arguments are the Pretrainer's.
     """
 
     def __init__(self, model_config: USDRLConfig, config, data, lengths, run_dir, *,
@@ -110,6 +130,9 @@ class CrossFormatPretrainer(Pretrainer):
         check_universal(model_config)
         self.cross_format = cross_format or CrossFormatConfig()
         super().__init__(model_config, config, data, lengths, run_dir, **options)
+
+    def _run_settings(self) -> dict:
+        return {**super()._run_settings(), "cross_format": self.cross_format.to_dict()}
 
     def _check_data(self, model_config: USDRLConfig) -> None:
         if self.data.ndim != 5 or self.data.shape[1] != 3 or self.data.shape[3:] != (25, model_config.num_persons):

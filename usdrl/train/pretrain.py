@@ -183,7 +183,7 @@ class Pretrainer:
         self.run_dir = Path(run_dir)
         options = RunOptions(run_dir=run_dir, device=device, save_every=config.save_every, resume=resume,
                              allow_changed_config=allow_changed_config, show_progress_bar=show_progress_bar)
-        self.run = TrainingRun(options, config=config.to_dict(), facts={"num_clips": len(self.data)},
+        self.run = TrainingRun(options, config=self._run_settings(), facts={"num_clips": len(self.data)},
                                resumable_changes=RESUMABLE_CHANGES, precision=config.precision,
                                max_loss=config.max_loss, distributed=True)
         self.rank, self.world, self.device = self.run.rank, self.run.world, self.run.device
@@ -270,6 +270,11 @@ class Pretrainer:
         return cls(model_config, config, dataset.padded_clips, dataset.lengths, run_dir, resume=resume,
                    allow_changed_config=allow_changed_config, metadata=metadata,
                    show_progress_bar=show_progress_bar, device=device)
+
+    def _run_settings(self) -> dict:
+        """The settings recorded in the checkpoints and compared on resume: ``config``'s (a subclass adds
+        its own, e.g. :class:`usdrl.train.cross_format.CrossFormatPretrainer` its renderings)."""
+        return self.config.to_dict()
 
     @property
     def epoch(self) -> int:
