@@ -44,7 +44,9 @@ def centred_cosines(embeddings: torch.Tensor, sensor: torch.Tensor) -> torch.Ten
 
 def test_it_is_registered_and_embedded_and_records_its_training(model):
     assert UNIVERSAL_MODEL in list_pretrained() and DEFAULT_MODEL in list_pretrained()
-    assert get_pretrained(UNIVERSAL_MODEL).metadata["layout"] == "universal"
+    weights = get_pretrained(UNIVERSAL_MODEL)
+    assert (weights.layout, weights.num_frames, weights.dataset) == ("universal", 64, "synthetic")
+    assert weights.measured_accuracy["clip-head coco17"] == 85.5
     config = model.config
     assert (config.layout, config.in_channels, config.num_joints, config.num_frames) == ("universal", 6, 30, 64)
     assert config.class_names == list(ACTION_NAMES) and config.num_classes == NUM_CLASSES

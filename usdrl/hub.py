@@ -399,9 +399,13 @@ register_pretrained(PretrainedWeights(
                 "registered keypoint format, 2D or 3D, pretrained across formats on usdrl's synthetic actions, "
                 "with a clip head for its 29 classes; not for real data",
     layout="universal", num_frames=64, modality="joint", dataset="synthetic",
-    protocol="cross-format MG-FD/MPCT pretraining (usdrl.train.cross_format), linear clip head",
-    preprocessing="usdrl.USDRL.encode_keypoints(keypoints, format=...): any registered format, resampled to 64 "
-                  "frames and mapped to the universal input (usdrl.to_universal)",
+    # as its config.json states them (the rendering settings of its cross-format views)
+    protocol='MG-FD pretraining on cross-format views (usdrl.train.cross_format.CrossFormatConfig({"formats": '
+             '["ntu25", "coco17", "h36m17", "mediapipe33", "openpose25", "smpl24"], "max_yaw_degrees": 60.0, '
+             '"jitter": 0.015, "low_score_rate": 0.1, "max_drop_rate": 0.3, "max_occlusion_rate": 0.3, '
+             '"image_size": [1080, 1920], "focal": 1060.0})), linear clip head',
+    preprocessing="usdrl.universal.model_input(keypoints, format, num_frames=64, num_persons=2), as "
+                  "USDRL.encode_keypoints does (image_size=(height, width) for MediaPipe's normalised coordinates)",
     license="MIT",
     # the clip head on 290 held-out rendered clips per format (benchmarks/make_universal_model.py)
     measured_accuracy={"clip-head ntu25": 89.7, "clip-head coco17": 85.5, "clip-head h36m17": 88.6,
