@@ -145,7 +145,7 @@ def test_one_python_call_gives_the_json_result_and_the_saved_model_of_the_comman
                    for f in files)
 
 
-def test_evaluation_commands_print_what_their_python_call_returns(folders, tmp_path, capsys):
+def test_evaluation_commands_print_what_their_python_call_returns(folders, tmp_path, capsys, monkeypatch):
     from usdrl.tasks.early import early_prediction
     from usdrl.tasks.finetune import ensemble_evaluation
     from usdrl.tasks.retrieval import knn_evaluation
@@ -164,6 +164,11 @@ def test_evaluation_commands_print_what_their_python_call_returns(folders, tmp_p
         assert main(argv) == 0, argv
         printed = json.loads(capsys.readouterr().out)
         assert call().to_json() == printed, argv
+    monkeypatch.setenv("RANK", "1")      # another process of a torchrun: it computes, rank 0 alone prints
+    for argv, _ in runs:
+        assert main(argv) == 0, argv
+        assert capsys.readouterr().out == "", argv
+    monkeypatch.delenv("RANK")
     # the figures are the tasks' own: an ensemble of one model twice scores as that model
     ensemble = ensemble_evaluation([probed, probed], ntu).top1
     assert ensemble["ensemble"] == ensemble[f"{probed} (joint)"]

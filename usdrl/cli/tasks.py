@@ -127,6 +127,8 @@ def _knn(args: argparse.Namespace) -> None:
 
     result = knn_evaluation(args.model, args.data, k=args.k, gallery_split=args.gallery_split,
                             query_split=args.query_split)
+    if not is_main_process():  # under torchrun rank 0 alone reports
+        return
     if args.json:
         sys.stdout.write(json.dumps(result.to_json()) + "\n")
         return
@@ -154,6 +156,8 @@ def _early_prediction(args: argparse.Namespace) -> None:
     config = ProbeConfig(**_given(args, "lr", "epochs", "batch_size"))
     result = early_prediction(args.model, args.data, config=config, split=args.split,
                               ratios=args.ratio or RATIOS, protocol=args.protocol, train_split=args.train_split)
+    if not is_main_process():  # under torchrun rank 0 alone reports
+        return
     if args.json:
         sys.stdout.write(json.dumps(result.to_json()) + "\n")
         return
@@ -223,6 +227,8 @@ def _ensemble(args: argparse.Namespace) -> None:
     from ..tasks.finetune import ensemble_evaluation
 
     result = ensemble_evaluation(args.models, args.data, split=args.split, batch_size=args.batch_size)
+    if not is_main_process():  # under torchrun rank 0 alone reports
+        return
     if args.json:
         sys.stdout.write(json.dumps(result.to_json()) + "\n")
         return
