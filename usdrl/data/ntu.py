@@ -158,7 +158,9 @@ def write_ntu_skeleton(
         newline: line end; the real files use CRLF.
 
     Floats are written in the shortest form that reads back to the same float32.
-    Returns the path written.
+    Returns the path written. Raises InputError for what the file cannot hold: a shape that
+    disagrees, a body count outside ``0..M`` or below a frame's last non-zero slot, a value
+    not finite in float32, or a non-integer in an integer field.
     """
     if isinstance(data, SkeletonSequence):
         body_counts = data.body_counts if body_counts is None else body_counts
