@@ -1,5 +1,6 @@
 import itertools
 import logging
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -389,15 +390,18 @@ def test_the_ntu_writer_writes_the_shortest_float32_forms(tmp_path):
     assert text == "\n".join(expected) + "\n"
 
 
-@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf, 1e39])
-def test_the_writers_refuse_values_their_readers_would_refuse(tmp_path, bad):
+@pytest.mark.parametrize("bad, shown", [(np.nan, "nan"), (np.inf, "inf"), (-np.inf, "-inf"), (1e39, "1e+39")])
+def test_the_writers_refuse_values_their_readers_would_refuse(tmp_path, bad, shown):
     data = np.ones((3, 1, 25, 1))
     data[1, 0, 4, 0] = bad
-    with pytest.raises(InputError, match="values must be finite in float32, found "):
-        write_ntu_skeleton(tmp_path / "a.skeleton", data)
-    with pytest.raises(InputError, match="finite in float32"):
-        write_uav_skeleton(tmp_path / "a.txt", data[:, :, :17])
-    assert not (tmp_path / "a.skeleton").exists() and not (tmp_path / "a.txt").exists()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a clear error, and no numpy warning about the cast on the way
+        for write, path, clip in [(write_ntu_skeleton, tmp_path / "a.skeleton", data),
+                                  (write_uav_skeleton, tmp_path / "a.txt", data[:, :, :17])]:
+            with pytest.raises(InputError) as info:
+                write(path, clip)
+            assert str(info.value) == f"values must be finite in float32, found {shown}"
+            assert not path.exists()
 
 
 def test_the_largest_float32_is_written_and_read_back(tmp_path):
@@ -551,3 +555,34 @@ def test_a_sample_list_with_bytes_outside_utf8_still_gives_its_names(tmp_path):
     path = tmp_path / "list.txt"
     path.write_bytes(b"Liste der Proben \xe9\xff (Latin-1)\nS001C002P005R002A008\r\nS001C002P006R001A008\n")
     assert read_sample_list(path) == ["S001C002P005R002A008", "S001C002P006R001A008"]
+
+
+@pytest.mark.parametrize("newline", ["\r", "\n\r", " ", ""])
+def test_the_writers_take_only_the_line_ends_their_readers_take(tmp_path, newline):
+    data = np.ones((3, 1, 25, 1))
+    for write, path, clip in [(write_ntu_skeleton, tmp_path / "a.skeleton", data),
+                              (write_uav_skeleton, tmp_path / "a.txt", data[:, :, :17])]:
+        with pytest.raises(InputError) as info:
+            write(path, clip, newline=newline)
+        assert str(info.value) == f"newline must be '\\n' or '\\r\\n', got {newline!r}"
+        assert not path.exists()
+
+
+def test_a_write_that_fails_half_way_leaves_the_old_file(tmp_path, monkeypatch):
+    data = np.ones((3, 2, 25, 1))
+    writers = [(write_ntu_skeleton, tmp_path / "a.skeleton", data),
+               (write_uav_skeleton, tmp_path / "a.txt", data[:, :, :17])]
+    old = {path: write(path, clip).read_bytes() for write, path, clip in writers}
+    real_write_bytes = Path.write_bytes
+
+    def half_then_disk_full(self, content):
+        real_write_bytes(self, content[: len(content) // 2])
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Path, "write_bytes", half_then_disk_full)
+    for write, path, clip in writers:
+        with pytest.raises(OSError, match="No space left"):
+            write(path, 2 * clip)
+    monkeypatch.undo()
+    assert {path: path.read_bytes() for path in old} == old
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.skeleton", "a.txt"]  # no temporary file left

@@ -198,7 +198,7 @@ def format_numbers(values: np.ndarray, int_columns: Iterable[int] = ()) -> np.nd
     ``int_columns`` value that is not an integer of at most 64 bits.
     """
     values = np.asarray(values)
-    with np.errstate(over="ignore", invalid="ignore"):
+    with np.errstate(over="ignore"):  # a value beyond float32 becomes inf, refused just below
         single = values.astype(np.float32)
     finite = np.isfinite(single)
     if not finite.all():
@@ -216,7 +216,12 @@ def format_numbers(values: np.ndarray, int_columns: Iterable[int] = ()) -> np.nd
 def format_body_frames(
     body_counts: np.ndarray, body_lines: list[str], joint_lines: list[str], num_joints: int, newline: str
 ) -> str:
-    """The text of an NTU-style file (``body_lines`` / ``joint_lines`` in file order)."""
+    """The text of an NTU-style file (``body_lines`` / ``joint_lines`` in file order).
+
+    Raises InputError for a ``newline`` other than LF or CRLF (the readers take no other).
+    """
+    if newline not in ("\n", "\r\n"):
+        raise InputError(f"newline must be '\\n' or '\\r\\n', got {newline!r}")
     out = [str(len(body_counts))]
     b = 0
     for count in body_counts.tolist():
@@ -246,10 +251,12 @@ def check_body_counts(data: np.ndarray, body_counts: np.ndarray | None) -> np.nd
     if body_counts is None:
         return default_body_counts(data)
     given = np.asarray(body_counts)
-    if (given.dtype.kind not in "iuf" or given.shape != (data.shape[1],)
-            or not ((given >= 0) & (given <= data.shape[3]) & (given == np.round(given))).all()):
-        raise InputError(f"body_counts must be {data.shape[1]} integers in 0..{data.shape[3]}, "
-                         f"got {np.array2string(given, threshold=12)} of shape {given.shape}")
+    expected = f"body_counts must be {data.shape[1]} integers in 0..{data.shape[3]}"
+    if given.dtype.kind not in "iuf" or given.shape != (data.shape[1],):
+        raise InputError(f"{expected}, got shape {given.shape} and dtype {given.dtype}")
+    exact = (given >= 0) & (given <= data.shape[3]) & (given == np.round(given))
+    if not exact.all():
+        raise InputError(f"{expected}, found {given[~exact][0]}")
     counts = given.astype(np.int64)
     if (default_body_counts(data) > counts).any():
         raise InputError("data has non-zero bodies in slots past their frame's body count")

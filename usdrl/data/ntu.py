@@ -30,6 +30,7 @@ from typing import NamedTuple
 import numpy as np
 from einops import rearrange
 
+from .._io import atomic_write
 from ..errors import ConfigError, DataFormatError, InputError
 from .kinect_text import (
     SPARE_BODY_SLOTS,
@@ -203,10 +204,8 @@ def write_ntu_skeleton(
     per_slot = rearrange(columns, "k t v m -> t m v k")  # k: the 12 joint-line fields
     fields = format_numbers(slot_bodies(counts, per_slot), NTU_GRAMMAR.joint_int_fields)
     joint_lines = [" ".join(row) for row in fields.reshape(-1, fields.shape[-1]).tolist()]
-    path = Path(path)
-    with open(path, "w", encoding="ascii", newline="") as f:
-        f.write(format_body_frames(counts, body_lines, joint_lines, NUM_JOINTS, newline))
-    return path
+    text = format_body_frames(counts, body_lines, joint_lines, NUM_JOINTS, newline)
+    return atomic_write(path, lambda tmp: tmp.write_bytes(text.encode("ascii")))
 
 
 # --------------------------------------------------------------------------------------

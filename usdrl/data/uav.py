@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 from einops import rearrange
 
+from .._io import atomic_write
 from ..errors import ConfigError, DataFormatError, InputError
 from .kinect_text import (
     BodyFrameGrammar,
@@ -157,10 +158,8 @@ def write_uav_skeleton(
     values = format_numbers(slot_bodies(counts, rearrange(data, "c t v m -> t m v c")))
     joint_lines = [" ".join(row) for row in values.reshape(-1, data.shape[0]).tolist()]
     body_lines = [PLACEHOLDER_BODY_LINE] * int(counts.sum())
-    path = Path(path)
-    with open(path, "w", encoding="ascii", newline="") as f:
-        f.write(format_body_frames(counts, body_lines, joint_lines, NUM_JOINTS, newline))
-    return path
+    text = format_body_frames(counts, body_lines, joint_lines, NUM_JOINTS, newline)
+    return atomic_write(path, lambda tmp: tmp.write_bytes(text.encode("ascii")))
 
 
 #: Training subjects (``P``) of the two official cross-subject protocols; the rest of 0-118 is test.
