@@ -425,8 +425,8 @@ def test_an_integer_body_field_must_be_a_64_bit_integer(tmp_path, bad, shown):
 
 def test_the_largest_64_bit_integer_field_is_written_exactly(tmp_path):
     data = np.ones((3, 1, 25, 1))
-    info = np.zeros((1, 1, 9), np.int64)
-    info[0, 0, 0] = -(2**63)  # exact in float64; any value up to 2**63 - 1024 would do
+    info = np.zeros((1, 1, 9))
+    info[0, 0, 0] = -(2.0**63)  # the smallest int64, exact in float64 (the largest, 2**63 - 1, is not)
     text = write_ntu_skeleton(tmp_path / "a.skeleton", data, body_info=info, newline="\n").read_text()
     assert text.splitlines()[2] == "72057594037927936 -9223372036854775808 0 0 0 0 0 0.0 0.0 0"
 

@@ -206,7 +206,7 @@ def format_numbers(values: np.ndarray, int_columns: Iterable[int] = ()) -> np.nd
     out = single.astype(str)
     for col in int_columns:
         column = values[..., col]
-        exact = (column == np.round(column)) & (np.abs(column) < _INT64_LIMIT)
+        exact = (column == np.round(column)) & (column >= -_INT64_LIMIT) & (column < _INT64_LIMIT)
         if not exact.all():
             raise InputError(f"column {col} must hold 64-bit integers, found {column[~exact][0]}")
         out[..., col] = column.astype(np.int64).astype(str)
