@@ -1,5 +1,6 @@
 import itertools
 import logging
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -15,8 +16,10 @@ from usdrl.data import (
     parse_ntu_name,
     read_ntu_skeleton,
     read_sample_list,
+    read_uav_skeleton,
     split_ntu_samples,
     write_ntu_skeleton,
+    write_uav_skeleton,
 )
 from usdrl.data.ntu import DEFAULT_BODY_ID
 from usdrl.errors import ConfigError, DataFormatError, InputError
@@ -373,3 +376,213 @@ def test_mutated_files_raise_only_format_errors(data):
     if seq is not None:
         assert seq.data.shape[:3] == (3, seq.num_frames, 25) and seq.body_counts.shape == (seq.num_frames,)
         assert np.isfinite(seq.data).all()
+
+
+# ---------------------------------------------------------------- the writer, pinned
+
+def test_the_ntu_writer_writes_the_shortest_float32_forms(tmp_path):
+    data = np.zeros((3, 1, 25, 1), np.float32)
+    data[:, 0, 0, 0] = [0.1, -2.5, 3.0]  # float32 0.1 is 0.10000000149011612 as a float64
+    text = write_ntu_skeleton(tmp_path / "a.skeleton", data, newline="\n").read_text()
+    zero_joint = "0.0 0.0 0.0 0.0 0.0 0.0 0.0 0.0 0.0 0.0 0.0 2"
+    expected = ["1", "1", "72057594037927936 0 0 0 0 0 0 0.0 0.0 2", "25",
+                "0.1 -2.5 3.0 0.0 0.0 0.0 0.0 0.0 0.0 0.0 0.0 2", *[zero_joint] * 24]
+    assert text == "\n".join(expected) + "\n"
+
+
+@pytest.mark.parametrize("bad, shown", [(np.nan, "nan"), (np.inf, "inf"), (-np.inf, "-inf"), (1e39, "1e+39")])
+def test_the_writers_refuse_values_their_readers_would_refuse(tmp_path, bad, shown):
+    data = np.ones((3, 1, 25, 1))
+    data[1, 0, 4, 0] = bad
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a clear error, and no numpy warning about the cast on the way
+        for write, path, clip in [(write_ntu_skeleton, tmp_path / "a.skeleton", data),
+                                  (write_uav_skeleton, tmp_path / "a.txt", data[:, :, :17])]:
+            with pytest.raises(InputError) as info:
+                write(path, clip)
+            assert str(info.value) == f"values must be finite in float32, found {shown}"
+            assert not path.exists()
+
+
+def test_the_largest_float32_is_written_and_read_back(tmp_path):
+    data = np.ones((3, 1, 25, 1), np.float32)
+    data[0, 0, 0, 0] = np.finfo(np.float32).max
+    data[2, 0, 1, 0] = -np.finfo(np.float32).max
+    np.testing.assert_array_equal(read_ntu_skeleton(write_ntu_skeleton(tmp_path / "a.skeleton", data)).data, data)
+    np.testing.assert_array_equal(read_uav_skeleton(write_uav_skeleton(tmp_path / "a.txt", data[:, :, :17])).data,
+                                  data[:, :, :17])
+
+
+@pytest.mark.parametrize("bad, shown", [(0.5, "0.5"), (1e30, "1e+30"), (2.0**63, "9.223372036854776e+18")])
+def test_an_integer_body_field_must_be_a_64_bit_integer(tmp_path, bad, shown):
+    data = np.ones((3, 1, 25, 1))
+    info = np.zeros((1, 1, 9))
+    info[0, 0, 8] = bad  # tracking state
+    with pytest.raises(InputError) as err:
+        write_ntu_skeleton(tmp_path / "a.skeleton", data, body_info=info)
+    assert str(err.value) == f"column 8 must hold 64-bit integers, found {shown}"
+
+
+def test_the_largest_64_bit_integer_field_is_written_exactly(tmp_path):
+    data = np.ones((3, 1, 25, 1))
+    info = np.zeros((1, 1, 9))
+    info[0, 0, 0] = -(2.0**63)  # the smallest int64, exact in float64 (the largest, 2**63 - 1, is not)
+    text = write_ntu_skeleton(tmp_path / "a.skeleton", data, body_info=info, newline="\n").read_text()
+    assert text.splitlines()[2] == "72057594037927936 -9223372036854775808 0 0 0 0 0 0.0 0.0 0"
+
+
+def test_a_file_without_bodies_writes_back_to_the_same_bytes(tmp_path):
+    path = tmp_path / "S001C001P001R001A001.skeleton"
+    path.write_bytes(b"2\r\n0\r\n0\r\n")
+    seq = read_ntu_skeleton(path)
+    assert seq.body_info.shape == (2, 0, 9) and seq.joint_info.shape == (9, 2, 25, 0)
+    assert write_ntu_skeleton(tmp_path / "again.skeleton", seq).read_bytes() == b"2\r\n0\r\n0\r\n"
+
+
+def test_uint8_body_counts_write_the_file_they_say(tmp_path):
+    data = np.zeros((3, 2, 25, 3))
+    data[:, 0, :, 1] = 1.0
+    path = write_ntu_skeleton(tmp_path / "a.skeleton", data, body_counts=np.array([2, 1], np.uint8))
+    assert read_ntu_skeleton(path).body_counts.tolist() == [2, 1]
+
+
+def _sequence_with_a_listed_empty_body(tmp_path):
+    # Frame 0 lists 2 bodies, the second with x = y = z = 0 everywhere: only the file's count keeps it.
+    frames = [[body(0, 0, ID_A), (f"{ID_B} 0 1 1 1 1 0 0.5 0.5 2", [" ".join(["0"] * 3 + ["7"] * 8 + ["1"])] * 25)]]
+    path = tmp_path / NAME
+    path.write_text(ntu_text(frames), newline="")
+    return read_ntu_skeleton(path)
+
+
+def test_a_sequence_is_written_with_its_own_counts_ids_and_fields(tmp_path):
+    seq = _sequence_with_a_listed_empty_body(tmp_path)
+    assert seq.body_counts.tolist() == [2] and not seq.data[..., 1].any()
+    again = read_ntu_skeleton(write_ntu_skeleton(tmp_path / "copy.skeleton", seq))
+    assert again.body_counts.tolist() == [2]
+    assert [int(i) for i in again.body_ids[0]] == [ID_A, ID_B]
+    np.testing.assert_array_equal(again.body_info[0, 1], [0, 1, 1, 1, 1, 0, 0.5, 0.5, 2])
+    np.testing.assert_array_equal(again.joint_info[:, 0, 4, 1], [7] * 8 + [1])
+
+
+def test_keywords_override_the_sequence_arrays(tmp_path):
+    seq = _sequence_with_a_listed_empty_body(tmp_path)
+    ids = np.array([[11, 12]], np.uint64)
+    info = np.zeros((1, 2, 9))
+    info[..., 0] = [4, 8]
+    joint_info = np.full((9, 1, 25, 2), 3.0)
+    path = write_ntu_skeleton(tmp_path / "copy.skeleton", seq, body_counts=[1], body_ids=ids, body_info=info,
+                              joint_info=joint_info)
+    again = read_ntu_skeleton(path)
+    assert again.body_counts.tolist() == [1] and again.body_ids.tolist() == [[11]]
+    np.testing.assert_array_equal(again.body_info[0, 0], [4, 0, 0, 0, 0, 0, 0, 0, 0])
+    assert (again.joint_info == 3).all()
+
+
+@pytest.mark.parametrize("shape", [(2, 1, 25, 1), (4, 1, 25, 1), (3, 1, 17, 1), (3, 25, 1)])
+def test_the_writer_names_the_data_shape_it_wants(tmp_path, shape):
+    with pytest.raises(InputError) as info:
+        write_ntu_skeleton(tmp_path / "a.skeleton", np.ones(shape))
+    assert str(info.value) == f"data must be (3, T, 25, M), got {shape}"
+    assert not (tmp_path / "a.skeleton").exists()
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("body_ids", np.zeros((2, 3)), "body_ids must have shape (2, 2), got (2, 3)"),
+    ("body_info", np.zeros((2, 2, 10)), "body_info must have shape (2, 2, 9), got (2, 2, 10)"),
+    ("joint_info", np.zeros((9, 2, 25, 1)), "joint_info must have shape (9, 2, 25, 2), got (9, 2, 25, 1)"),
+])
+def test_the_writer_names_the_per_body_array_of_the_wrong_shape(tmp_path, key, value, message):
+    with pytest.raises(InputError) as info:
+        write_ntu_skeleton(tmp_path / "a.skeleton", np.ones((3, 2, 25, 2)), **{key: value})
+    assert str(info.value) == message
+
+
+def test_integral_float_body_ids_are_written_as_integers(tmp_path):
+    ids = np.array([[3.0], [2.0**60]])  # 2**60 is exact in float64
+    text = write_ntu_skeleton(tmp_path / "a.skeleton", np.ones((3, 2, 25, 1)), body_ids=ids, newline="\n").read_text()
+    body_lines = [line for line in text.splitlines() if len(line.split()) == 10]
+    assert [line.split()[0] for line in body_lines] == ["3", "1152921504606846976"]
+
+
+@pytest.mark.parametrize("ids, found", [([[5.0], [1.5]], "found 1.5"), ([[5], [-1]], "found -1"),
+                                        ([[5.0], [2.0**64]], "found 1.8446744073709552e+19"),
+                                        ([[5.0], [np.nan]], "found nan"), ([["5"], ["6"]], "got dtype <U1")])
+def test_body_ids_outside_64_bits_or_fractional_are_refused(tmp_path, ids, found):
+    with pytest.raises(InputError) as info:
+        write_ntu_skeleton(tmp_path / "a.skeleton", np.ones((3, 2, 25, 1)), body_ids=np.array(ids))
+    assert str(info.value) == f"body_ids must be integers in 0..2**64 - 1, {found}"
+
+
+# ---------------------------------------------------------------- names, splits and lists, pinned
+
+
+def test_an_unknown_benchmark_lists_the_known_ones():
+    message = "unknown NTU benchmark 'ntu60-xset'; expected one of ntu60-xsub, ntu60-xview, ntu120-xsub, ntu120-xset"
+    for call in (lambda: split_ntu_samples([], "ntu60-xset"), lambda: is_training_sample(NAME, "ntu60-xset")):
+        with pytest.raises(ConfigError) as info:
+            call()
+        assert str(info.value) == message
+
+
+def test_ntu60_xsub_trains_on_its_own_twenty_performers_only():
+    # Performer 45 trains in NTU-120 cross-subject but is not one of the 20 NTU-60 training IDs.
+    assert not is_training_sample("S001C001P045R001A001", "ntu60-xsub")
+    assert is_training_sample("S001C001P045R001A001", "ntu120-xsub")
+    assert [p for p in range(1, 107) if is_training_sample(f"S001C001P{p:03d}R001A001", "ntu60-xsub")] == sorted(
+        SPEC_NTU60_TRAIN)
+
+
+def test_a_file_name_outside_the_scheme_is_logged_at_debug(tmp_path, caplog):
+    path = tmp_path / "take_1.skeleton"
+    path.write_text("0\r\n", newline="")
+    with caplog.at_level(logging.DEBUG, logger="usdrl.data.ntu"):
+        seq = read_ntu_skeleton(path)
+    assert seq.meta == {}
+    assert [r.getMessage() for r in caplog.records] == ["take_1 does not follow the NTU naming scheme; no metadata"]
+
+
+def test_the_split_logs_how_many_it_left_out(caplog):
+    names = ["S001C001P001R001A001", "S018C001P001R001A001", "S001C002P005R002A008", "S019C001P001R001A001",
+             "S001C002P006R001A008", "S001C001P003R001A001"]
+    with caplog.at_level(logging.INFO, logger="usdrl.data.ntu"):
+        out = split_ntu_samples(names, "ntu60-xsub")
+    assert out == {"train": [names[0]], "test": [names[5]]}
+    assert [r.getMessage() for r in caplog.records] == [
+        "ntu60-xsub: 1 train, 1 test; left out 2 missing and 2 non-ntu60 samples"]
+
+
+def test_a_sample_list_with_bytes_outside_utf8_still_gives_its_names(tmp_path):
+    path = tmp_path / "list.txt"
+    path.write_bytes(b"Liste der Proben \xe9\xff (Latin-1)\nS001C002P005R002A008\r\nS001C002P006R001A008\n")
+    assert read_sample_list(path) == ["S001C002P005R002A008", "S001C002P006R001A008"]
+
+
+@pytest.mark.parametrize("newline", ["\r", "\n\r", " ", ""])
+def test_the_writers_take_only_the_line_ends_their_readers_take(tmp_path, newline):
+    data = np.ones((3, 1, 25, 1))
+    for write, path, clip in [(write_ntu_skeleton, tmp_path / "a.skeleton", data),
+                              (write_uav_skeleton, tmp_path / "a.txt", data[:, :, :17])]:
+        with pytest.raises(InputError) as info:
+            write(path, clip, newline=newline)
+        assert str(info.value) == f"newline must be '\\n' or '\\r\\n', got {newline!r}"
+        assert not path.exists()
+
+
+def test_a_write_that_fails_half_way_leaves_the_old_file(tmp_path, monkeypatch):
+    data = np.ones((3, 2, 25, 1))
+    writers = [(write_ntu_skeleton, tmp_path / "a.skeleton", data),
+               (write_uav_skeleton, tmp_path / "a.txt", data[:, :, :17])]
+    old = {path: write(path, clip).read_bytes() for write, path, clip in writers}
+    real_write_bytes = Path.write_bytes
+
+    def half_then_disk_full(self, content):
+        real_write_bytes(self, content[: len(content) // 2])
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Path, "write_bytes", half_then_disk_full)
+    for write, path, clip in writers:
+        with pytest.raises(OSError, match="No space left"):
+            write(path, 2 * clip)
+    monkeypatch.undo()
+    assert {path: path.read_bytes() for path in old} == old
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.skeleton", "a.txt"]  # no temporary file left

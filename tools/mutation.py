@@ -44,7 +44,7 @@ MODULES = {
                                "tests/test_detection.py", "tests/test_pkummd_official_map.py"],
     "usdrl/data/ntu.py": ["tests/test_data_ntu.py"],
     "usdrl/data/kinect_text.py": ["tests/test_data_ntu.py", "tests/test_data_uav.py",
-                                  "tests/test_hardening_readers.py"],
+                                  "tests/test_hardening_readers.py", "tests/test_kinect_text_pinned.py"],
 }
 STATUSES = ("killed", "survived", "no tests", "timeout", "suspicious", "segfault", "skipped")
 

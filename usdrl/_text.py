@@ -13,8 +13,12 @@ import numpy as np
 
 from .errors import DataFormatError
 
-#: Largest magnitude a value may have: readers store float32.
+#: Largest float32 value (readers store float32).
 FLOAT32_MAX = float(np.finfo(np.float32).max)
+#: Smallest magnitude that rounds to infinity in float32 (half an ulp above FLOAT32_MAX, a tie that
+#: rounds to even, i.e. up): a value is finite in float32 when its magnitude is below it. Written
+#: files hold FLOAT32_MAX as ``3.4028235e+38``, a little above FLOAT32_MAX itself.
+FLOAT32_OVERFLOW = 2.0**128 - 2.0**103
 #: An integer as the formats write it: optional sign, ASCII digits (no ``_`` separators, no spaces).
 INTEGER_RE = re.compile(r"[+-]?[0-9]+")
 #: A decimal number as the formats write it: ``12``, ``-0.5``, ``.5``, ``5.``, ``1e-05``; nothing else
@@ -84,7 +88,7 @@ def parse_number_lines(
         except ValueError:
             values = None
         if (values is not None and values.shape[0] == len(lines) and max(low, min_width) <= values.shape[1]
-                and (high is None or values.shape[1] <= high) and (np.abs(values) <= FLOAT32_MAX).all()):
+                and (high is None or values.shape[1] <= high) and (np.abs(values) < FLOAT32_OVERFLOW).all()):
             return values
     return parse_number_rows(path, [line.split() for line in lines], line_of, fields, what, min_width)
 
@@ -116,7 +120,7 @@ def parse_number_rows(
                 raise format_error(path, line_of(i), f"{token!r} in {what} is not a number "
                                                      "(a finite decimal such as 0.215 or -1e-05)")
             value = float(token)
-            if not abs(value) <= FLOAT32_MAX:
+            if not abs(value) < FLOAT32_OVERFLOW:
                 raise format_error(path, line_of(i), f"{token!r} in {what} is not a finite float32 value")
             values.append(value)
     widths = np.fromiter(map(len, rows), dtype=np.int64, count=len(rows))

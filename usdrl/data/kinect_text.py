@@ -26,6 +26,7 @@ from .._text import format_error, parse_int, parse_number_lines, parse_number_ro
 from ..errors import DataFormatError, InputError
 
 _UINT64_LIMIT = 2**64
+_INT64_LIMIT = 2**63
 
 
 @dataclass(frozen=True)
@@ -183,20 +184,31 @@ def parse_body_frames(path: str | PathLike, grammar: BodyFrameGrammar) -> BodyFr
             raise cursor.fail(f"joint field {col + 1} must be an integer, found {joints[i, col]}", joint_line(i))
     body_values = parse_number_rows(path, body_rows, body_line, (low - 1, high - 1), "a body line", low - 1)
     return BodyFrames(
-        body_counts=np.asarray(counts, dtype=np.int64).reshape(-1),
-        body_ids=np.asarray(ids, dtype=np.uint64).reshape(-1),
+        body_counts=np.asarray(counts, dtype=np.int64),
+        body_ids=np.asarray(ids, dtype=np.uint64),
         body_values=body_values,
         joints=joints.reshape(len(ids), num_joints, joints.shape[1]),
     )
 
 
 def format_numbers(values: np.ndarray, int_columns: Iterable[int] = ()) -> np.ndarray:
-    """``(..., K)`` numbers -> strings: float32 shortest round-trip form, ints for ``int_columns``."""
-    out = values.astype(np.float32).astype(str)
+    """``(..., K)`` numbers -> strings: float32 shortest round-trip form, ints for ``int_columns``.
+
+    Raises InputError for a value the readers would refuse (not finite in float32) and for an
+    ``int_columns`` value that is not an integer of at most 64 bits.
+    """
+    values = np.asarray(values)
+    with np.errstate(over="ignore"):  # a value beyond float32 becomes inf, refused just below
+        single = values.astype(np.float32)
+    finite = np.isfinite(single)
+    if not finite.all():
+        raise InputError(f"values must be finite in float32, found {values[~finite][0]}")
+    out = single.astype(str)
     for col in int_columns:
         column = values[..., col]
-        if (column != np.round(column)).any():
-            raise InputError(f"column {col} must hold integers")
+        exact = (column == np.round(column)) & (column >= -_INT64_LIMIT) & (column < _INT64_LIMIT)
+        if not exact.all():
+            raise InputError(f"column {col} must hold 64-bit integers, found {column[~exact][0]}")
         out[..., col] = column.astype(np.int64).astype(str)
     return out
 
@@ -204,7 +216,12 @@ def format_numbers(values: np.ndarray, int_columns: Iterable[int] = ()) -> np.nd
 def format_body_frames(
     body_counts: np.ndarray, body_lines: list[str], joint_lines: list[str], num_joints: int, newline: str
 ) -> str:
-    """The text of an NTU-style file (``body_lines`` / ``joint_lines`` in file order)."""
+    """The text of an NTU-style file (``body_lines`` / ``joint_lines`` in file order).
+
+    Raises InputError for a ``newline`` other than LF or CRLF (the readers take no other).
+    """
+    if newline not in ("\n", "\r\n"):
+        raise InputError(f"newline must be '\\n' or '\\r\\n', got {newline!r}")
     out = [str(len(body_counts))]
     b = 0
     for count in body_counts.tolist():
@@ -227,14 +244,20 @@ def default_body_counts(data: np.ndarray) -> np.ndarray:
 def check_body_counts(data: np.ndarray, body_counts: np.ndarray | None) -> np.ndarray:
     """Validated ``(T,)`` body counts for ``(C, T, V, M)`` data (defaults as above).
 
-    Raises InputError when a count exceeds ``M`` or a slot past its frame's count holds
-    data, which the file could not represent.
+    Raises InputError when a count is not an integer in ``0..M`` (a fractional count is
+    refused, not truncated) or a slot past its frame's count holds data, which the file
+    could not represent.
     """
     if body_counts is None:
         return default_body_counts(data)
-    counts = np.asarray(body_counts, dtype=np.int64)
-    if counts.shape != (data.shape[1],) or (counts < 0).any() or (counts > data.shape[3]).any():
-        raise InputError(f"body_counts must be {data.shape[1]} integers in 0..{data.shape[3]}")
+    given = np.asarray(body_counts)
+    expected = f"body_counts must be {data.shape[1]} integers in 0..{data.shape[3]}"
+    if given.dtype.kind not in "iuf" or given.shape != (data.shape[1],):
+        raise InputError(f"{expected}, got shape {given.shape} and dtype {given.dtype}")
+    exact = (given >= 0) & (given <= data.shape[3]) & (given == np.round(given))
+    if not exact.all():
+        raise InputError(f"{expected}, found {given[~exact][0]}")
+    counts = given.astype(np.int64)
     if (default_body_counts(data) > counts).any():
         raise InputError("data has non-zero bodies in slots past their frame's body count")
     return counts

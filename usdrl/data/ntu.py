@@ -30,6 +30,7 @@ from typing import NamedTuple
 import numpy as np
 from einops import rearrange
 
+from .._io import atomic_write
 from ..errors import ConfigError, DataFormatError, InputError
 from .kinect_text import (
     SPARE_BODY_SLOTS,
@@ -152,13 +153,16 @@ def write_ntu_skeleton(
             are used where the keyword arguments are ``None``.
         body_counts: ``(T,)`` bodies to write per frame; default: up to each frame's last
             non-zero slot (an all-zero frame gets 0 bodies).
-        body_ids: ``(T, M)`` integer IDs; default ``DEFAULT_BODY_ID + m`` for slot ``m``.
+        body_ids: ``(T, M)`` integer IDs in ``0..2**64 - 1``; default ``DEFAULT_BODY_ID + m`` for
+            slot ``m``.
         body_info: ``(T, M, 9)`` fields after the ID; default: zeros, tracking state 2.
         joint_info: ``(9, T, 25, M)`` fields after x, y, z; default: zeros, tracking state 2.
         newline: line end; the real files use CRLF.
 
     Floats are written in the shortest form that reads back to the same float32.
-    Returns the path written.
+    Returns the path written. Raises InputError for what the file cannot hold: a shape that
+    disagrees, a body count outside ``0..M`` or below a frame's last non-zero slot, a body ID
+    outside ``0..2**64 - 1``, a value not finite in float32, or a non-integer in an integer field.
     """
     if isinstance(data, SkeletonSequence):
         body_counts = data.body_counts if body_counts is None else body_counts
@@ -187,17 +191,21 @@ def write_ntu_skeleton(
     for key, (array, shape) in shapes.items():
         if array.shape != shape:
             raise InputError(f"{key} must have shape {shape}, got {array.shape}")
-    ids = slot_bodies(counts, np.asarray(body_ids, dtype=np.uint64)).astype(str)
+    body_ids = shapes["body_ids"][0]
+    if body_ids.dtype.kind not in "iuf":
+        raise InputError(f"body_ids must be integers in 0..2**64 - 1, got dtype {body_ids.dtype}")
+    exact = (body_ids >= 0) & (body_ids < 2**64) & (body_ids == np.round(body_ids))
+    if not exact.all():
+        raise InputError(f"body_ids must be integers in 0..2**64 - 1, found {body_ids[~exact][0]}")
+    ids = slot_bodies(counts, body_ids.astype(np.uint64)).astype(str)
     info = format_numbers(slot_bodies(counts, np.asarray(body_info)), NTU_GRAMMAR.body_int_fields)
     body_lines = [" ".join(row) for row in np.column_stack([ids, info]).tolist()]
     columns = np.concatenate([data, np.asarray(joint_info)], axis=0)
     per_slot = rearrange(columns, "k t v m -> t m v k")  # k: the 12 joint-line fields
     fields = format_numbers(slot_bodies(counts, per_slot), NTU_GRAMMAR.joint_int_fields)
     joint_lines = [" ".join(row) for row in fields.reshape(-1, fields.shape[-1]).tolist()]
-    path = Path(path)
-    with open(path, "w", encoding="ascii", newline="") as f:
-        f.write(format_body_frames(counts, body_lines, joint_lines, NUM_JOINTS, newline))
-    return path
+    text = format_body_frames(counts, body_lines, joint_lines, NUM_JOINTS, newline)
+    return atomic_write(path, lambda tmp: tmp.write_bytes(text.encode("ascii")))
 
 
 # --------------------------------------------------------------------------------------

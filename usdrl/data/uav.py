@@ -29,8 +29,16 @@ from pathlib import Path
 import numpy as np
 from einops import rearrange
 
+from .._io import atomic_write
 from ..errors import ConfigError, DataFormatError, InputError
-from .kinect_text import BodyFrameGrammar, check_body_counts, format_body_frames, parse_body_frames, slot_bodies
+from .kinect_text import (
+    BodyFrameGrammar,
+    check_body_counts,
+    format_body_frames,
+    format_numbers,
+    parse_body_frames,
+    slot_bodies,
+)
 from .sequence import SkeletonSequence
 
 logger = logging.getLogger(__name__)
@@ -136,7 +144,9 @@ def write_uav_skeleton(
         body_counts: ``(T,)`` bodies per frame; default: up to each frame's last non-zero slot.
         newline: line end.
 
-    Body lines are :data:`PLACEHOLDER_BODY_LINE`. Returns the path written.
+    Body lines are :data:`PLACEHOLDER_BODY_LINE`. Returns the path written. Raises
+    InputError for what the file cannot hold (a shape or body count that disagrees, a value
+    not finite in float32).
     """
     if isinstance(data, SkeletonSequence):
         body_counts = data.body_counts if body_counts is None else body_counts
@@ -145,13 +155,11 @@ def write_uav_skeleton(
     if data.ndim != 4 or data.shape[0] not in (2, 3) or data.shape[2] != NUM_JOINTS:
         raise InputError(f"data must be (2 or 3, T, {NUM_JOINTS}, M), got {data.shape}")
     counts = check_body_counts(data, body_counts)
-    values = slot_bodies(counts, rearrange(data, "c t v m -> t m v c")).astype(np.float32).astype(str)
+    values = format_numbers(slot_bodies(counts, rearrange(data, "c t v m -> t m v c")))
     joint_lines = [" ".join(row) for row in values.reshape(-1, data.shape[0]).tolist()]
     body_lines = [PLACEHOLDER_BODY_LINE] * int(counts.sum())
-    path = Path(path)
-    with open(path, "w", encoding="ascii", newline="") as f:
-        f.write(format_body_frames(counts, body_lines, joint_lines, NUM_JOINTS, newline))
-    return path
+    text = format_body_frames(counts, body_lines, joint_lines, NUM_JOINTS, newline)
+    return atomic_write(path, lambda tmp: tmp.write_bytes(text.encode("ascii")))
 
 
 #: Training subjects (``P``) of the two official cross-subject protocols; the rest of 0-118 is test.
