@@ -10,6 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from usdrl.data import (
+    ActionInstance,
     SkeletonSequence,
     is_training_sample,
     missing_samples,
@@ -19,6 +20,9 @@ from usdrl.data import (
     read_uav_skeleton,
     split_ntu_samples,
     write_ntu_skeleton,
+    write_pkummd_labels,
+    write_pkummd_skeleton,
+    write_pkummd_split,
     write_uav_skeleton,
 )
 from usdrl.data.ntu import DEFAULT_BODY_ID
@@ -560,10 +564,15 @@ def test_a_sample_list_with_bytes_outside_utf8_still_gives_its_names(tmp_path):
 @pytest.mark.parametrize("newline", ["\r", "\n\r", " ", ""])
 def test_the_writers_take_only_the_line_ends_their_readers_take(tmp_path, newline):
     data = np.ones((3, 1, 25, 1))
-    for write, path, clip in [(write_ntu_skeleton, tmp_path / "a.skeleton", data),
-                              (write_uav_skeleton, tmp_path / "a.txt", data[:, :, :17])]:
+    writes = {tmp_path / "a.skeleton": lambda path: write_ntu_skeleton(path, data, newline=newline),
+              tmp_path / "a.txt": lambda path: write_uav_skeleton(path, data[:, :, :17], newline=newline),
+              tmp_path / "0001-L.txt": lambda path: write_pkummd_skeleton(path, data, newline=newline),
+              tmp_path / "labels.txt": lambda path: write_pkummd_labels(path, [ActionInstance(3, 0, 5, 1)],
+                                                                        newline=newline),
+              tmp_path / "split.txt": lambda path: write_pkummd_split(path, ["0001-L"], ["0002-L"], newline=newline)}
+    for path, write in writes.items():
         with pytest.raises(InputError) as info:
-            write(path, clip, newline=newline)
+            write(path)
         assert str(info.value) == f"newline must be '\\n' or '\\r\\n', got {newline!r}"
         assert not path.exists()
 
@@ -571,7 +580,8 @@ def test_the_writers_take_only_the_line_ends_their_readers_take(tmp_path, newlin
 def test_a_write_that_fails_half_way_leaves_the_old_file(tmp_path, monkeypatch):
     data = np.ones((3, 2, 25, 1))
     writers = [(write_ntu_skeleton, tmp_path / "a.skeleton", data),
-               (write_uav_skeleton, tmp_path / "a.txt", data[:, :, :17])]
+               (write_uav_skeleton, tmp_path / "a.txt", data[:, :, :17]),
+               (write_pkummd_skeleton, tmp_path / "b.txt", data)]
     old = {path: write(path, clip).read_bytes() for write, path, clip in writers}
     real_write_bytes = Path.write_bytes
 
@@ -585,4 +595,4 @@ def test_a_write_that_fails_half_way_leaves_the_old_file(tmp_path, monkeypatch):
             write(path, 2 * clip)
     monkeypatch.undo()
     assert {path: path.read_bytes() for path in old} == old
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.skeleton", "a.txt"]  # no temporary file left
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.skeleton", "a.txt", "b.txt"]  # no temporary file left

@@ -1,4 +1,5 @@
 import logging
+import re
 
 import numpy as np
 import pytest
@@ -91,8 +92,20 @@ def test_skeleton_writer_round_trips(tmp_path):
     single = read_pkummd_skeleton(write_pkummd_skeleton(tmp_path / "one.txt", rounded.data[..., :1]))
     np.testing.assert_array_equal(single.data[..., 0], rounded.data[..., 0])
     assert not single.data[..., 1].any()
-    with pytest.raises(InputError):
+    with pytest.raises(InputError, match=r"data must be \(3, T, 25, M\) with M <= 2, got \(3, 2, 25, 3\)"):
         write_pkummd_skeleton(tmp_path / "x.txt", np.zeros((3, 2, 25, 3)))
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf, 1e39])   # 1e39 is beyond float32: inf when read
+def test_skeleton_writer_refuses_what_its_reader_refuses(tmp_path, bad):
+    data = np.ones((3, 2, 25, 1))
+    data[1, 1, 4, 0] = bad
+    with pytest.raises(InputError, match=rf"values must be finite in float32, found {re.escape(str(bad))}$"):
+        write_pkummd_skeleton(tmp_path / "x.txt", data)
+    assert not (tmp_path / "x.txt").exists()
+    data[1, 1, 4, 0] = 3.4028235e38                                     # float32's largest writes and reads back
+    read = read_pkummd_skeleton(write_pkummd_skeleton(tmp_path / "x.txt", data, float_format="%.9g"))
+    assert read.data[1, 1, 4, 0] == np.finfo(np.float32).max
 
 
 def test_parse_pkummd_name():

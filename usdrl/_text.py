@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import DataFormatError
+from .errors import DataFormatError, InputError
 
 #: Largest float32 value (readers store float32).
 FLOAT32_MAX = float(np.finfo(np.float32).max)
@@ -24,6 +24,12 @@ INTEGER_RE = re.compile(r"[+-]?[0-9]+")
 #: A decimal number as the formats write it: ``12``, ``-0.5``, ``.5``, ``5.``, ``1e-05``; nothing else
 #: that :func:`float` would take (``1_0``, ``nan``, ``inf``, ``infinity``).
 NUMBER_RE = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+
+
+def check_newline(newline: str) -> None:
+    """InputError unless ``newline`` is a line end the readers take (LF or CRLF): for the writers."""
+    if newline not in ("\n", "\r\n"):
+        raise InputError(f"newline must be '\\n' or '\\r\\n', got {newline!r}")
 
 
 def format_error(path: str | PathLike, line: int | None, message: str) -> DataFormatError:

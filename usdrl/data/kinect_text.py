@@ -22,7 +22,7 @@ from os import PathLike
 import numpy as np
 from einops import rearrange
 
-from .._text import format_error, parse_int, parse_number_lines, parse_number_rows, read_lines
+from .._text import check_newline, format_error, parse_int, parse_number_lines, parse_number_rows, read_lines
 from ..errors import DataFormatError, InputError
 
 _UINT64_LIMIT = 2**64
@@ -220,8 +220,7 @@ def format_body_frames(
 
     Raises InputError for a ``newline`` other than LF or CRLF (the readers take no other).
     """
-    if newline not in ("\n", "\r\n"):
-        raise InputError(f"newline must be '\\n' or '\\r\\n', got {newline!r}")
+    check_newline(newline)
     out = [str(len(body_counts))]
     b = 0
     for count in body_counts.tolist():

@@ -22,7 +22,8 @@ from pathlib import Path
 import numpy as np
 from einops import rearrange
 
-from .._text import format_error, parse_int, parse_number_lines, read_lines
+from .._io import atomic_write
+from .._text import check_newline, format_error, parse_int, parse_number_lines, read_lines
 from ..errors import DataFormatError, InputError
 from .sequence import SkeletonSequence
 
@@ -81,19 +82,24 @@ def write_pkummd_skeleton(
     """Write ``(3, T, 25, M)`` coordinates (M <= 2; missing persons are written as zeros).
 
     ``float_format`` defaults to ``%f`` as in the released files, which rounds to 6
-    decimals; pass ``"%.9g"`` to write float32 values exactly. Returns the path written.
+    decimals; pass ``"%.9g"`` to write float32 values exactly. The file is written atomically.
+    Returns the path written. Raises InputError for values the reader refuses (not finite in
+    float32) and for a ``newline`` other than LF or CRLF.
     """
     data = np.asarray(data.data if isinstance(data, SkeletonSequence) else data)
     if data.ndim != 4 or data.shape[0] != 3 or data.shape[2] != NUM_JOINTS or data.shape[3] > NUM_BODIES:
         raise InputError(f"data must be (3, T, {NUM_JOINTS}, M) with M <= {NUM_BODIES}, got {data.shape}")
+    check_newline(newline)
+    with np.errstate(over="ignore"):   # beyond float32 becomes inf: refused below
+        finite = np.isfinite(data.astype(np.float32))
+    if not finite.all():
+        raise InputError(f"values must be finite in float32, found {data[~finite][0]}")
     full = np.zeros((*data.shape[:3], NUM_BODIES), dtype=np.float64)
     full[..., :data.shape[3]] = data
     rows = rearrange(full, "c t v m -> t (m v c)")
     line_format = " ".join([float_format] * VALUES_PER_FRAME)
-    path = Path(path)
-    with open(path, "w", encoding="ascii", newline="") as f:
-        f.write("".join(line_format % tuple(row) + newline for row in rows.tolist()))
-    return path
+    text = "".join(line_format % tuple(row) + newline for row in rows.tolist())
+    return atomic_write(path, lambda tmp: tmp.write_bytes(text.encode("ascii")))
 
 
 @dataclass(frozen=True)
@@ -132,11 +138,10 @@ def read_pkummd_labels(path: str | PathLike, *, swap_reversed: bool = True) -> l
 
 
 def write_pkummd_labels(path: str | PathLike, instances: Iterable[ActionInstance], *, newline: str = "\n") -> Path:
-    """Write instances as ``label,start,end,confidence`` lines. Returns the path written."""
-    path = Path(path)
+    """Write instances as ``label,start,end,confidence`` lines (atomically). Returns the path written."""
+    check_newline(newline)
     text = "".join(f"{a.label},{a.start},{a.end},{a.confidence}{newline}" for a in instances)
-    path.write_text(text, encoding="ascii", newline="")
-    return path
+    return atomic_write(path, lambda tmp: tmp.write_bytes(text.encode("ascii")))
 
 
 def frame_labels(instances: Iterable[ActionInstance], num_frames: int, *, background: int = 0) -> np.ndarray:
@@ -183,8 +188,8 @@ def read_pkummd_split(path: str | PathLike) -> dict[str, list[str]]:
 def write_pkummd_split(
     path: str | PathLike, train: Sequence[str], test: Sequence[str], *, newline: str = "\n"
 ) -> Path:
-    """Write a split file in the released layout (``", "``-separated, trailing comma)."""
-    path = Path(path)
+    """Write a split file in the released layout (``", "``-separated, trailing comma), atomically."""
+    check_newline(newline)
     lines = ["Training videos:", ", ".join(train) + ",", "Validation videos:", ", ".join(test) + ","]
-    path.write_text(newline.join(lines) + newline, encoding="ascii", newline="")
-    return path
+    text = newline.join(lines) + newline
+    return atomic_write(path, lambda tmp: tmp.write_bytes(text.encode("ascii")))
