@@ -43,6 +43,10 @@ MODULES = {
     "usdrl/tasks/metrics.py": ["tests/test_task_metrics.py", "tests/test_detection_eval.py",
                                "tests/test_detection.py", "tests/test_pkummd_official_map.py"],
     "usdrl/data/ntu.py": ["tests/test_data_ntu.py"],
+    "usdrl/engine.py": ["tests/test_engine.py", "tests/test_engine_resume.py"],
+    "usdrl/keypoints/formats.py": ["tests/test_keypoints.py"],
+    "usdrl/keypoints/convert.py": ["tests/test_keypoints.py", "tests/test_universal.py"],
+    "usdrl/universal.py": ["tests/test_universal.py"],
 }
 STATUSES = ("killed", "survived", "no tests", "timeout", "suspicious", "segfault", "skipped")
 
