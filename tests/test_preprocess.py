@@ -25,6 +25,7 @@ from usdrl.data import (
     top_bodies,
     write_ntu_skeleton,
 )
+from usdrl.data.preprocess import rotate
 from usdrl.errors import ConfigError, InputError
 from usdrl.skeleton import NTU25, UAV17
 
@@ -330,7 +331,7 @@ def test_fill_empty_frames_after_a_body_that_is_never_present():
     assert out[0, :, 0, 1].tolist() == [5, 6, 5, 6] and not out[..., 0].any()
 
 
-def test_float_type_is_kept_and_integers_become_float32():
+def test_float_type_is_kept_and_integers_and_float16_become_float32():
     data64 = np.random.default_rng(0).normal(size=(3, 7, 2, 1))  # float64
     out = resample(data64, 4)
     assert out.dtype == np.float64
@@ -341,6 +342,8 @@ def test_float_type_is_kept_and_integers_become_float32():
     pixels = np.full((2, 1, 2, 1), 3, np.int64)  # integers of any width: float32
     scaled = normalize_2d(pixels, (4, 2))
     assert scaled.dtype == np.float32 and scaled[:, 0, 0, 0].tolist() == [1.5, 0.75]
+    half = resample(np.ones((3, 4, 2, 1), np.float16), 4)
+    assert half.dtype == np.float32 and (half == 1).all()
     xy = np.ones((2, 3, 2, 1), np.float32)
     assert pad_2d(xy, padding="zero").dtype == np.float32
     assert pad_2d(xy, np.full((3, 2, 1), 0.5)).dtype == np.float32  # float64 scores are cast to the clip's type
@@ -426,6 +429,10 @@ def test_error_messages_name_what_was_expected_and_what_came():
     with pytest.raises(InputError, match=r"^the alignment recipe turns joint 8, but the clip has 5 joints "
                                          r"\(shape \(3, 10, 5, 2\)\)$"):
         align_view(clip[:, :, :5])
+    with pytest.raises(InputError, match=r"^the alignment recipe turns joint 8, but the clip has 8 joints"):
+        align_view(clip[:, :, :8])
+    with pytest.raises(InputError, match=r"^expected 3 channels, got shape \(2, 10, 25, 2\)$"):
+        rotate(clip[:2], np.eye(3))
     with pytest.raises(ConfigError, match=r"^unknown alignment recipe 'kinect'; expected one of ntu, uav$"):
         align_view(clip, "kinect")
     with pytest.raises(ConfigError, match=r"^unknown padding 'mean'; expected one of confidence, zero$"):

@@ -238,12 +238,13 @@ def test_a_rounded_cosine_past_one_is_clipped():
 
 
 @pytest.mark.parametrize("recipe, a, b, bone", [
-    ("ntu", 8, 4, [0.1, 0.0, 7e-7]),  # right minus left shoulder, onto +x: cross product (0, 7e-7, 0)
-    ("uav", 11, 5, [7e-7, 0.0, 0.1]),  # left hip -> left shoulder, onto +z: cross product (0, -7e-7, 0)
+    ("ntu", 8, 4, [1e-3, 0.0, 7e-7]),  # right minus left shoulder, onto +x: cross product (0, 7e-7, 0)
+    ("uav", 11, 5, [7e-7, 0.0, 1e-3]),  # left hip -> left shoulder, onto +z: cross product (0, -7e-7, 0)
 ])
 def test_the_cross_product_threshold_is_in_the_clip_units(recipe, a, b, bone):
-    """A bone 7e-6 rad off its axis but 0.1 long has ``sum(|bone x axis|) = 7e-7 < 1e-6``: not turned
-    (a unit axis; a longer axis would lengthen the cross product past the threshold)."""
+    """A bone 7e-4 rad off its axis (an angle float32 resolves) but 1e-3 long has
+    ``sum(|bone x axis|) = 7e-7 < 1e-6``: not turned (against a unit axis; a longer axis would
+    lengthen the cross product past the threshold)."""
     rng = np.random.default_rng(0)
     clip = rng.uniform(-1, 1, size=(3, 3, 25 if recipe == "ntu" else 17, 1)).astype(np.float32)
     clip[:, :, 1, 0] = 0.0  # joint 1 (both recipes' centre) at the origin: the centring subtracts zero, exactly
