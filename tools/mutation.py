@@ -40,7 +40,7 @@ MODULES = {
                                  "tests/test_view_alignment.py"],
     "usdrl/train/augment.py": ["tests/test_train_augment.py"],
     "usdrl/model.py": ["tests/test_model.py", "tests/test_hub.py"],
-    "usdrl/tasks/metrics.py": ["tests/test_task_metrics.py", "tests/test_detection_eval.py",
+    "usdrl/tasks/metrics.py": ["tests/test_task_metrics.py", "tests/test_task_metrics_pinned.py", "tests/test_detection_eval.py",
                                "tests/test_detection.py", "tests/test_pkummd_official_map.py"],
     "usdrl/data/ntu.py": ["tests/test_data_ntu.py"],
     "usdrl/engine.py": ["tests/test_engine.py", "tests/test_engine_resume.py"],
