@@ -30,6 +30,8 @@ RAGGED = [[0.1, 0.2], [0.3]]  # numpy cannot make an array of it
 def test_recognition_messages():
     with pytest.raises(InputError, match=r"^scores must be an array or tensor, got list$"):
         topk_accuracy(RAGGED, [0, 1])
+    with pytest.raises(InputError, match=r"^labels must be an array or tensor, got list$"):
+        topk_accuracy(np.zeros((2, 3)), RAGGED)
     with pytest.raises(InputError, match=r"^labels must be 1-D, got shape \(2, 1\)$"):
         topk_accuracy(np.zeros((2, 3)), [[0], [1]])
     with pytest.raises(InputError, match=r"^labels must hold integers, got dtype float64$"):
