@@ -1,0 +1,80 @@
+"""USDRL's saving, model card, weight checks and batching pinned where the other model tests
+left them free: file metadata, the card's heads and tags, message texts and log lines."""
+
+import logging
+
+import pytest
+import torch
+from safetensors import safe_open
+
+from usdrl import USDRL, USDRLConfig, __version__
+from usdrl.errors import CheckpointError, ConfigError, InputError
+
+
+def tiny_model(**overrides) -> USDRL:
+    torch.manual_seed(0)
+    return USDRL(USDRLConfig.from_preset("tiny", hidden_size=16, num_heads=1, **overrides)).eval()
+
+
+def test_save_pretrained_metadata_nested_folder_and_an_existing_card(tmp_path):
+    folder = tmp_path / "a" / "b" / "model"  # parents are created
+    model = tiny_model(num_classes=3)
+    model.save_pretrained(folder)
+    with safe_open(folder / "model.safetensors", "pt") as weights:
+        assert weights.metadata() == {"format": "pt", "usdrl_version": __version__}
+    (folder / "README.md").write_text("my own card\n")
+    model.save_pretrained(folder)  # a card already there is kept
+    assert (folder / "README.md").read_text() == "my own card\n"
+    with pytest.raises(ConfigError, match=r"^the model's own config is saved; change it with model\.config / "
+                                          r"reset_classifier$"):
+        model.save_pretrained(folder, config={"num_classes": 3})
+
+
+def test_model_card_heads_and_tags():
+    card = tiny_model(num_classes=3, num_frame_classes=4, dataset="ntu60").generate_model_card()
+    assert "| Heads | clip classifier (3 classes), frame-wise (4 classes) |" in card.content
+    encoder = tiny_model().config.encoder
+    assert set(card.data.tags) >= {encoder, "ntu60"} and card.data.tags == sorted(card.data.tags)
+    bare = tiny_model(num_classes=0).generate_model_card()
+    assert "| Heads | none: an encoder |" in bare.content
+    assert "None" not in bare.data.tags  # no dataset: no tag for it
+
+
+def test_batching_limits_and_messages():
+    model = tiny_model()
+    clips = torch.randn(3, *model.config.input_shape, generator=torch.Generator().manual_seed(1))
+    torch.testing.assert_close(model.encode(clips, batch_size=1), model.encode(clips, batch_size=3))
+    with pytest.raises(InputError, match=r"^batch_size must be >= 1, got 0$"):
+        model.encode(clips, batch_size=0)
+    with pytest.raises(InputError, match=r"^got an empty batch \(N = 0\)$"):
+        model.encode(clips[:0])
+
+
+def test_check_weights_messages_and_logs(caplog):
+    model = tiny_model(num_classes=0)
+    state = model.state_dict()
+    with caplog.at_level(logging.INFO, logger="usdrl"):
+        kept = model.check_weights({**state, "head.weight": torch.zeros(3, 32)}, source="ckpt.safetensors")
+    assert "head.weight" not in kept
+    assert "ckpt.safetensors: ignoring the head weights (this model has no such head)" in caplog.text
+    extra = {f"extra.{i}": torch.zeros(1) for i in range(10)}
+    with pytest.raises(CheckpointError) as err:
+        model.check_weights({**state, **extra}, source="ckpt")
+    names = sorted(extra)
+    assert str(err.value).endswith("unexpected: " + ", ".join(names[:8]) + " ... and 2 more")
+    assert str(err.value).startswith(f"ckpt does not match this model ({model.config.encoder}, layout "
+                                     f"{model.config.layout}, hidden 16): ")
+    missing = dict(state)
+    first = sorted(state)[0]
+    del missing[first]
+    with pytest.raises(CheckpointError) as err:
+        model.check_weights({**missing, **dict(list(extra.items())[:8])})
+    assert str(err.value).endswith(f": missing: {first}; unexpected: " + ", ".join(names[:8]))
+
+
+def test_a_frame_head_of_another_size_is_reinitialised_and_logged(caplog):
+    model = tiny_model(num_frame_classes=4)
+    state = {k: v for k, v in model.state_dict().items() if not k.startswith("frame_head.")}
+    with caplog.at_level(logging.WARNING, logger="usdrl"):
+        model.check_weights(state, source="file")
+    assert "file: frame_head re-initialised for 4 classes (checkpoint had none); train it before use" in caplog.text
