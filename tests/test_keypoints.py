@@ -7,7 +7,29 @@ import pytest
 
 from usdrl.errors import ConfigError, InputError
 from usdrl.keypoints import JointSource, convert_keypoints, get_format, list_formats
+from usdrl.keypoints import convert as convert_module
 from usdrl.skeleton import get_layout
+
+
+@pytest.fixture(autouse=True)
+def fresh_conversion_cache():
+    """Each test computes its conversions: the process-wide cache would otherwise hand later
+    tests tables built by earlier ones (and hide the table-building code from them)."""
+    saved = dict(convert_module._CACHE)
+    convert_module._CACHE.clear()
+    yield
+    convert_module._CACHE.clear()
+    convert_module._CACHE.update(saved)
+
+
+def test_stand_in_rules_are_mirrored_left_to_right():
+    rules = {"left_hand": (("left_wrist", "left_index"), ("pelvis",)), "head": (("nose",),)}
+    assert convert_module._mirrored(rules) == {
+        "left_hand": (("left_wrist", "left_index"), ("pelvis",)),
+        "right_hand": (("right_wrist", "right_index"), ("pelvis",)),
+        "head": (("nose",),),
+    }
+    assert convert_module.STAND_INS["right_foot"] == (("right_big_toe", "right_small_toe"), ("right_foot_index",))
 
 FORMATS = list_formats()
 
