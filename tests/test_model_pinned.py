@@ -78,3 +78,27 @@ def test_a_frame_head_of_another_size_is_reinitialised_and_logged(caplog):
     with caplog.at_level(logging.WARNING, logger="usdrl"):
         model.check_weights(state, source="file")
     assert "file: frame_head re-initialised for 4 classes (checkpoint had none); train it before use" in caplog.text
+
+
+def test_frame_outputs_without_and_with_a_frame_head():
+    model = tiny_model(num_frame_classes=5)
+    clips = torch.randn(2, *model.config.input_shape, generator=torch.Generator().manual_seed(2))
+    assert model.forward_frames(clips).shape == (2, model.config.num_frames, 5)
+    model.reset_frame_classifier(0)  # 0 removes the head: the dense features come out
+    assert model.frame_head is None and model.config.num_frame_classes == 0
+    with torch.inference_mode():
+        frames = model.forward_frames(clips)
+    dense = model.dense_features(clips, convert_to_numpy=True)
+    assert type(dense).__name__ == "ndarray" and dense.shape == tuple(frames.shape)
+    torch.testing.assert_close(torch.from_numpy(dense), frames)
+
+
+def test_load_weights_names_its_source():
+    model = tiny_model()
+    state = dict(model.state_dict())
+    first = sorted(state)[0]
+    del state[first]
+    with pytest.raises(CheckpointError, match=rf"^x\.safetensors does not match this model .*: missing: {first}$"):
+        model.load_weights(state, source="x.safetensors")
+    with pytest.raises(CheckpointError, match=rf"^state dict does not match this model .*: missing: {first}$"):
+        model.load_weights(state)
