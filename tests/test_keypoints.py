@@ -332,12 +332,13 @@ def test_a_third_channel_is_a_coordinate_when_has_scores_is_false():
 
 def test_the_y_flip_keeps_depth_and_the_score_channel():
     """h36m17 (y down) -> ntu25 (y up): x and y change sign, z and the score stay."""
-    pose3 = pose("h36m17")
+    pose3 = pose("h36m17") + np.float32([0, 0, 2.5])  # in front of the camera: depth 2.5 more
     x = np.concatenate([pose3, np.full((*pose3.shape[:-1], 1), 0.75, np.float32)], axis=-1)
     out = _named("ntu25", convert_keypoints(x, src="h36m17", dst="ntu25").keypoints)
-    np.testing.assert_allclose(out["left_shoulder"], [*(BODY["left_shoulder"] * [-1, 1, 1]), 0.75], rtol=1e-6)
+    expected = BODY["left_shoulder"] * [-1, 1, 1] + [0, 0, 2.5]
+    np.testing.assert_allclose(out["left_shoulder"], [*expected, 0.75], rtol=1e-6)
     plain = _named("ntu25", convert_keypoints(pose3, src="h36m17", dst="ntu25").keypoints)
-    assert plain["left_shoulder"][2] == pytest.approx(BODY["left_shoulder"][2])
+    np.testing.assert_allclose(plain["left_shoulder"], expected, rtol=1e-6)
 
 
 def test_conversion_messages():
@@ -349,3 +350,25 @@ def test_conversion_messages():
         convert_keypoints(x, src="coco17", dst="ntu25", has_scores=True)
     with pytest.raises(InputError, match=r"^scores must have shape \(4, 17\), got \(4, 5\)$"):
         convert_keypoints(x, src="coco17", dst="ntu25", scores=np.zeros((4, 5)))
+
+
+@pytest.mark.parametrize("side", ["src", "dst"])
+def test_a_re_registered_format_is_not_served_from_the_cache(side):
+    """Conversions are cached per name pair; registering another format under the name
+    (overwrite=True) must give the new format's table."""
+    import dataclasses
+
+    from usdrl.keypoints.formats import FORMATS, register_format
+
+    name = f"pinned-{side}"
+    register_format(dataclasses.replace(get_format("coco17"), name=name))
+    try:
+        pair = (name, "ntu25") if side == "src" else ("ntu25", name)
+        first = conversion_matrix(*pair)[0]
+        np.testing.assert_array_equal(first, conversion_matrix(*[("coco17" if n == name else n) for n in pair])[0])
+        register_format(dataclasses.replace(get_format("h36m17"), name=name), overwrite=True)
+        second = conversion_matrix(*pair)[0]
+        np.testing.assert_array_equal(second, conversion_matrix(*[("h36m17" if n == name else n) for n in pair])[0])
+        assert not np.array_equal(first, second)
+    finally:
+        del FORMATS[name]
