@@ -3,6 +3,7 @@ left them free: file metadata, the card's heads and tags, message texts and log 
 
 import logging
 
+import numpy as np
 import pytest
 import torch
 from safetensors import safe_open
@@ -102,3 +103,34 @@ def test_load_weights_names_its_source():
         model.load_weights(state, source="x.safetensors")
     with pytest.raises(CheckpointError, match=rf"^state dict does not match this model .*: missing: {first}$"):
         model.load_weights(state)
+
+
+def test_encode_keypoints_is_encode_of_the_universal_input():
+    from usdrl.universal import model_input
+
+    torch.manual_seed(0)
+    model = USDRL(USDRLConfig.from_preset("tiny", hidden_size=16, num_heads=1, layout="universal", in_channels=6,
+                                          num_frames=16)).eval()
+    rng = np.random.default_rng(0)
+    keypoints = np.concatenate([rng.uniform(100, 400, size=(2, 2, 10, 17, 2)),
+                                rng.uniform(0.5, 1, size=(2, 2, 10, 17, 1))], -1).astype(np.float32)
+    scores = rng.uniform(0.2, 1, size=(2, 2, 10, 17)).astype(np.float32)
+    universal = model_input(keypoints[..., :2], "coco17", num_frames=16, num_persons=model.config.num_persons,
+                            scores=scores, has_scores=False)
+    expected = model.encode(universal, normalize=True)
+    got = model.encode_keypoints(keypoints[..., :2], "coco17", scores=scores, has_scores=False, normalize=True)
+    torch.testing.assert_close(got, expected)
+    assert torch.allclose(got.norm(dim=-1), torch.ones(2))  # the options reach encode
+    assert not torch.allclose(got, model.encode_keypoints(keypoints[..., :2], "coco17", scores=scores / 2,
+                                                          has_scores=False, normalize=True))
+    with_score_channel = model.encode_keypoints(keypoints, "coco17")
+    torch.testing.assert_close(with_score_channel, model.encode(model_input(
+        keypoints, "coco17", num_frames=16, num_persons=model.config.num_persons)))
+    with pytest.raises(ConfigError, match="universal model"):
+        tiny_model().encode_keypoints(keypoints, "coco17")
+
+
+def test_get_classifier_is_the_head_or_an_identity():
+    with_head = tiny_model(num_classes=3)
+    assert with_head.get_classifier() is with_head.head
+    assert isinstance(tiny_model().get_classifier(), torch.nn.Identity)

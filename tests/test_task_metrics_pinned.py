@@ -168,7 +168,8 @@ def test_segmentation_metrics_pass_the_background_on():
 
 
 def test_observation_curve_checks_and_float64():
-    with pytest.raises(InputError, match=r"^need >= 2 accuracies at increasing ratios, got 0 accuracies at ratios \[\]$"):
+    with pytest.raises(InputError, match=r"^need >= 2 accuracies at increasing ratios, got 0 accuracies "
+                                         r"at ratios \[\]$"):
         observation_curve({})
     for accuracies, ratios in [([0.5, 0.6], [0.2, 0.1]), ([0.5, 0.6], [0.1, 0.1]), ([0.5, 0.6, 0.7], [0.1, 0.2]),
                                ([[0.5, 0.6], [0.5, 0.6]], [[0.1, 0.2], [0.1, 0.2]])]:
@@ -177,4 +178,5 @@ def test_observation_curve_checks_and_float64():
     # float32 inputs are taken in float64: (a + b) * (r1 - r0) / 2 with the float32 values widened.
     a, b = float(np.float32(0.1)), float(np.float32(0.2))
     r0, r1 = float(np.float32(0.1)), float(np.float32(0.3))
-    assert observation_curve(np.array([0.1, 0.2], np.float32), np.array([0.1, 0.3], np.float32)) == (a + b) * (r1 - r0) / 2
+    area = observation_curve(np.array([0.1, 0.2], np.float32), np.array([0.1, 0.3], np.float32))
+    assert area == (a + b) * (r1 - r0) / 2

@@ -230,7 +230,8 @@ def test_a_rounded_cosine_past_one_is_clipped():
     parallel = np.array([81.51375579833984, 163.02752685546875, 244.54127502441406], np.float32)
     opposite = np.array([-64.05921173095703, -128.118408203125, -192.17762756347656], np.float32)
     unit = target / np.linalg.norm(target)
-    assert np.dot(parallel / np.linalg.norm(parallel), unit) > 1 and np.dot(opposite / np.linalg.norm(opposite), unit) < -1
+    assert np.dot(parallel / np.linalg.norm(parallel), unit) > 1
+    assert np.dot(opposite / np.linalg.norm(opposite), unit) < -1
     np.testing.assert_array_equal(rotation_onto(parallel, target), np.eye(3))
     k = np.cross(opposite.astype(float), target)
     k /= np.linalg.norm(k)
