@@ -1,6 +1,7 @@
 """Keypoint formats and conversion: tables checked against the formats' documentation and a hand-made body."""
 
 import itertools
+import re
 
 import numpy as np
 import pytest
@@ -372,3 +373,36 @@ def test_a_re_registered_format_is_not_served_from_the_cache(side):
         assert not np.array_equal(first, second)
     finally:
         del FORMATS[name]
+
+
+def test_side_helpers_expand_left_then_right():
+    """The tables are built with these at import, before any test runs: pinned directly."""
+    from usdrl.keypoints import formats
+
+    assert formats._sides("hip", "knee") == ("left_hip", "right_hip", "left_knee", "right_knee")
+    assert formats._chain(("eye", "@nose"), ("ear", "eye"), ("@neck", "@pelvis")) == (
+        ("left_eye", "nose"), ("right_eye", "nose"), ("left_ear", "left_eye"), ("right_ear", "right_eye"),
+        ("neck", "pelvis"), ("neck", "pelvis"))
+
+
+def test_format_registry_messages():
+    import dataclasses
+
+    from usdrl.keypoints.formats import register_format
+
+    coco = get_format("coco17")
+    with pytest.raises(ConfigError, match=r"^a keypoint format named 'coco17' is already registered "
+                                          r"\(pass overwrite=True\)$"):
+        register_format(coco)
+    with pytest.raises(ConfigError, match=r"^unknown keypoint format 'coco99'; known formats: "
+                                          + re.escape(", ".join(sorted(list_formats()))) + "$"):
+        get_format("coco99")
+    assert list_formats() == sorted(list_formats()) and "coco17" in list_formats()
+    with pytest.raises(ConfigError, match=r"^format 'coco17' has no joint 'tail'$"):
+        coco.index("tail")
+    with pytest.raises(ConfigError, match=r"^format 'x': joint names repeat$"):
+        dataclasses.replace(coco, name="x", joint_names=(*coco.joint_names[:-1], "nose"))
+    with pytest.raises(ConfigError, match=r"^format 'x': \['tail'\] are not joints of the format$"):
+        dataclasses.replace(coco, name="x", center="tail")
+    with pytest.raises(ConfigError, match=r"^format 'x': every joint but the root needs exactly one parent$"):
+        dataclasses.replace(coco, name="x", bones=coco.bones[1:])
