@@ -1,9 +1,15 @@
 import os
+import sys
 import tempfile
 
 # huggingface_hub reads its settings when it is imported: point its cache at a throwaway
-# folder before anything imports it, so tests never touch the user's cache.
-os.environ["HF_HOME"] = tempfile.mkdtemp(prefix="usdrl-test-hf-")
+# folder before anything imports it, so tests never touch the user's cache. When pytest runs
+# again in the same process (mutmut does), huggingface_hub keeps the folder it read first:
+# subprocesses of the tests must be pointed at that same folder.
+if "huggingface_hub.constants" in sys.modules:
+    os.environ["HF_HOME"] = sys.modules["huggingface_hub.constants"].HF_HOME
+else:
+    os.environ["HF_HOME"] = tempfile.mkdtemp(prefix="usdrl-test-hf-")
 os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
 os.environ.pop("HF_HUB_OFFLINE", None)
 

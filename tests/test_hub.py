@@ -111,10 +111,12 @@ def test_save_is_atomic_and_leaves_no_temporary_files(tmp_path, monkeypatch):
     assert sorted(p.name for p in folder.iterdir()) == ["README.md", "config.json", "model.safetensors"]
 
 
-def test_download_from_the_hub(fake_hub, hub_repo, clip):
+def test_download_from_the_hub(fake_hub, hub_repo, clip, tmp_path):
     repo_id, _ = hub_repo
     start = len(fake_hub.requests)
-    model = USDRL.from_pretrained(repo_id)
+    # A cold cache of its own: the session's cache may hold the repo already (an earlier test, or an
+    # earlier pytest run in the same process, as mutmut does), and then nothing would be fetched.
+    model = USDRL.from_pretrained(repo_id, cache_dir=tmp_path / "hf-cache")
     requests = fake_hub.requests[start:]
     fetched = {path.rsplit("/", 1)[-1] for method, path, _ in requests if method == "GET"}
     assert fetched == {"config.json", "model.safetensors"}

@@ -1,13 +1,36 @@
 """Keypoint formats and conversion: tables checked against the formats' documentation and a hand-made body."""
 
 import itertools
+import re
 
 import numpy as np
 import pytest
 
 from usdrl.errors import ConfigError, InputError
-from usdrl.keypoints import JointSource, convert_keypoints, get_format, list_formats
+from usdrl.keypoints import JointSource, conversion_matrix, convert_keypoints, get_format, list_formats
+from usdrl.keypoints import convert as convert_module
 from usdrl.skeleton import get_layout
+
+
+@pytest.fixture(autouse=True)
+def fresh_conversion_cache():
+    """Each test computes its conversions: the process-wide cache would otherwise hand later
+    tests tables built by earlier ones (and hide the table-building code from them)."""
+    saved = dict(convert_module._CACHE)
+    convert_module._CACHE.clear()
+    yield
+    convert_module._CACHE.clear()
+    convert_module._CACHE.update(saved)
+
+
+def test_stand_in_rules_are_mirrored_left_to_right():
+    rules = {"left_hand": (("left_wrist", "left_index"), ("pelvis",)), "head": (("nose",),)}
+    assert convert_module._mirrored(rules) == {
+        "left_hand": (("left_wrist", "left_index"), ("pelvis",)),
+        "right_hand": (("right_wrist", "right_index"), ("pelvis",)),
+        "head": (("nose",),),
+    }
+    assert convert_module.STAND_INS["right_foot"] == (("right_big_toe", "right_small_toe"), ("right_foot_index",))
 
 FORMATS = list_formats()
 
@@ -266,3 +289,120 @@ DOC_PARENTS = {
 @pytest.mark.parametrize("name", sorted(DOC_PARENTS))
 def test_bone_trees_match_the_published_ones(name):
     assert [v if p == -1 else p for v, p in enumerate(DOC_PARENTS[name])] == list(get_format(name).parents)
+
+
+# ---------------------------------------------------------------- pinned: types, messages, conventions
+
+
+def test_conversion_tables_and_outputs_are_float32_and_int8():
+    weights, sources = conversion_matrix("coco17", "ntu25")
+    assert weights.dtype == np.float32 and sources.dtype == np.int8
+    x = np.random.default_rng(0).uniform(1, 2, size=(2, 17, 2))  # float64 in
+    out = convert_keypoints(x, src="coco17", dst="ntu25", scores=np.full((2, 17), 0.5))
+    assert out.keypoints.dtype == np.float32 and out.scores.dtype == np.float32
+    np.testing.assert_array_equal(out.keypoints, np.matmul(weights, x.astype(np.float32)))
+
+
+def test_a_non_finite_joint_spoils_only_its_dependents():
+    """Nose (0) is NaN: NTU's head (a stand-in from the nose) is absent, every other joint is the
+    weighted mean of finite joints; its score is 0, the others keep the lowest of their contributors'."""
+    rng = np.random.default_rng(1)
+    x = rng.uniform(1, 2, size=(17, 2)).astype(np.float32)
+    x[0] = np.nan
+    scores = rng.uniform(0.5, 1, size=17).astype(np.float32)
+    out = convert_keypoints(x, src="coco17", dst="ntu25", scores=scores)
+    weights, _ = conversion_matrix("coco17", "ntu25")
+    head = get_format("ntu25").index("head")
+    expected = weights @ np.where(np.isfinite(x), x, 0)
+    expected[head] = 0
+    np.testing.assert_allclose(out.keypoints, expected, rtol=1e-6)
+    spine_mid = get_format("ntu25").index("spine_mid")
+    assert out.scores[head] == 0 and out.scores[spine_mid] == pytest.approx(scores[[5, 6, 11, 12]].min())
+
+
+def test_a_third_channel_is_a_coordinate_when_has_scores_is_false():
+    """coco17 is 2D: with has_scores=False a third channel is averaged like x and y (spine_mid: the
+    mean of both hips and shoulders), not reduced to the lowest as a score is."""
+    x = np.zeros((17, 3), np.float32)
+    x[[5, 6, 11, 12]] = [[1, 1, 1], [1, 1, 3], [1, 1, 5], [1, 1, 7]]
+    got = _named("ntu25", convert_keypoints(x, src="coco17", dst="ntu25", has_scores=False).keypoints)
+    assert got["spine_mid"][2] == pytest.approx(4.0)
+    got = _named("ntu25", convert_keypoints(x, src="coco17", dst="ntu25").keypoints)  # default: a score
+    assert got["spine_mid"][2] == pytest.approx(1.0)
+
+
+def test_the_y_flip_keeps_depth_and_the_score_channel():
+    """h36m17 (y down) -> ntu25 (y up): x and y change sign, z and the score stay."""
+    pose3 = pose("h36m17") + np.float32([0, 0, 2.5])  # in front of the camera: depth 2.5 more
+    x = np.concatenate([pose3, np.full((*pose3.shape[:-1], 1), 0.75, np.float32)], axis=-1)
+    out = _named("ntu25", convert_keypoints(x, src="h36m17", dst="ntu25").keypoints)
+    expected = BODY["left_shoulder"] * [-1, 1, 1] + [0, 0, 2.5]
+    np.testing.assert_allclose(out["left_shoulder"], [*expected, 0.75], rtol=1e-6)
+    plain = _named("ntu25", convert_keypoints(pose3, src="h36m17", dst="ntu25").keypoints)
+    np.testing.assert_allclose(plain["left_shoulder"], expected, rtol=1e-6)
+
+
+def test_conversion_messages():
+    x = np.zeros((4, 17, 2), np.float32)
+    with pytest.raises(ConfigError, match=r"^unknown missing fill 'mean'; expected one of zero, nan, error$"):
+        convert_keypoints(x, src="coco17", dst="ntu25", missing="mean")
+    with pytest.raises(InputError, match=r"^expected at least x and y channels, got 2 channel\(s\) with "
+                                         r"has_scores=True$"):
+        convert_keypoints(x, src="coco17", dst="ntu25", has_scores=True)
+    with pytest.raises(InputError, match=r"^scores must have shape \(4, 17\), got \(4, 5\)$"):
+        convert_keypoints(x, src="coco17", dst="ntu25", scores=np.zeros((4, 5)))
+
+
+@pytest.mark.parametrize("side", ["src", "dst"])
+def test_a_re_registered_format_is_not_served_from_the_cache(side):
+    """Conversions are cached per name pair; registering another format under the name
+    (overwrite=True) must give the new format's table."""
+    import dataclasses
+
+    from usdrl.keypoints.formats import FORMATS, register_format
+
+    name = f"pinned-{side}"
+    register_format(dataclasses.replace(get_format("coco17"), name=name))
+    try:
+        pair = (name, "ntu25") if side == "src" else ("ntu25", name)
+        first = conversion_matrix(*pair)[0]
+        np.testing.assert_array_equal(first, conversion_matrix(*[("coco17" if n == name else n) for n in pair])[0])
+        register_format(dataclasses.replace(get_format("h36m17"), name=name), overwrite=True)
+        second = conversion_matrix(*pair)[0]
+        np.testing.assert_array_equal(second, conversion_matrix(*[("h36m17" if n == name else n) for n in pair])[0])
+        assert not np.array_equal(first, second)
+    finally:
+        del FORMATS[name]
+
+
+def test_side_helpers_expand_left_then_right():
+    """The tables are built with these at import, before any test runs: pinned directly."""
+    from usdrl.keypoints import formats
+
+    assert formats._sides("hip", "knee") == ("left_hip", "right_hip", "left_knee", "right_knee")
+    assert formats._chain(("eye", "@nose"), ("ear", "eye"), ("@neck", "@pelvis")) == (
+        ("left_eye", "nose"), ("right_eye", "nose"), ("left_ear", "left_eye"), ("right_ear", "right_eye"),
+        ("neck", "pelvis"), ("neck", "pelvis"))
+
+
+def test_format_registry_messages():
+    import dataclasses
+
+    from usdrl.keypoints.formats import register_format
+
+    coco = get_format("coco17")
+    with pytest.raises(ConfigError, match=r"^a keypoint format named 'coco17' is already registered "
+                                          r"\(pass overwrite=True\)$"):
+        register_format(coco)
+    with pytest.raises(ConfigError, match=r"^unknown keypoint format 'coco99'; known formats: "
+                                          + re.escape(", ".join(sorted(list_formats()))) + "$"):
+        get_format("coco99")
+    assert list_formats() == sorted(list_formats()) and "coco17" in list_formats()
+    with pytest.raises(ConfigError, match=r"^format 'coco17' has no joint 'tail'$"):
+        coco.index("tail")
+    with pytest.raises(ConfigError, match=r"^format 'x': joint names repeat$"):
+        dataclasses.replace(coco, name="x", joint_names=(*coco.joint_names[:-1], "nose"))
+    with pytest.raises(ConfigError, match=r"^format 'x': \['tail'\] are not joints of the format$"):
+        dataclasses.replace(coco, name="x", center="tail")
+    with pytest.raises(ConfigError, match=r"^format 'x': every joint but the root needs exactly one parent$"):
+        dataclasses.replace(coco, name="x", bones=coco.bones[1:])

@@ -21,9 +21,11 @@ from usdrl.data import (
     read_ntu_skeleton,
     resample,
     select_bodies,
+    to_model_input,
     top_bodies,
     write_ntu_skeleton,
 )
+from usdrl.data.preprocess import rotate
 from usdrl.errors import ConfigError, InputError
 from usdrl.skeleton import NTU25, UAV17
 
@@ -286,3 +288,165 @@ def test_inputs_are_checked():
         resample(_random_clip(0), 8, length=11)
     with pytest.raises(InputError):
         center_on_joint(_random_clip(0), 25)
+
+
+# ---------------------------------------------------------------- defaults, float types, messages
+
+
+def test_defaults_are_two_bodies_64_frames_and_the_ntu_recipe():
+    data = _random_clip(3, frames=10, bodies=3)
+    assert top_bodies(data).tolist() == top_bodies(data, 2).tolist() and len(top_bodies(data)) == 2
+    np.testing.assert_array_equal(select_bodies(data), select_bodies(data, 2))
+    assert pad_bodies(data[..., :1]).shape == (3, 10, 25, 2)
+    assert resample(data).shape == (3, 64, 25, 3)
+    np.testing.assert_array_equal(center_crop_resize(data), resample(data, 64))  # ratio 1: every frame
+    np.testing.assert_array_equal(align_view(data), align_view(data, "ntu"))
+    np.testing.assert_array_equal(preprocess_3d(data), preprocess_3d(data, "ntu"))
+
+
+def test_select_bodies_more_than_two():
+    """Three bodies asked of four: the three most energetic, in order, none padded."""
+    data = np.zeros((3, 6, 25, 4), np.float32)
+    rng = np.random.default_rng(0)
+    for m, scale in enumerate([1.0, 4.0, 2.0, 3.0]):
+        data[..., m] = scale * rng.normal(size=(3, 6, 25)) + 10
+    np.testing.assert_array_equal(select_bodies(data, 3), data[..., [1, 3, 2]])
+    np.testing.assert_array_equal(preprocess_3d(data, num_bodies=3), align_view(data[..., [1, 3, 2]]))
+    np.testing.assert_array_equal(preprocess_3d(data, num_bodies=1), align_view(data[..., [1]]))
+
+
+def test_ties_keep_slot_order_among_many_bodies():
+    """20 body slots, bodies 0, 3, 6, ... moving alike and the rest still: slot order within each
+    tie (numpy's default sort is not stable at this size)."""
+    data = np.ones((3, 2, 1, 20), np.float32)
+    data[0, 1, 0, ::3] = 3.0
+    moving = list(range(0, 20, 3))
+    assert top_bodies(data, 20).tolist() == moving + [m for m in range(20) if m not in moving]
+
+
+def test_fill_empty_frames_after_a_body_that_is_never_present():
+    data = np.zeros((1, 4, 1, 2), np.float32)
+    data[0, 1:3, 0, 1] = [5, 6]  # body 0 absent; body 1 starts late
+    out = fill_empty_frames(data)
+    assert out[0, :, 0, 1].tolist() == [5, 6, 5, 6] and not out[..., 0].any()
+
+
+def test_float_type_is_kept_and_integers_and_float16_become_float32():
+    data64 = np.random.default_rng(0).normal(size=(3, 7, 2, 1))  # float64
+    out = resample(data64, 4)
+    assert out.dtype == np.float64
+    src = np.maximum((np.arange(4) + 0.5) * 7 / 4 - 0.5, 0)  # 0.375, 2.125, 3.875, 5.625
+    low = np.floor(src).astype(int)
+    expected = data64[:, low] + (src - low)[None, :, None, None] * (data64[:, low + 1] - data64[:, low])
+    np.testing.assert_allclose(out, expected, rtol=1e-13)  # float64 precision, not float32's
+    pixels = np.full((2, 1, 2, 1), 3, np.int64)  # integers of any width: float32
+    scaled = normalize_2d(pixels, (4, 2))
+    assert scaled.dtype == np.float32 and scaled[:, 0, 0, 0].tolist() == [1.5, 0.75]
+    half = resample(np.ones((3, 4, 2, 1), np.float16), 4)
+    assert half.dtype == np.float32 and (half == 1).all()
+    xy = np.ones((2, 3, 2, 1), np.float32)
+    assert pad_2d(xy, padding="zero").dtype == np.float32
+    assert pad_2d(xy, np.full((3, 2, 1), 0.5)).dtype == np.float32  # float64 scores are cast to the clip's type
+
+
+def test_normalize_2d_limits():
+    xy = np.full((2, 1, 3, 1), 6.0, np.float32)  # two channels (x, y) are enough
+    np.testing.assert_array_equal(normalize_2d(xy, (1, 1)), xy)  # a 1 x 1 image is valid
+    np.testing.assert_array_equal(normalize_2d(xy, (2, 3))[:, 0, :, 0], [[2, 2, 2], [3, 3, 3]])
+    with pytest.raises(InputError, match=r"^image_shape must be positive \(height, width\), got \(10, 0\)$"):
+        normalize_2d(xy, (10, 0))
+    with pytest.raises(InputError, match=r"^expected x and y channels, got shape \(1, 1, 3, 1\)$"):
+        normalize_2d(xy[:1], (10, 10))
+
+
+def test_resample_to_one_frame():
+    """size 1 reads source position ``max(0, 0.5 n - 0.5)``: 1.5 of 4 frames, halfway between frames 1 and 2."""
+    data = np.arange(4, dtype=np.float32).reshape(1, 4, 1, 1) * 2
+    assert resample(data, 1).ravel().tolist() == [3.0]
+
+
+def test_random_crop_resize_ratio_range_and_size():
+    data = _random_clip(5, frames=300, joints=2)
+    rng = np.random.default_rng(11)
+    s = rng.uniform(0.1, 0.4)
+    length = min(max(int(np.floor(300 * s)), 20), 300)
+    start = int(rng.integers(0, 300 - length + 1))
+    out = random_crop_resize(data, np.random.default_rng(11), max_ratio=0.4, min_length=20, size=16)
+    np.testing.assert_array_equal(out, resample(data[:, start:start + length], 16))
+    # The default shortest crop is 64 frames: this draw of s = 0.177 gives 53 frames, raised to 64.
+    rng = np.random.default_rng(3)
+    assert 300 * rng.uniform(0.1, 1.0) < 64
+    start = int(rng.integers(0, 300 - 64 + 1))
+    np.testing.assert_array_equal(random_crop_resize(data, np.random.default_rng(3)),
+                                  resample(data[:, start:start + 64], 64))
+
+
+def test_to_model_input_is_the_recipe_then_resampling():
+    rng = np.random.default_rng(4)
+    data = rng.normal(size=(3, 12, 25, 3))  # float64, three bodies, frames 9.. are padding
+    data[:, 9:] = 1e6
+    out = to_model_input(data, 16, length=9)
+    assert out.dtype == np.float32 and out.shape == (3, 16, 25, 2)
+    np.testing.assert_allclose(out, resample(preprocess_3d(data[:, :9], "ntu"), 16), rtol=1e-6, atol=1e-6)
+    np.testing.assert_array_equal(to_model_input(data[:, :9]), to_model_input(data, length=9))
+    assert to_model_input(data[:, :9]).shape == (3, 64, 25, 2)
+    uav = rng.normal(size=(3, 5, 17, 1)).astype(np.float32)
+    np.testing.assert_allclose(to_model_input(uav, 8, "uav"), resample(preprocess_3d(uav, "uav"), 8), atol=1e-6)
+    assert not np.allclose(to_model_input(uav, 8, "uav"), to_model_input(uav, 8, "ntu"))
+    with pytest.raises(InputError, match=r"^expected 3 channels, got shape \(2, 12, 25, 3\)$"):
+        to_model_input(data[:2], length=9)
+    with pytest.raises(InputError, match=r"^num_frames must be in 1\.\.12, got 13$"):
+        to_model_input(data, length=13)
+
+
+def test_uav_recipe_through_preprocess_3d():
+    """``preprocess_3d(..., "uav")``: joint 1 at the origin and body 0's left hip -> left shoulder on +z."""
+    data = np.random.default_rng(8).normal(size=(3, 4, 17, 1)).astype(np.float32)
+    out = preprocess_3d(data, "uav")
+    assert not out[:, :, 1, 0].any()
+    bone = out[:, 0, 5, 0] - out[:, 0, 11, 0]
+    np.testing.assert_allclose(bone / np.linalg.norm(bone), [0, 0, 1], atol=1e-6)
+
+
+def test_error_messages_name_what_was_expected_and_what_came():
+    clip = _random_clip(0)  # (3, 10, 25, 2)
+    with pytest.raises(InputError, match=r"^expected a \(C, T, V, M\) array, got shape \(3, 10, 25\)$"):
+        resample(clip[..., 0])
+    with pytest.raises(InputError, match=r"^expected 3 channels, got shape \(2, 10, 25, 2\)$"):
+        align_view(clip[:2])
+    with pytest.raises(InputError, match=r"^expected 3 channels, got shape \(2, 10, 25, 5\)$"):
+        preprocess_3d(np.ones((2, 10, 25, 5)))  # the shape handed in, before any body is selected
+    with pytest.raises(InputError, match=r"^expected 2 channels, got shape \(3, 10, 25, 2\)$"):
+        pad_2d(clip, padding="zero")
+    with pytest.raises(InputError, match=r"^num_frames must be in 1\.\.10, got 11$"):
+        resample(clip, 8, num_frames=11)
+    with pytest.raises(InputError, match=r"^size must be >= 1, got 0$"):
+        resample(clip, 0)
+    with pytest.raises(InputError, match=r"^joint 25 is outside 0\.\.24$"):
+        center_on_joint(clip, 25)
+    with pytest.raises(InputError, match=r"^clip has 3 bodies, more than 2; select bodies first$"):
+        pad_bodies(_random_clip(0, bodies=3), 2)
+    with pytest.raises(InputError, match=r"^the alignment recipe turns joint 8, but the clip has 5 joints "
+                                         r"\(shape \(3, 10, 5, 2\)\)$"):
+        align_view(clip[:, :, :5])
+    with pytest.raises(InputError, match=r"^the alignment recipe turns joint 8, but the clip has 8 joints"):
+        align_view(clip[:, :, :8])
+    with pytest.raises(InputError, match=r"^expected 3 channels, got shape \(2, 10, 25, 2\)$"):
+        rotate(clip[:2], np.eye(3))
+    with pytest.raises(ConfigError, match=r"^unknown alignment recipe 'kinect'; expected one of ntu, uav$"):
+        align_view(clip, "kinect")
+    with pytest.raises(ConfigError, match=r"^unknown padding 'mean'; expected one of confidence, zero$"):
+        pad_2d(clip[:2], padding="mean")
+    with pytest.raises(InputError, match=r"^padding='confidence' needs scores$"):
+        pad_2d(clip[:2])
+    with pytest.raises(InputError, match=r"^scores must have shape \(10, 25, 2\), got \(10, 5, 2\)$"):
+        pad_2d(clip[:2], np.ones((10, 5, 2)))
+    with pytest.raises(InputError, match=r"^ratio must be in \(0, 1\], got 1\.5$"):
+        observed_length(10, 1.5)
+    with pytest.raises(InputError, match=r"^ratio must be in \(0, 1\], got 0$"):
+        center_crop_resize(clip, 0)
+    rng = np.random.default_rng(0)
+    with pytest.raises(InputError, match=r"^min_ratio must be in \(0, 1\], got 0$"):
+        random_crop_resize(clip, rng, min_ratio=0)
+    with pytest.raises(InputError, match=r"^max_ratio must be in \(0, 1\], got 2$"):
+        random_crop_resize(clip, rng, max_ratio=2)

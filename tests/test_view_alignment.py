@@ -171,3 +171,87 @@ def test_a_body_with_its_shoulders_exactly_reversed_is_not_rotated():
     out = align_view(clip, "ntu")
     centred = clip - clip[:, :, 1:2, :1]
     np.testing.assert_allclose(out[:, :, [1, 4, 8]], centred[:, :, [1, 4, 8]], atol=1e-7)
+
+
+# ---------------------------------------------------------------- the reference's thresholds and clipping
+
+
+def test_a_tiny_vector_is_not_turned_whatever_the_target_length():
+    """``angle_between`` is 0 when either vector has ``sum(|v|) < 1e-6``: no turn, even where the
+    cross product with a long target is not tiny (here 5e-5 about y)."""
+    np.testing.assert_array_equal(rotation_onto(np.array([5e-7, 0.0, 0.0]), [0.0, 0.0, 100.0]), np.eye(3))
+    np.testing.assert_array_equal(rotation_onto(np.array([100.0, 0.0, 0.0]), [0.0, 0.0, 5e-7]), np.eye(3))
+
+
+def test_the_tiny_vector_threshold_is_strict():
+    """``sum(|v|)`` exactly 1e-6 is not tiny: the vector is turned a quarter turn onto the target."""
+    quarter_about_minus_y = _reference_turn([1.0, 0.0, 0.0], Z, np.eye(3)).T
+    np.testing.assert_allclose(quarter_about_minus_y, [[0, 0, -1], [0, 1, 0], [1, 0, 0]], atol=1e-15)
+    np.testing.assert_allclose(rotation_onto(np.array([1e-6, 0.0, 0.0]), [0.0, 0.0, 100.0]),
+                               quarter_about_minus_y, atol=1e-12)
+    np.testing.assert_allclose(rotation_onto(np.array([100.0, 0.0, 0.0]), [0.0, 0.0, 1e-6]),
+                               quarter_about_minus_y, atol=1e-12)
+
+
+def test_the_axis_and_angle_thresholds_are_strict():
+    """``rotation_matrix``'s identity cases are ``sum(|axis|) < 1e-6`` and ``|angle| < 1e-6``, strictly."""
+    from usdrl.data.preprocess import _axis_angle_matrix
+
+    tiny_turn = _axis_angle_matrix([0.0, 0.0, 1.0], 1e-6)  # 1e-6 rad about z: sin(1e-6) ~ 1e-6 off the diagonal
+    assert tiny_turn[1, 0] == pytest.approx(1e-6, rel=1e-9) and tiny_turn[0, 1] == pytest.approx(-1e-6, rel=1e-9)
+    short_axis = _axis_angle_matrix([1e-6, 0.0, 0.0], math.pi / 2)  # a quarter turn about x: y -> z
+    np.testing.assert_allclose(short_axis, [[1, 0, 0], [0, 0, -1], [0, 1, 0]], atol=1e-12)
+
+
+def test_only_the_target_direction_matters():
+    vector = np.array([0.3, -1.2, 0.4])
+    np.testing.assert_allclose(rotation_onto(vector, [0.0, 0.0, 2.0]), rotation_onto(vector, Z), atol=1e-15)
+    np.testing.assert_allclose(rotation_onto(vector, [0.0, 0.0, 2.0]), _reference_turn(vector, Z, np.eye(3)).T,
+                               atol=1e-9)
+    # The target is taken in float64 whatever its type.
+    target = np.array([1.0, 2.0, 3.0], np.float32)
+    np.testing.assert_array_equal(rotation_onto(vector, target), rotation_onto(vector, target.astype(np.float64)))
+
+
+def test_a_float32_vector_is_normalised_in_float32_as_the_reference():
+    """The reference normalises the clip's float32 vector in float32 (``v / np.linalg.norm(v)``);
+    near the opposite direction the angle is sensitive enough that this shows (~1e-6)."""
+    vector = np.array([-0.03829637, -0.06280685, -1.073104], np.float32)
+    cosine = float(np.clip(np.dot(vector / np.linalg.norm(vector), Z), -1.0, 1.0))  # float32 unit, as the reference
+    expected = _quaternion_turn(np.cross(vector.astype(float), Z), math.acos(cosine), np.eye(3)).T
+    np.testing.assert_allclose(rotation_onto(vector, Z), expected, atol=1e-12)
+    assert np.abs(rotation_onto(vector.astype(np.float64), Z) - expected).max() > 1e-7  # the test can tell
+
+
+def test_a_rounded_cosine_past_one_is_clipped():
+    """Nearly parallel float32 vectors whose unit dot product rounds past +-1 (found by search):
+    the cosine is clipped, so no NaN: parallel is no turn, opposite is a half turn about the cross product."""
+    target = np.array([1.0, 2.0, 3.0])
+    parallel = np.array([81.51375579833984, 163.02752685546875, 244.54127502441406], np.float32)
+    opposite = np.array([-64.05921173095703, -128.118408203125, -192.17762756347656], np.float32)
+    unit = target / np.linalg.norm(target)
+    assert np.dot(parallel / np.linalg.norm(parallel), unit) > 1
+    assert np.dot(opposite / np.linalg.norm(opposite), unit) < -1
+    np.testing.assert_array_equal(rotation_onto(parallel, target), np.eye(3))
+    k = np.cross(opposite.astype(float), target)
+    k /= np.linalg.norm(k)
+    np.testing.assert_allclose(rotation_onto(opposite, target), 2 * np.outer(k, k) - np.eye(3), atol=1e-12)
+
+
+@pytest.mark.parametrize("recipe, a, b, bone", [
+    ("ntu", 8, 4, [1e-3, 0.0, 7e-7]),  # right minus left shoulder, onto +x: cross product (0, 7e-7, 0)
+    ("uav", 11, 5, [7e-7, 0.0, 1e-3]),  # left hip -> left shoulder, onto +z: cross product (0, -7e-7, 0)
+])
+def test_the_cross_product_threshold_is_in_the_clip_units(recipe, a, b, bone):
+    """A bone 7e-4 rad off its axis (an angle float32 resolves) but 1e-3 long has
+    ``sum(|bone x axis|) = 7e-7 < 1e-6``: not turned (against a unit axis; a longer axis would
+    lengthen the cross product past the threshold)."""
+    rng = np.random.default_rng(0)
+    clip = rng.uniform(-1, 1, size=(3, 3, 25 if recipe == "ntu" else 17, 1)).astype(np.float32)
+    clip[:, :, 1, 0] = 0.0  # joint 1 (both recipes' centre) at the origin: the centring subtracts zero, exactly
+    clip[:, 0, b, 0] = [0.0, 0.5, 0.0]
+    sign = 1 if recipe == "ntu" else -1  # ntu turns a - b, uav turns b - a
+    clip[:, 0, a, 0] = clip[:, 0, b, 0] + sign * np.array(bone, np.float32)
+    out = align_view(clip, recipe)
+    present = (clip != 0).any(axis=0)
+    np.testing.assert_array_equal(out, clip * present)

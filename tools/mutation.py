@@ -39,12 +39,19 @@ MODULES = {
     "usdrl/data/preprocess.py": ["tests/test_preprocess.py", "tests/test_preprocess_pinned.py",
                                  "tests/test_view_alignment.py"],
     "usdrl/train/augment.py": ["tests/test_train_augment.py"],
-    "usdrl/model.py": ["tests/test_model.py", "tests/test_hub.py"],
-    "usdrl/tasks/metrics.py": ["tests/test_task_metrics.py", "tests/test_detection_eval.py",
+    "usdrl/model.py": ["tests/test_model.py", "tests/test_model_pinned.py", "tests/test_hub.py",
+                       "tests/test_hardening_model.py",
+                       "tests/test_precision.py", "tests/test_export.py", "tests/test_push.py"],
+    "usdrl/tasks/metrics.py": ["tests/test_task_metrics.py", "tests/test_task_metrics_pinned.py",
+                               "tests/test_detection_eval.py",
                                "tests/test_detection.py", "tests/test_pkummd_official_map.py"],
     "usdrl/data/ntu.py": ["tests/test_data_ntu.py"],
     "usdrl/data/kinect_text.py": ["tests/test_data_ntu.py", "tests/test_data_uav.py",
                                   "tests/test_hardening_readers.py", "tests/test_kinect_text_pinned.py"],
+    "usdrl/engine.py": ["tests/test_engine.py", "tests/test_engine_resume.py"],
+    "usdrl/keypoints/formats.py": ["tests/test_keypoints.py"],
+    "usdrl/keypoints/convert.py": ["tests/test_keypoints.py", "tests/test_universal.py"],
+    "usdrl/universal.py": ["tests/test_universal.py"],
 }
 STATUSES = ("killed", "survived", "no tests", "timeout", "suspicious", "segfault", "skipped")
 

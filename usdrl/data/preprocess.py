@@ -30,6 +30,8 @@ def _clip(data: np.ndarray, channels: int | None = None) -> np.ndarray:
         raise InputError(f"expected a (C, T, V, M) array, got shape {data.shape}")
     if channels is not None and data.shape[0] != channels:
         raise InputError(f"expected {channels} channels, got shape {data.shape}")
+    if not np.issubdtype(data.dtype, np.floating):
+        return data.astype(np.float32)
     return data.astype(np.result_type(data.dtype, np.float32), copy=False)
 
 
@@ -127,8 +129,7 @@ def fill_empty_frames(data: np.ndarray) -> np.ndarray:
             continue
         body = out[..., m]
         if not valid[0]:
-            kept = body[:, valid]
-            body[:] = 0
+            kept = body[:, valid]  # every frame is rewritten below: the kept ones, then their repetition
             body[:, :kept.shape[1]] = kept
             valid = np.arange(num_frames) < kept.shape[1]
         length = int(np.flatnonzero(valid)[-1]) + 1
@@ -240,7 +241,12 @@ def align_view(data: np.ndarray, recipe: str | AlignmentRecipe = "ntu") -> np.nd
     unrotated.
     """
     recipe = _recipe(recipe)
-    out = center_on_joint(_clip(data, 3), recipe.center_joint)
+    data = _clip(data, 3)
+    axis_joints = [*(recipe.z_axis_joints or ()), *(recipe.x_axis_joints or ())]
+    if axis_joints and max(axis_joints) >= data.shape[2]:
+        raise InputError(f"the alignment recipe turns joint {max(axis_joints)}, but the clip has "
+                         f"{data.shape[2]} joints (shape {data.shape})")
+    out = center_on_joint(data, recipe.center_joint)
     if recipe.z_axis_joints is not None:
         a, b = recipe.z_axis_joints
         out = rotate(out, rotation_onto(out[:, 0, b, 0] - out[:, 0, a, 0], [0.0, 0.0, 1.0]))
