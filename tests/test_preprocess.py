@@ -395,7 +395,7 @@ def test_to_model_input_is_the_recipe_then_resampling():
     assert not np.allclose(to_model_input(uav, 8, "uav"), to_model_input(uav, 8, "ntu"))
     with pytest.raises(InputError, match=r"^expected 3 channels, got shape \(2, 12, 25, 3\)$"):
         to_model_input(data[:2], length=9)
-    with pytest.raises(InputError, match=r"^num_frames must be in 1\.\.12, got 13$"):
+    with pytest.raises(InputError, match=r"^length must be in 1\.\.12, got 13$"):
         to_model_input(data, length=13)
 
 
@@ -418,8 +418,8 @@ def test_error_messages_name_what_was_expected_and_what_came():
         preprocess_3d(np.ones((2, 10, 25, 5)))  # the shape handed in, before any body is selected
     with pytest.raises(InputError, match=r"^expected 2 channels, got shape \(3, 10, 25, 2\)$"):
         pad_2d(clip, padding="zero")
-    with pytest.raises(InputError, match=r"^num_frames must be in 1\.\.10, got 11$"):
-        resample(clip, 8, num_frames=11)
+    with pytest.raises(InputError, match=r"^length must be in 1\.\.10, got 11$"):
+        resample(clip, 8, length=11)
     with pytest.raises(InputError, match=r"^size must be >= 1, got 0$"):
         resample(clip, 0)
     with pytest.raises(InputError, match=r"^joint 25 is outside 0\.\.24$"):
