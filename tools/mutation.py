@@ -51,7 +51,7 @@ MODULES = {
     "usdrl/engine.py": ["tests/test_engine.py", "tests/test_engine_resume.py"],
     "usdrl/keypoints/formats.py": ["tests/test_keypoints.py"],
     "usdrl/keypoints/convert.py": ["tests/test_keypoints.py", "tests/test_universal.py"],
-    "usdrl/universal.py": ["tests/test_universal.py"],
+    "usdrl/universal.py": ["tests/test_universal.py", "tests/test_universal_pinned.py"],
 }
 STATUSES = ("killed", "survived", "no tests", "timeout", "suspicious", "segfault", "skipped")
 
