@@ -35,7 +35,8 @@ EQUIVALENT_FILE = ROOT / "tools" / "mutation_equivalent.txt"
 MODULES = {
     "usdrl/tasks/retrieval.py": ["tests/test_retrieval.py"],
     "usdrl/train/losses.py": ["tests/test_train_losses.py"],
-    "usdrl/encoder.py": ["tests/test_model.py", "tests/test_convert.py", "tests/test_precision.py"],
+    "usdrl/encoder.py": ["tests/test_model.py", "tests/test_convert.py", "tests/test_precision.py",
+                         "tests/test_encoder_pinned.py"],
     "usdrl/data/preprocess.py": ["tests/test_preprocess.py", "tests/test_preprocess_pinned.py",
                                  "tests/test_view_alignment.py"],
     "usdrl/train/augment.py": ["tests/test_train_augment.py"],
@@ -51,7 +52,7 @@ MODULES = {
     "usdrl/engine.py": ["tests/test_engine.py", "tests/test_engine_resume.py"],
     "usdrl/keypoints/formats.py": ["tests/test_keypoints.py"],
     "usdrl/keypoints/convert.py": ["tests/test_keypoints.py", "tests/test_universal.py"],
-    "usdrl/universal.py": ["tests/test_universal.py"],
+    "usdrl/universal.py": ["tests/test_universal.py", "tests/test_universal_pinned.py"],
 }
 STATUSES = ("killed", "survived", "no tests", "timeout", "suspicious", "segfault", "skipped")
 
