@@ -68,14 +68,15 @@ def test_the_harness_catches_a_host_batch_and_passes_a_moved_one(accelerator):
         out + torch.tensor(1.0)  # a 0-d host tensor is allowed, as on CUDA
 
 
-def test_inference_entry_points(accelerator):
+@pytest.mark.parametrize("causal", [False, True])   # causal: the attention builds its mask where the tokens are
+def test_inference_entry_points(accelerator, causal):
     from usdrl.tasks.detection import frame_scores
     from usdrl.tasks.finetune import predict_dataset
     from usdrl.tasks.metrics import topk_accuracy
     from usdrl.tasks.recognition import encode_dataset
     from usdrl.tasks.streaming import StreamingDetector
 
-    model = tiny_model(num_classes=CLASSES, num_frame_classes=FRAME_CLASSES)
+    model = tiny_model(num_classes=CLASSES, num_frame_classes=FRAME_CLASSES, causal=causal)
     batch = clips(model)
     placed(accelerator, model)
     with accelerator:

@@ -36,7 +36,7 @@ MODULES = {
     "usdrl/tasks/retrieval.py": ["tests/test_retrieval.py"],
     "usdrl/train/losses.py": ["tests/test_train_losses.py"],
     "usdrl/encoder.py": ["tests/test_model.py", "tests/test_convert.py", "tests/test_precision.py",
-                         "tests/test_encoder_pinned.py"],
+                         "tests/test_encoder_pinned.py", "tests/test_device_harness.py"],
     "usdrl/data/preprocess.py": ["tests/test_preprocess.py", "tests/test_preprocess_pinned.py",
                                  "tests/test_view_alignment.py"],
     "usdrl/train/augment.py": ["tests/test_train_augment.py"],
