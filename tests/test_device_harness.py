@@ -8,7 +8,7 @@ The real CUDA run is ``test_cuda_end_to_end`` (skipped without a GPU).
 import numpy as np
 import pytest
 import torch
-from device_harness import DeviceMixError, SimulatedAccelerator
+from device_harness import ACCELERATOR, DeviceMixError, SimulatedAccelerator
 
 from usdrl import USDRL, USDRLConfig
 
@@ -66,6 +66,33 @@ def test_the_harness_catches_a_host_batch_and_passes_a_moved_one(accelerator):
         with pytest.raises(DeviceMixError, match="numpy"):
             out.detach().numpy()
         out + torch.tensor(1.0)  # a 0-d host tensor is allowed, as on CUDA
+
+
+def test_the_named_accelerator_tells_its_device_from_the_host_and_checks_generators():
+    accelerator = SimulatedAccelerator(named=True)
+    with accelerator:
+        there = torch.randn(4, 3).to(ACCELERATOR)
+        assert there.device == ACCELERATOR and accelerator.on_device(there)
+        host = torch.zeros(4, 3, device="cpu")   # naming the host is not the accelerator, unlike the default mode
+        assert host.device == torch.device("cpu") and not accelerator.on_device(host)
+        with pytest.raises(DeviceMixError, match="mixes tensors on the accelerator with host tensors"):
+            there + host
+        back = there.to("cpu")
+        assert not accelerator.on_device(back) and accelerator.on_device(there) and torch.equal(back, there.cpu())
+        assert accelerator.on_device(torch.ones(2, device=there.device)) and accelerator.on_device(host.to(there))
+        on, off = accelerator.generator(3), torch.Generator().manual_seed(3)
+        assert on.device == ACCELERATOR and off.device == torch.device("cpu")
+        drawn = torch.rand(5, generator=on, device=on.device)
+        assert accelerator.on_device(drawn) and torch.equal(drawn.cpu(), torch.rand(5, generator=off))
+        with pytest.raises(DeviceMixError, match="draws on the host with a generator on the accelerator"):
+            torch.rand(5, generator=on)   # torch's default device is the host
+        with pytest.raises(DeviceMixError, match="draws on the host with a generator on the accelerator"):
+            torch.rand(5, generator=on, device="cpu")
+        with pytest.raises(DeviceMixError, match="draws on the accelerator with a generator on the host"):
+            torch.rand(5, generator=off, device=ACCELERATOR)
+        assert not accelerator.on_device(torch.rand(5, generator=off, device="cpu"))
+    with pytest.raises(ValueError, match="named=True"):
+        SimulatedAccelerator().generator(0)
 
 
 @pytest.mark.parametrize("causal", [False, True])   # causal: the attention builds its mask where the tokens are

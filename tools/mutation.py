@@ -39,7 +39,7 @@ MODULES = {
                          "tests/test_encoder_pinned.py", "tests/test_device_harness.py"],
     "usdrl/data/preprocess.py": ["tests/test_preprocess.py", "tests/test_preprocess_pinned.py",
                                  "tests/test_view_alignment.py"],
-    "usdrl/train/augment.py": ["tests/test_train_augment.py"],
+    "usdrl/train/augment.py": ["tests/test_train_augment.py", "tests/test_augment_pinned.py"],
     "usdrl/model.py": ["tests/test_model.py", "tests/test_model_pinned.py", "tests/test_hub.py",
                        "tests/test_hardening_model.py",
                        "tests/test_precision.py", "tests/test_export.py", "tests/test_push.py"],

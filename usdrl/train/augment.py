@@ -136,11 +136,11 @@ def _uniform_int(high: torch.Tensor, generator) -> torch.Tensor:
 
 
 def _valid_lengths(x: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
-    """``(N,)`` int64 valid lengths, checked."""
+    """``(N,)`` int64 valid lengths on ``x``'s device, checked (``lengths`` may be anywhere: a list, host tensor)."""
     n, t = x.shape[0], x.shape[2]
     if lengths is None:
         return torch.full((n,), t, dtype=torch.long, device=x.device)
-    lengths = torch.as_tensor(lengths).long()
+    lengths = torch.as_tensor(lengths).to(x.device, torch.long)
     if lengths.shape != (n,):
         raise InputError(f"lengths must have shape ({n},), got {tuple(lengths.shape)}")
     if not torch.equal(lengths.clamp(1, t), lengths):
