@@ -169,11 +169,15 @@ def test_augment_reads_only_the_valid_frames():
         assert torch.isfinite(augment(x, lengths, gen(seed), config)).all()
 
 
-@pytest.mark.parametrize("lengths, shown", [([30, 0, 3, 4], "[30, 0, 3, 4]"), ([31, 1, 1, 1], "[31, 1, 1, 1]"),
-                                            ([-2, 1, 1, 1], "[-2, 1, 1, 1]")])
+@pytest.mark.parametrize("lengths, shown", [
+    (torch.tensor([30, 0, 3, 4]), "[30, 0, 3, 4]"),
+    (torch.tensor([31, 1, 1, 1]), "[31, 1, 1, 1]"),
+    ([-2, 1, 1, 1], "[-2, 1, 1, 1]"),
+    (np.array([30.0, 0.0, 3.0, 4.0]), "[30, 0, 3, 4]"),   # frame counts, shown as whole numbers
+])
 def test_lengths_outside_one_to_t_are_refused(lengths, shown):
     with pytest.raises(InputError, match=rf"^lengths must lie in 1\.\.30, got {re.escape(shown)}$"):
-        augment(clips(), torch.tensor(lengths), gen())
+        augment(clips(), lengths, gen())
 
 
 # ---------------------------------------------------------------- coins, corruption, masks, noise
