@@ -40,6 +40,8 @@ from usdrl import USDRL, USDRLConfig
 from usdrl.data.synthetic import NUM_CLASSES, DetectorNoise, make_clips, render_keypoints
 from usdrl.keypoints import get_format
 from usdrl.precision import machine_info
+from usdrl.tasks.detection import DetectionConfig, frame_scores
+from usdrl.tasks.metrics import detection_map, frame_accuracy, proposals_from_scores, segments_of
 from usdrl.train.cross_format import CrossFormatPretrainer
 from usdrl.train.pretrain import PretrainConfig, Pretrainer
 from usdrl.universal import IN_CHANNELS, model_input
@@ -55,26 +57,78 @@ FRAMES = 64
 IMAGE_SIZE = (1080, 1920)
 
 
-def rendered(clips, fmt: str, seed: int, *, drop: float = 0.0, universal: bool = True) -> np.ndarray:
-    """``clips`` as model input from ``fmt``: NTU-25 as the sensor gave it, other formats from a camera turned
-    20-45 degrees either way with detector noise; ``drop`` of the format's joints missing in every frame.
-    Normalised coordinates (MediaPipe) are given their image size, as ``encode_keypoints(..., image_size=...)``.
-    ``universal=False``: the input ``(N, 3, T, V, M)`` of a single-layout model instead (:func:`layout_input`),
-    all frames kept."""
-    rng = np.random.default_rng(seed)
+def render_seen(data: np.ndarray, fmt: str, rng: np.random.Generator) -> np.ndarray:
+    """Joints ``(N, 3, T, 25, M)`` as ``fmt`` keypoints ``(N, M, T, V, dims + 1)``: NTU-25 as the sensor gave them,
+    other formats from a camera turned 20-45 degrees either way with detector noise."""
     if fmt == "ntu25":
-        keypoints = render_keypoints(clips.data, fmt)
-    else:
-        yaw = np.radians(rng.uniform(20, 45, len(clips.data)) * rng.choice([-1, 1], len(clips.data)))
-        keypoints = render_keypoints(clips.data, fmt, yaw=yaw, rng=rng, noise=DetectorNoise())
+        return render_keypoints(data, fmt)
+    yaw = np.radians(rng.uniform(20, 45, len(data)) * rng.choice([-1, 1], len(data)))
+    return render_keypoints(data, fmt, yaw=yaw, rng=rng, noise=DetectorNoise())
+
+
+def image_size(fmt: str) -> tuple[int, int] | None:
+    """The camera's image size for formats in normalised units (MediaPipe), as ``encode_keypoints`` takes it."""
+    return IMAGE_SIZE if get_format(fmt).convention.units == "normalized" else None
+
+
+def rendered(clips, fmt: str, seed: int, *, drop: float = 0.0, universal: bool = True) -> np.ndarray:
+    """``clips`` as model input from ``fmt`` (:func:`render_seen`); ``drop`` of the format's joints missing in
+    every frame. Normalised coordinates (MediaPipe) are given their image size, as
+    ``encode_keypoints(..., image_size=...)``. ``universal=False``: the input ``(N, 3, T, V, M)`` of a
+    single-layout model instead (:func:`layout_input`), all frames kept."""
+    rng = np.random.default_rng(seed)
+    keypoints = render_seen(clips.data, fmt, rng)
     if drop:
         joints = get_format(fmt).num_joints
         for clip in keypoints:
             clip[:, :, rng.choice(joints, int(round(drop * joints)), replace=False)] = 0.0
     if not universal:
         return layout_input(keypoints, fmt)
-    normalised = get_format(fmt).convention.units == "normalized"
-    return model_input(keypoints, fmt, num_frames=FRAMES, num_persons=2, image_size=IMAGE_SIZE if normalised else None)
+    return model_input(keypoints, fmt, num_frames=FRAMES, num_persons=2, image_size=image_size(fmt))
+
+
+def rendered_windows(sequences, formats, per_sequence: int, seed: int, *, stride: int = FRAMES // 2
+                     ) -> torch.utils.data.TensorDataset:
+    """Training windows of untrimmed synthetic ``sequences`` (``make_untrimmed``), each sequence rendered in
+    ``per_sequence`` of ``formats`` (drawn, :func:`render_seen`): ``(universal input (6, 64, 30, 2), frame labels
+    (64,))`` every ``stride`` frames, cut as the detectors cut them (the last window zero-padded, its padding
+    labelled -1)."""
+    rng = np.random.default_rng(seed)
+    clips, labels = [], []
+    for sequence in sequences:
+        length = sequence.data.shape[1]
+        starts = list(range(0, max(1, length - FRAMES + stride), stride))
+        frame_labels = np.full(starts[-1] + FRAMES, -1)
+        frame_labels[:length] = sequence.labels
+        for fmt in rng.choice(formats, per_sequence, replace=False):
+            keypoints = render_seen(sequence.data[None], fmt, rng)[0]                 # (M, T, V, dims + 1)
+            padded = np.zeros((keypoints.shape[0], len(frame_labels), *keypoints.shape[2:]), np.float32)
+            padded[:, :length] = keypoints
+            windows = np.stack([padded[:, s:s + FRAMES] for s in starts])
+            clips.append(model_input(windows, fmt, num_frames=FRAMES, num_persons=2, image_size=image_size(fmt)))
+            labels.append(np.stack([frame_labels[s:s + FRAMES] for s in starts]))
+    return torch.utils.data.TensorDataset(torch.from_numpy(np.concatenate(clips)),
+                                          torch.from_numpy(np.concatenate(labels)))
+
+
+def detection_figures(model: USDRL, sequences, seed: int, config: DetectionConfig) -> dict[str, float]:
+    """Per :data:`PROBE_FORMATS` format, the detection mAP_a at IoU 0.5 (the official PKU-MMD metric, 52 label
+    slots) and the frame accuracy of ``model``'s frame head on ``sequences`` rendered in it (:func:`render_seen`,
+    read with ``detect_sequence`` / ``frame_scores`` and ``format``)."""
+    rng = np.random.default_rng(seed)
+    figures = {}
+    for fmt in PROBE_FORMATS:
+        truth, found, accuracy = {}, {}, []
+        for index, sequence in enumerate(sequences):
+            keypoints = render_seen(sequence.data[None], fmt, rng)[0]
+            scores = frame_scores(model, keypoints, stride=config.stride, format=fmt, image_size=image_size(fmt))
+            accuracy.append(frame_accuracy(scores.argmax(1).numpy(), sequence.labels) / 100)
+            found[str(index)] = proposals_from_scores(scores.numpy(), config.threshold, background=0,
+                                                      min_length=config.min_length, nms_iou=config.nms_iou)
+            truth[str(index)] = segments_of(sequence.labels, bg_class=0)
+        figures[f"detection mAP_a@0.5, {fmt}"] = detection_map(truth, found, (0.5,))[0.5]["mAP_a"]
+        figures[f"frame accuracy, {fmt}"] = float(np.mean(accuracy))
+    return figures
 
 
 def layout_input(keypoints: np.ndarray, fmt: str) -> np.ndarray:

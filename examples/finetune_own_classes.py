@@ -7,8 +7,8 @@ the library's synthetic action generator stand in for them (8 clips per class to
 6 held-out clips per class to test on), preprocessed as ``usdrl prepare`` does
 (``usdrl.data.to_model_input``). The script
 
-1. loads the embedded default model (``usdrl.hub.DEFAULT_MODEL``, a small encoder pretrained
-   on synthetic actions, *not* on real recordings);
+1. loads the embedded NTU-25 model (``usdrl.hub.NTU25_MODEL``, ``usdrl-synthetic-small``: a small
+   encoder for 3D Kinect-style joints pretrained on synthetic actions, *not* on real recordings);
 2. gives it a fresh 5-class head named after the user's classes and trains that head on the
    frozen encoder (``usdrl.tasks.recognition.linear_probe``, which calls
    ``model.reset_classifier(5, class_names=...)`` and fits the head on features computed
@@ -22,7 +22,9 @@ the held-out accuracy in our runs with the demo weights; it is for hundreds of c
 ``finetune(model, (train, test), num_classes=5, class_names=NAMES, config=FinetuneConfig(epochs=50))``.
 
 With real data, replace ``my_clips`` by your recordings: ``(3, T, 25, M)`` Kinect-style joints
-in metres, each passed through ``to_model_input(clip, 64, length=T)``.
+in metres, each passed through ``to_model_input(clip, 64, length=T)``. Keypoints of a pose
+estimator (COCO-17 2D and other formats) go to the default universal model instead:
+``examples/pose_keypoints.py``.
 """
 
 import argparse
@@ -36,7 +38,7 @@ import torch
 from usdrl import USDRL
 from usdrl.data import to_model_input
 from usdrl.data.synthetic import make_clips
-from usdrl.hub import DEFAULT_MODEL
+from usdrl.hub import NTU25_MODEL
 from usdrl.tasks.recognition import ProbeConfig, linear_probe
 
 logger = logging.getLogger("finetune_own_classes")
@@ -65,7 +67,7 @@ def main() -> None:
     train, test = my_clips(8, seed=10), my_clips(6, seed=11)
     logger.info("my data: %d training and %d test clips of %d classes (%s)", len(train), len(test), len(NAMES),
                 ", ".join(NAMES))
-    model = USDRL.from_pretrained(DEFAULT_MODEL)
+    model = USDRL.from_pretrained(NTU25_MODEL)
     start = time.perf_counter()
     result = linear_probe(model, (train, test), num_classes=len(NAMES), class_names=NAMES,
                           config=ProbeConfig(lr=0.05, epochs=100, standardize=True))

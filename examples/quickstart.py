@@ -1,40 +1,34 @@
-"""Quick start: embed skeleton clips with the pretrained USDRL model, compare them and retrieve similar actions.
+"""Quick start: embed skeleton clips of two formats with the pretrained USDRL model, compare them and retrieve
+similar actions across formats.
 
 Run: ``python examples/quickstart.py`` (offline, seconds on a CPU).
 
-It loads the model shipped inside the package (``usdrl.hub.DEFAULT_MODEL``: a small DSTE
-encoder pretrained self-supervised on the library's synthetic actions and then trained for
-frame-wise detection of them, not on real recordings), makes labelled clips with the
-synthetic action generator (NTU-25 layout, 29 classes, several subjects and camera views),
-prepares each clip as ``usdrl prepare`` does (``usdrl.data.to_model_input``: the two most
-active bodies, centred on the spine, shoulders rotated onto the x-axis, valid frames
-resampled to 64) and embeds it with ``model.encode``. Then it
+It loads the model shipped inside the package (``usdrl.hub.DEFAULT_MODEL``, the universal
+``usdrl-universal-small``: a small DSTE encoder that reads keypoints of every registered format,
+2D or 3D, pretrained self-supervised across formats on the library's synthetic actions, not on
+real recordings), makes labelled clips with the synthetic action generator (29 classes, several
+subjects and camera views) and embeds them with ``model.encode_keypoints``: the gallery as a
+Kinect-style sensor gives them (NTU-25 3D joints in metres), the queries as a video pose
+estimator would (COCO-17 2D pixels with confidences, rendered by
+``usdrl.data.synthetic.render_keypoints``). Then it
 
 * compares clips: the mean cosine similarity of embeddings of the same class and of
   different classes. Raw embeddings share a common component (max-pooled features are
   mostly positive), so the comparison is also made after subtracting the gallery's mean
   embedding;
-* retrieves for every query clip its nearest gallery clip (cosine similarity, k = 1): the
-  kNN protocol of the paper.
+* retrieves for every 2D query clip its nearest 3D gallery clip (cosine similarity, k = 1): the
+  kNN protocol of the paper, across formats.
 """
 
 import logging
 
-import numpy as np
 import torch
 
 from usdrl import USDRL
-from usdrl.data import to_model_input
-from usdrl.data.synthetic import ACTION_NAMES, NUM_CLASSES, make_clips
+from usdrl.data.synthetic import ACTION_NAMES, NUM_CLASSES, make_clips, render_keypoints
 from usdrl.hub import DEFAULT_MODEL
 
 logger = logging.getLogger("quickstart")
-
-
-def prepare(clips, frames: int) -> np.ndarray:
-    """Synthetic clips ``(N, 3, Tmax, 25, 2)`` with valid lengths -> model input ``(N, 3, frames, 25, 2)``."""
-    pairs = zip(clips.data, clips.lengths, strict=True)
-    return np.stack([to_model_input(clip, frames, length=n) for clip, n in pairs])
 
 
 def cosine(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -45,13 +39,14 @@ def cosine(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     model = USDRL.from_pretrained(DEFAULT_MODEL)
-    frames = model.config.num_frames
-    gallery = make_clips(6 * NUM_CLASSES, seed=100)      # 6 clips of each class, new draws (not the training ones)
-    queries = make_clips(3 * NUM_CLASSES, seed=101)
-    gallery_emb = model.encode(prepare(gallery, frames), show_progress_bar=False)    # (174, 256)
-    query_emb = model.encode(prepare(queries, frames), show_progress_bar=False)      # (87, 256)
-    logger.info("embedded %d gallery and %d query clips to %d-d vectors with %s", len(gallery_emb),
-                len(query_emb), query_emb.shape[1], DEFAULT_MODEL)
+    gallery = make_clips(6 * NUM_CLASSES, seed=100, num_frames=64)   # 6 clips of each class, new draws
+    queries = make_clips(3 * NUM_CLASSES, seed=101, num_frames=64)
+    joints = render_keypoints(gallery.data, "ntu25")             # (174, M, 64, 25, 4): x, y, z metres + score
+    keypoints = render_keypoints(queries.data, "coco17")         # (87, M, 64, 17, 3): x, y pixels + score
+    gallery_emb = model.encode_keypoints(joints, format="ntu25", show_progress_bar=False)      # (174, 128)
+    query_emb = model.encode_keypoints(keypoints, format="coco17", show_progress_bar=False)   # (87, 128)
+    logger.info("embedded %d gallery clips (NTU-25 3D joints) and %d query clips (COCO-17 2D keypoints) to %d-d "
+                "vectors with %s", len(gallery_emb), len(query_emb), query_emb.shape[1], DEFAULT_MODEL)
 
     same = torch.from_numpy(queries.labels[:, None] == gallery.labels[None, :])     # (87, 174) same class?
     mean = gallery_emb.mean(0)
@@ -63,7 +58,8 @@ def main() -> None:
 
     predicted = gallery.labels[similarity.argmax(dim=1).numpy()]
     accuracy = float((predicted == queries.labels).mean())
-    logger.info("kNN-1 retrieval accuracy: %.1f%% (chance %.1f%%)", 100 * accuracy, 100 / NUM_CLASSES)
+    logger.info("kNN-1 retrieval accuracy, 2D queries in the 3D gallery: %.1f%% (chance %.1f%%)", 100 * accuracy,
+                100 / NUM_CLASSES)
     for i in range(0, len(predicted), 30):
         logger.info("  query %3d %-16s -> nearest gallery clip is %s", i, ACTION_NAMES[queries.labels[i]],
                     ACTION_NAMES[predicted[i]])

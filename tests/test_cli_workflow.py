@@ -11,7 +11,7 @@ import torch
 from usdrl import USDRL, USDRLConfig
 from usdrl.cli import build_parser, command_line_message, main
 from usdrl.errors import ConfigError, InputError
-from usdrl.hub import DEFAULT_MODEL
+from usdrl.hub import NTU25_MODEL
 
 
 def subcommands() -> dict[str, argparse.ArgumentParser]:
@@ -116,7 +116,7 @@ def test_detect_errors_name_the_option_and_the_python_error_its_keyword(tmp_path
     assert main(["prepare", "pkummd1", str(tmp_path / "raw"), str(tmp_path / "prepared"), "--benchmark", "xsub",
                  "--workers", "1"]) == 0
     capsys.readouterr()
-    argv = ["detect", DEFAULT_MODEL, "--data", str(tmp_path / "prepared"), "--out", str(tmp_path / "out"),
+    argv = ["detect", NTU25_MODEL, "--data", str(tmp_path / "prepared"), "--out", str(tmp_path / "out"),
             "--stride", "999", "--train-epochs", "1"]
     assert main(argv) == 1
     assert "error: --stride must be in 1..num_frames=64" in capsys.readouterr().err
@@ -154,10 +154,10 @@ def test_synth_refuses_the_wrong_count(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("argv, expected", [
-    (["knn", DEFAULT_MODEL, "-k", "0"], "-k must be in 1.."),
-    (["linear-probe", DEFAULT_MODEL, "--epochs", "0"], "--epochs must be >= 1, got 0"),
-    (["finetune", DEFAULT_MODEL, "--fraction", "0"], "--fraction must be in (0, 1], got 0.0"),
-    (["early-prediction", DEFAULT_MODEL, "--ratio", "1.5"], "--ratio must be in (0, 1]"),
+    (["knn", NTU25_MODEL, "-k", "0"], "-k must be in 1.."),
+    (["linear-probe", NTU25_MODEL, "--epochs", "0"], "--epochs must be >= 1, got 0"),
+    (["finetune", NTU25_MODEL, "--fraction", "0"], "--fraction must be in (0, 1], got 0.0"),
+    (["early-prediction", NTU25_MODEL, "--ratio", "1.5"], "--ratio must be in (0, 1]"),
 ])
 def test_option_errors_name_the_option(workflow, capsys, argv, expected):
     assert main([*argv, "--data", str(workflow / "prepared")]) == 1
@@ -166,6 +166,6 @@ def test_option_errors_name_the_option(workflow, capsys, argv, expected):
 
 
 def test_encode_refuses_a_batch_size_below_one(workflow, tmp_path, capsys):
-    argv = ["encode", DEFAULT_MODEL, str(workflow / "prepared"), str(tmp_path / "x.npy"), "--split", "test"]
+    argv = ["encode", NTU25_MODEL, str(workflow / "prepared"), str(tmp_path / "x.npy"), "--split", "test"]
     assert main([*argv, "--batch-size", "0"]) == 1
     assert capsys.readouterr().err == "usdrl encode: error: --batch-size must be >= 1, got 0\n"

@@ -17,7 +17,7 @@ from usdrl.data import to_model_input
 from usdrl.data.synthetic import ACTION_NAMES, NUM_CLASSES, make_clips
 from usdrl.demo import run_demo
 from usdrl.errors import ConfigError
-from usdrl.hub import DEFAULT_MODEL, UNIVERSAL_MODEL
+from usdrl.hub import DEFAULT_MODEL, NTU25_MODEL, UNIVERSAL_MODEL
 from usdrl.viz import animate_skeleton, plot_timeline
 
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -39,19 +39,24 @@ def run_cli(argv: list[str], cwd: Path, *, block_matplotlib: bool = False) -> su
                           timeout=300, env=env)
 
 
-def test_the_default_model_is_embedded_and_loads_offline():
-    assert DEFAULT_MODEL in list_pretrained()
-    model = USDRL.from_pretrained(DEFAULT_MODEL)
+@pytest.mark.parametrize(("name", "layout"), [(DEFAULT_MODEL, "universal"), (NTU25_MODEL, "ntu25")])
+def test_the_embedded_models_load_offline_with_both_heads(name, layout):
+    assert name in list_pretrained()
+    model = USDRL.from_pretrained(name)
     config = model.config
-    assert (config.layout, config.num_frames, config.modality) == ("ntu25", 64, "joint")
+    assert (config.layout, config.num_frames, config.modality) == (layout, 64, "joint")
     assert config.class_names == list(ACTION_NAMES) and config.num_frame_classes == NUM_CLASSES + 1
     assert "synthetic" in config.dataset and "synthetic" in config.description
-    folder = Path(__file__).resolve().parents[1] / "usdrl" / "pretrained" / DEFAULT_MODEL
+    folder = Path(__file__).resolve().parents[1] / "usdrl" / "pretrained" / name
     assert sum(f.stat().st_size for f in folder.iterdir()) < 8_000_000
 
 
-def test_the_default_model_recognises_fresh_synthetic_clips():
-    model = USDRL.from_pretrained(DEFAULT_MODEL)
+def test_the_default_is_the_universal_model():
+    assert DEFAULT_MODEL == UNIVERSAL_MODEL == "usdrl-universal-small"
+
+
+def test_the_ntu25_model_recognises_fresh_synthetic_clips():
+    model = USDRL.from_pretrained(NTU25_MODEL)
     clips = make_clips(2 * NUM_CLASSES, seed=99)
     inputs = np.stack([to_model_input(c, 64, length=n) for c, n in zip(clips.data, clips.lengths, strict=True)])
     with torch.inference_mode():
@@ -79,6 +84,8 @@ def test_the_readme_main_command_runs_the_demo(tmp_path):
     assert len(set(row[0] for row in rows)) == 8  # distinct classes
     assert expected.accuracy >= 0.75
     assert f"{expected.found(0.5)} of {len(expected.ground_truth)} actions found" in result.stdout
+    assert expected.sequence_format == "coco17"                 # the default model reads a pose estimator's 2D
+    assert "actions), read as the COCO-17 2D keypoints of a video camera:" in result.stdout
     assert expected.found(0.5) >= len(expected.ground_truth) - 2
 
     # the same clips read by the universal model as NTU-25 3D and as COCO-17 2D keypoints
@@ -95,6 +102,15 @@ def test_the_readme_main_command_runs_the_demo(tmp_path):
     assert sum(c.predicted_from_2d == c.true_class for c in expected.formats) >= DEMO_CORRECT
     # one embedding space: a clip's 2D embedding is nearer its own 3D embedding than the other clips' on average
     assert all(c.centred_cosine > c.centred_cosine_to_others + 0.3 for c in expected.formats)
+
+
+def test_the_demo_runs_the_ntu25_model_on_3d_joints(tmp_path):
+    result = run_cli(["demo", "--model", NTU25_MODEL, "--universal-model", "none", "--no-pictures"], tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "actions), read as 3D NTU-25 joints:" in result.stdout and "One model for every format" not in result.stdout
+    expected = run_demo(tmp_path / "again", model=NTU25_MODEL, universal_model=None, pictures=False)
+    assert expected.sequence_format == "ntu25" and not expected.formats
+    assert expected.accuracy >= 0.75 and expected.found(0.5) >= len(expected.ground_truth) - 1
 
 
 def test_the_demo_runs_without_matplotlib_and_says_how_to_get_pictures(tmp_path):
@@ -130,7 +146,7 @@ def test_the_demo_refuses_a_model_without_the_synthetic_heads(tmp_path):
 
 def test_the_demo_refuses_a_universal_model_that_is_not_one_or_has_no_synthetic_head(tmp_path):
     with pytest.raises(ConfigError, match="needs a universal model.*takes layout ntu25"):
-        run_demo(tmp_path, universal_model=DEFAULT_MODEL)
+        run_demo(tmp_path, universal_model=NTU25_MODEL)
     headless = USDRL(USDRLConfig.from_preset("tiny", layout="universal", in_channels=6))
     with pytest.raises(ConfigError, match="no clip head"):
         run_demo(tmp_path, universal_model=headless)

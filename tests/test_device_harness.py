@@ -158,17 +158,24 @@ def test_pretraining(accelerator, tmp_path):
 
 def test_multi_track_streaming_and_universal_encoding(accelerator):
     from usdrl.data.synthetic import make_clips, render_keypoints
+    from usdrl.tasks.detection import frame_scores
     from usdrl.tasks.streaming import MultiTrackDetector
 
     model = placed(accelerator, tiny_model(num_frame_classes=FRAME_CLASSES))
     batch = clips(model, 2)
-    universal = placed(accelerator, tiny_model(layout="universal", in_channels=6, num_frames=16))
+    universal = placed(accelerator, tiny_model(layout="universal", in_channels=6, num_frames=16,
+                                               num_frame_classes=FRAME_CLASSES))
     keypoints = render_keypoints(make_clips(2, seed=1, num_frames=20).data, "coco17")
     with accelerator:
         served = MultiTrackDetector(model)
         outputs = [served.push({track: clip.numpy() for track, clip in enumerate(batch)}), served.finish()]
         assert {track for output in outputs for track in output} == {0, 1}
         assert not accelerator.on_device(universal.encode_keypoints(keypoints, "coco17"))
+        # detection from keypoints: each window converted on the host, run where the model is
+        assert frame_scores(universal, keypoints[0], stride=8, format="coco17").shape == (20, FRAME_CLASSES)
+        served = MultiTrackDetector(universal, format="coco17")
+        outputs = [served.push({0: keypoints[0], 1: keypoints[1]}), served.finish()]
+        assert sum(len(output[0].scores) for output in outputs) == 20
 
 
 def test_cross_format_pretraining(accelerator, tmp_path):

@@ -1,13 +1,15 @@
 """The library's main job in one call, offline: recognise clips and detect actions in a long sequence.
 
 :func:`run_demo` draws fresh clips and one untrimmed sequence from the synthetic action
-generator (never seen in training), preprocesses them exactly as ``usdrl prepare`` does,
-classifies the clips with the model's clip head, detects the actions of the sequence with
-its frame-wise head (sliding windows, proposals from runs of frames above a threshold) and,
-with matplotlib installed, draws an animated skeleton and a timeline. The embedded universal
-model then reads the same clips twice, as NTU-25 3D joints and as COCO-17 2D keypoints of a
-video camera, and classifies and embeds both (one model, one embedding space for every
-format). ``usdrl demo`` prints the result.
+generator (never seen in training), classifies the clips with the model's clip head, detects
+the actions of the sequence with its frame-wise head (sliding windows, proposals from runs of
+frames above a threshold) and, with matplotlib installed, draws an animated skeleton and a
+timeline. The default model, the embedded universal ``usdrl-universal-small``, reads the clips
+as NTU-25 3D joints and the sequence as the COCO-17 2D keypoints a pose estimator would give for
+a video camera; an NTU-25 model (``usdrl-synthetic-small``) reads both as 3D joints prepared as
+``usdrl prepare`` does. A universal model then reads the same clips twice, as NTU-25 3D and as
+COCO-17 2D, and classifies and embeds both (one model, one embedding space for every format).
+``usdrl demo`` prints the result.
 """
 
 import logging
@@ -35,6 +37,7 @@ from .hub import DEFAULT_MODEL, UNIVERSAL_MODEL
 from .model import USDRL
 from .tasks.detection import frame_scores
 from .tasks.metrics import proposals_from_scores, temporal_iou
+from .universal import IN_CHANNELS, model_input
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +45,8 @@ logger = logging.getLogger(__name__)
 STRIDE, THRESHOLD, MIN_LENGTH = 16, 0.5, 8
 #: Frames per second of the synthetic sequences (NTU RGB+D's Kinect rate).
 FPS = 30.0
+#: What a universal model reads the untrimmed sequence as: a pose estimator's 2D keypoints of a video camera.
+SEQUENCE_FORMAT = "coco17"
 
 
 @dataclass
@@ -98,6 +103,8 @@ class DemoResult:
         formats: the clips read by the universal model as NTU-25 3D and as COCO-17 2D (empty
             without one).
         universal_model: that model's name (or ``None``).
+        sequence_format: the keypoint format the sequence was read in (``coco17``: 2D keypoints of a
+            video camera, by a universal model; ``ntu25``: the 3D joints, prepared, by an NTU-25 model).
     """
 
     clips: list[ClipPrediction]
@@ -109,6 +116,7 @@ class DemoResult:
     files: list[Path] = field(default_factory=list)
     formats: list[FormatComparison] = field(default_factory=list)
     universal_model: str | None = None
+    sequence_format: str = "ntu25"
 
     @property
     def accuracy(self) -> float:
@@ -131,25 +139,47 @@ def _check_model(model: USDRL) -> list[str]:
         raise ConfigError(f"the demo's clips are the {NUM_CLASSES} synthetic classes; this model's heads are for "
                           f"{config.num_classes} classes ({', '.join(names[:3]) or 'unnamed'}...) and "
                           f"{config.num_frame_classes} frame classes")
-    if config.layout != "ntu25" or config.in_channels != 3:
-        raise ConfigError(f"the demo's skeletons are 3D NTU-25; this model takes layout {config.layout}")
+    if not _is_universal(config) and (config.layout != "ntu25" or config.in_channels != 3):
+        raise ConfigError(f"the demo's skeletons are 3D NTU-25 or, for a universal model, keypoints of any format; "
+                          f"this model takes layout {config.layout} with {config.in_channels} channels")
     return ["background", *names]
+
+
+def _is_universal(config) -> bool:
+    return config.layout == "universal" and config.in_channels == IN_CHANNELS
 
 
 def _recognise(model: USDRL, num_clips: int, rng: np.random.Generator,
                seed: int) -> tuple[list, np.ndarray, SyntheticClips]:
+    """Classify fresh clips (a universal model reads them as NTU-25 3D keypoints); returns the predictions,
+    the first clip as ``usdrl prepare`` gives it (to draw) and the clips."""
     classes = rng.choice(NUM_CLASSES, size=num_clips, replace=num_clips > NUM_CLASSES)
     clips = make_clips(num_clips, seed=seed, classes=classes.tolist())
     frames = model.config.num_frames
-    inputs = np.stack([to_model_input(clip, frames, length=n) for clip, n in zip(clips.data, clips.lengths,
-                                                                                  strict=True)])
+    pairs = list(zip(clips.data, clips.lengths, strict=True))
+    prepared = np.stack([to_model_input(clip, frames, length=n) for clip, n in pairs])
+    inputs = prepared
+    if _is_universal(model.config):
+        inputs = np.stack([model_input(render_keypoints(clip[None, :, :n], "ntu25")[0], "ntu25", num_frames=frames,
+                                       num_persons=model.config.num_persons) for clip, n in pairs])
     with torch.inference_mode():
         probabilities = model(torch.from_numpy(inputs)).softmax(-1)
     confidence, predicted = probabilities.max(-1)
     names = model.config.class_names
     predictions = [ClipPrediction(ACTION_NAMES[int(k)], names[int(p)], float(c))
                    for k, p, c in zip(clips.labels, predicted, confidence, strict=True)]
-    return predictions, inputs, clips
+    return predictions, prepared[0], clips
+
+
+def _sequence_scores(model: USDRL, sequence) -> tuple[np.ndarray, str]:
+    """Frame scores ``(T, K)`` of the untrimmed ``sequence`` and what was read: a universal model reads the
+    COCO-17 2D keypoints a pose estimator would give for a video camera at the sensor, an NTU-25 model the
+    3D joints prepared as ``usdrl prepare`` does."""
+    if _is_universal(model.config):
+        keypoints = render_keypoints(sequence.data[None], SEQUENCE_FORMAT)[0]           # (M, T, 17, 3)
+        return frame_scores(model, keypoints, stride=STRIDE, format=SEQUENCE_FORMAT).numpy(), SEQUENCE_FORMAT
+    data = Recipe3D("ntu", select_bodies=False, fill_empty_frames=False).apply(sequence.data)
+    return frame_scores(model, data, stride=STRIDE).numpy(), "ntu25"
 
 
 def _check_universal_model(model: USDRL) -> None:
@@ -213,32 +243,33 @@ def run_demo(out_dir: str | os.PathLike = "usdrl-demo", *, model: str | USDRL = 
             seconds, under a header line) and, with matplotlib, ``clip.gif`` (the first clip,
             animated, with its prediction) and ``timeline.png`` (frame scores, true and
             detected actions).
-        model: a model with clip and frame heads for the synthetic classes (a name or instance).
+        model: a model with clip and frame heads for the synthetic classes (a name or instance):
+            universal (keypoints of any format) or NTU-25.
         num_clips: clips to recognise (distinct classes while there are enough).
         seed: draws the clips and the sequence.
         pictures: draw the pictures; without matplotlib they are skipped with a log message.
         universal_model: a universal model with a clip head for the synthetic classes (a name or
             instance) that reads the same clips as NTU-25 3D and COCO-17 2D (:func:`compare_formats`);
-            ``None`` skips this part.
+            ``None`` skips this part; the same name as ``model`` reuses that model.
     """
     if num_clips < 1:
         raise ConfigError(f"num_clips must be >= 1, got {num_clips}")
-    model = USDRL.from_pretrained(model) if isinstance(model, str | os.PathLike) else model.eval()
-    frame_names = _check_model(model)
+    loaded = USDRL.from_pretrained(model) if isinstance(model, str | os.PathLike) else model.eval()
+    frame_names = _check_model(loaded)
     if universal_model is not None:
-        universal = (USDRL.from_pretrained(universal_model) if isinstance(universal_model, str | os.PathLike)
-                     else universal_model.eval())
+        universal = (loaded if universal_model == model else USDRL.from_pretrained(universal_model)
+                     if isinstance(universal_model, str | os.PathLike) else universal_model.eval())
         _check_universal_model(universal)
     rng = np.random.default_rng(seed)
-    clips, inputs, drawn = _recognise(model, num_clips, rng, seed)
+    clips, first_clip, drawn = _recognise(loaded, num_clips, rng, seed)
 
     one_person = [k for k in range(NUM_CLASSES) if k not in TWO_PERSON_CLASSES]
     sequence = make_untrimmed(seed=seed, num_actions=(4, 5), classes=one_person)
-    data = Recipe3D("ntu", select_bodies=False, fill_empty_frames=False).apply(sequence.data)
-    scores = frame_scores(model, data, stride=STRIDE).numpy()
+    scores, sequence_format = _sequence_scores(loaded, sequence)
     detections = proposals_from_scores(scores, THRESHOLD, background=0, min_length=MIN_LENGTH)
     truth = [(k + 1, start, end) for k, start, end in sequence.segments]
-    result = DemoResult(clips, len(scores), truth, detections, frame_names, _best_matches(truth, detections))
+    result = DemoResult(clips, len(scores), truth, detections, frame_names, _best_matches(truth, detections),
+                        sequence_format=sequence_format)
     if universal_model is not None:
         result.formats = compare_formats(universal, drawn)
         result.universal_model = str(universal_model) if isinstance(universal_model, str | os.PathLike) else None
@@ -253,7 +284,7 @@ def run_demo(out_dir: str | os.PathLike = "usdrl-demo", *, model: str | USDRL = 
                                           "label,class,start_frame,end_frame,start_s,end_s,score\n" + named))
     if pictures:
         try:
-            result.files += _draw(out, result, inputs[0], scores)
+            result.files += _draw(out, result, first_clip, scores)
         except MissingDependencyError as exc:
             logger.warning("%s", exc)
     return result

@@ -373,11 +373,12 @@ def resolve_model_files(
     return config_file, _download(repo_id, WEIGHTS_FILE, **kwargs)
 
 
-#: The embedded default weights (inside the package; made by ``benchmarks/make_default_model.py``).
-DEFAULT_MODEL = "usdrl-synthetic-small"
+#: The embedded NTU-25 weights (inside the package; made by ``benchmarks/make_default_model.py``): 3D NTU-25 clips
+#: ``(N, 3, 64, 25, 2)`` as ``usdrl prepare`` gives them.
+NTU25_MODEL = "usdrl-synthetic-small"
 register_pretrained(PretrainedWeights(
-    name=DEFAULT_MODEL,
-    path=str(Path(__file__).resolve().parent / "pretrained" / DEFAULT_MODEL),
+    name=NTU25_MODEL,
+    path=str(Path(__file__).resolve().parent / "pretrained" / NTU25_MODEL),
     description="demo weights shipped with the package: a small DSTE (hidden 128) pretrained on usdrl's "
                 "synthetic actions, with clip and frame heads for its 29 classes; not for real data",
     layout="ntu25", num_frames=64, modality="joint", dataset="synthetic",
@@ -388,27 +389,28 @@ register_pretrained(PretrainedWeights(
     # the clip head on 1,165 held-out synthetic clips (docs/benchmarks.md, benchmarks/make_default_model.py)
     measured_accuracy={"clip-head": 98.2},
 ))
-#: The embedded universal model: every registered keypoint format, 2D or 3D (``encode_keypoints``). Not the
-#: default: it has no frame-wise head, and the NTU-25 paths (demo detection, quick start) need one or take
-#: NTU-25 clips ``(N, 3, T, 25, M)`` as they are.
+#: The embedded universal model (made by ``benchmarks/make_universal_model.py``), the default: keypoints of every
+#: registered format, 2D or 3D (``encode_keypoints``; detection with ``format=``).
 UNIVERSAL_MODEL = "usdrl-universal-small"
 register_pretrained(PretrainedWeights(
     name=UNIVERSAL_MODEL,
     path=str(Path(__file__).resolve().parent / "pretrained" / UNIVERSAL_MODEL),
-    description="demo weights shipped with the package: a small universal DSTE (hidden 64) that reads every "
-                "registered keypoint format, 2D or 3D, pretrained across formats on usdrl's synthetic actions, "
-                "with a clip head for its 29 classes; not for real data",
+    description="demo weights shipped with the package, the default: a small universal DSTE (hidden 64) that "
+                "reads every registered keypoint format, 2D or 3D, pretrained across formats on usdrl's synthetic "
+                "actions, with clip and frame heads for its 29 classes; not for real data",
     layout="universal", num_frames=64, modality="joint", dataset="synthetic",
     # as its config.json states them (the rendering settings of its cross-format views)
     protocol='MG-FD pretraining on cross-format views (usdrl.train.cross_format.CrossFormatConfig({"formats": '
              '["ntu25", "coco17", "h36m17", "mediapipe33", "openpose25", "smpl24"], "max_yaw_degrees": 60.0, '
              '"jitter": 0.015, "low_score_rate": 0.1, "max_drop_rate": 0.3, "max_occlusion_rate": 0.3, '
-             '"image_size": [1080, 1920], "focal": 1060.0})), linear clip head',
+             '"image_size": [1080, 1920], "focal": 1060.0})), frame-wise training, linear clip head',
     preprocessing="usdrl.universal.model_input(keypoints, format, num_frames=64, num_persons=2), as "
                   "USDRL.encode_keypoints does (image_size=(height, width) for MediaPipe's normalised coordinates)",
     license="MIT",
     # the clip head on 290 held-out rendered clips per format (benchmarks/make_universal_model.py)
-    measured_accuracy={"clip-head ntu25": 89.7, "clip-head coco17": 85.5, "clip-head h36m17": 88.6,
-                       "clip-head mediapipe33": 87.6},
+    measured_accuracy={"clip-head ntu25": 93.8, "clip-head coco17": 87.6, "clip-head h36m17": 90.0,
+                       "clip-head mediapipe33": 86.9},
 ))
 
+#: The model a new user meets first (``usdrl demo``, the examples): the universal one.
+DEFAULT_MODEL = UNIVERSAL_MODEL

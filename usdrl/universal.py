@@ -17,6 +17,9 @@ zeros: masked, never imputed. The streams keep their fixed widths, so the encode
 ordinary DSTE or STTR (see ``docs/universal.md`` for why this design).
 """
 
+import functools
+from collections.abc import Callable
+
 import numpy as np
 
 from .errors import ConfigError, InputError
@@ -178,6 +181,23 @@ def model_input(keypoints, format: str, *, num_frames: int, num_persons: int, sc
     padded[..., : batch.shape[-1]] = batch
     out = np.stack([resample(clip, num_frames) for clip in padded])
     return out[0] if single else out
+
+
+def window_converter(config, format: str | None, image_size: tuple[int, int] | None = None
+                     ) -> Callable[[np.ndarray], np.ndarray]:
+    """What turns windows ``(W, ·, T, ·, ·)`` cut from a sequence into the input of a model of ``config``:
+    nothing when ``format`` is None (the windows are model input), else :func:`model_input` of ``format``
+    keypoints ``(W, M, T, V, C)``, each window normalised on its own (windows have the model's frames, so
+    none is resampled and zero frames padding a sequence's end stay absent). ConfigError unless ``config``
+    is universal; an unknown format fails here, before any window is cut."""
+    if format is None:
+        if image_size is not None:
+            raise ConfigError("image_size is for keypoints: give their format too", keywords=("format",))
+        return lambda windows: windows
+    check_universal(config)
+    get_format(format)
+    return functools.partial(model_input, format=format, num_frames=config.num_frames,
+                             num_persons=config.num_persons, image_size=image_size)
 
 
 def check_universal(config) -> None:

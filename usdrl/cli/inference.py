@@ -22,9 +22,11 @@ def _demo(args: argparse.Namespace) -> None:
              f"  {'clip':>4}  {'true class':<{width}}{'predicted':<{width}}{'confidence':>10}"]
     lines += [f"  {i:>4}  {c.true_class:<{width}}{c.predicted_class:<{width}}{100 * c.confidence:>9.1f}%"
               f"{'' if c.correct else '  (wrong)'}" for i, c in enumerate(result.clips, 1)]
+    read_as = ("the COCO-17 2D keypoints of a video camera" if result.sequence_format == "coco17"
+               else f"{result.sequence_format} keypoints" if result.sequence_format != "ntu25" else "3D NTU-25 joints")
     lines += [f"  {sum(c.correct for c in result.clips)} of {len(result.clips)} correct", "",
               f"Detection in one untrimmed sequence of {result.num_frames} frames "
-              f"({len(result.ground_truth)} actions):",
+              f"({len(result.ground_truth)} actions), read as {read_as}:",
               f"  {'true action':<{width}}{'frames (seconds)':<24}{'best detection (same class)':<{width + 24}}"
               f"{'IoU':>5}"]
     for (label, start, end), (iou, best) in zip(result.ground_truth, result.matches, strict=True):
@@ -105,13 +107,14 @@ def register(commands) -> None:
     demo = commands.add_parser(
         "demo", help="recognise and detect actions with the embedded model, offline, in seconds",
         description=f"Draw fresh clips and one untrimmed sequence from the synthetic action generator, recognise "
-                    f"the clips and detect the actions of the sequence with {DEFAULT_MODEL} (demo weights "
-                    f"shipped with the package), read the same clips as NTU-25 3D and COCO-17 2D with "
-                    f"{UNIVERSAL_MODEL}, and write detections.txt and, with matplotlib (usdrl[viz]), "
-                    "clip.gif and timeline.png to OUT.")
+                    f"the clips (as NTU-25 3D joints) and detect the actions of the sequence (as the COCO-17 2D "
+                    f"keypoints of a video camera) with {DEFAULT_MODEL} (demo weights shipped with the package), "
+                    f"read the same clips as NTU-25 3D and COCO-17 2D with {UNIVERSAL_MODEL}, and write "
+                    "detections.txt and, with matplotlib (usdrl[viz]), clip.gif and timeline.png to OUT.")
     demo.add_argument("--out", default="usdrl-demo", help="folder for the files (default: ./usdrl-demo)")
     demo.add_argument("--model", default=DEFAULT_MODEL,
-                      help=f"a model with heads for the synthetic classes (default: {DEFAULT_MODEL})")
+                      help=f"a model with heads for the synthetic classes, universal or NTU-25 (default: "
+                           f"{DEFAULT_MODEL}; usdrl-synthetic-small reads everything as 3D NTU-25 joints)")
     demo.add_argument("--universal-model", default=UNIVERSAL_MODEL,
                       help="a universal model with a clip head for the synthetic classes, to read the clips as "
                            f"NTU-25 3D and as COCO-17 2D (default: {UNIVERSAL_MODEL}; 'none' skips it)")

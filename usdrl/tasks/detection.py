@@ -40,6 +40,7 @@ from ..engine import (
 )
 from ..errors import ConfigError, InputError
 from ..model import USDRL
+from ..universal import window_converter
 from .finetune import FinetuneConfig, make_optimizer
 from .metrics import detection_map, proposals_from_scores, segmentation_metrics, segments_of
 from .recognition import ProbeConfig, ProbeResult, as_model, classes_of, train_linear_head
@@ -229,10 +230,14 @@ def _window_starts(length: int, window: int, stride: int) -> list[int]:
     return [s for s in starts if s < length] or [0]
 
 
-def frame_scores(model: USDRL, sequence: np.ndarray, *, stride: int | None = None,
-                 batch_size: int = 64) -> torch.Tensor:
-    """Per-frame class probabilities ``(T, K)`` of one untrimmed sequence ``(C, T, V, M)``.
+def frame_scores(model: USDRL, sequence: np.ndarray, *, stride: int | None = None, batch_size: int = 64,
+                 format: str | None = None, image_size: tuple[int, int] | None = None) -> torch.Tensor:
+    """Per-frame class probabilities ``(T, K)`` of one untrimmed sequence.
 
+    ``sequence``: the model's input for the whole sequence ``(C, T, V, M)``, or, with ``format`` (a
+    universal model), keypoints of that registered format ``(M, T, V, C)`` (persons, frames, joints,
+    coordinates [+ score]; ``image_size`` as in :meth:`~usdrl.USDRL.encode_keypoints`), each window
+    turned into the universal input on its own (:func:`usdrl.universal.window_converter`).
     Windows of ``model.config.num_frames`` frames start every ``stride`` frames (default: no
     overlap); frames past the end of the sequence are zero-padded; every frame's
     probabilities are averaged over the windows that contain it.
@@ -240,9 +245,11 @@ def frame_scores(model: USDRL, sequence: np.ndarray, *, stride: int | None = Non
     if model.frame_head is None:
         raise ConfigError("detection needs a model with a frame-wise head (train one with train_detector)",
                           keywords=("train_detector",))
+    to_input = window_converter(model.config, format, image_size)
     sequence = np.asarray(sequence, dtype=np.float32)
     if sequence.ndim != 4 or sequence.shape[1] < 1:
-        raise InputError(f"expected one sequence (C, T, V, M), got shape {sequence.shape}")
+        expected = "(C, T, V, M)" if format is None else f"{format} keypoints (M, T, V, C)"
+        raise InputError(f"expected one sequence {expected}, got shape {sequence.shape}")
     window = model.config.num_frames
     stride = stride or window
     if not 1 <= stride <= window:
@@ -251,7 +258,7 @@ def frame_scores(model: USDRL, sequence: np.ndarray, *, stride: int | None = Non
     starts = _window_starts(length, window, stride)
     padded = np.zeros((sequence.shape[0], starts[-1] + window, *sequence.shape[2:]), dtype=np.float32)
     padded[:, :length] = sequence
-    clips = torch.from_numpy(np.stack([padded[:, s:s + window] for s in starts]))
+    clips = torch.from_numpy(to_input(np.stack([padded[:, s:s + window] for s in starts])))
     model.eval()
     with torch.inference_mode():
         probabilities = torch.cat([model.forward_frames(batch).float().softmax(-1).cpu()
@@ -262,6 +269,19 @@ def frame_scores(model: USDRL, sequence: np.ndarray, *, stride: int | None = Non
         total[start:start + window] += p
         count[start:start + window] += 1
     return (total / count)[:length]
+
+
+def detect_sequence(model: USDRL, sequence: np.ndarray, *, config: DetectionConfig | None = None,
+                    format: str | None = None, image_size: tuple[int, int] | None = None
+                    ) -> list[tuple[int, int, int, float]]:
+    """The actions ``[(label, start, end, score)]`` (end exclusive, label 0 = background never given) of one
+    untrimmed sequence: :func:`frame_scores` (``sequence``, ``format`` and ``image_size`` as there) every
+    ``config.stride`` frames, then :func:`~usdrl.tasks.metrics.proposals_from_scores` with the config's
+    threshold, minimum length and NMS."""
+    config = config or DetectionConfig()
+    scores = frame_scores(model, sequence, stride=config.stride, format=format, image_size=image_size).numpy()
+    return proposals_from_scores(scores, config.threshold, background=0, min_length=config.min_length,
+                                 nms_iou=config.nms_iou)
 
 
 def detect_dataset(model: USDRL, data, *, config: DetectionConfig | None = None, out_dir=None,
@@ -275,11 +295,8 @@ def detect_dataset(model: USDRL, data, *, config: DetectionConfig | None = None,
     config = config or DetectionConfig()
     dataset = open_split(data, split, sampling="windows", num_frames=model.config.num_frames)
     clips = dataset.padded_clips
-    proposals = {}
-    for index, name in enumerate(dataset.names):
-        scores = frame_scores(model, clips[index, :, : dataset.lengths[index]], stride=config.stride).numpy()
-        proposals[name] = proposals_from_scores(scores, config.threshold, background=0,
-                                                min_length=config.min_length, nms_iou=config.nms_iou)
+    proposals = {name: detect_sequence(model, clips[index, :, : dataset.lengths[index]], config=config)
+                 for index, name in enumerate(dataset.names)}
     if out_dir is not None and is_main_process():
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)

@@ -20,8 +20,10 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError, InputError
+from ..keypoints import get_format
 from ..model import USDRL
 from ..precision import Precision, resolve_precision
+from ..universal import window_converter
 
 
 @dataclass
@@ -53,12 +55,20 @@ class StreamingDetector:
             for one window (on a CPU, models from hidden size 256 on), fp32 otherwise; ``"int8"``
             runs :meth:`usdrl.USDRL.quantize`'s copy (CPU). A resolved :class:`usdrl.precision.Precision`
             is used as it is, with ``model`` as given.
+        format: with a universal model, the keypoint format of the frames: they come as keypoints
+            ``(M, F, V, C)`` (or one frame ``(M, V, C)``; up to the model's persons, coordinates with
+            or without a score, the same ``C`` throughout) and every window becomes the universal
+            input on its own (:func:`usdrl.universal.window_converter`), as in the offline
+            :func:`~usdrl.tasks.detection.frame_scores` with ``format``.
+        image_size: ``(height, width)`` for keypoints in normalised units (MediaPipe), as there.
     """
 
     def __init__(self, model: USDRL, *, stride: int | None = None, threshold: float = 0.02,
-                 precision="auto"):
+                 precision="auto", format: str | None = None, image_size: tuple[int, int] | None = None):
         if model.frame_head is None:
             raise ConfigError("streaming detection needs a model with a frame-wise head")
+        self._to_input = window_converter(model.config, format, image_size)
+        self.format = format
         if isinstance(precision, Precision):     # resolved already, for this model as it is
             self.precision, self.model = precision, model.eval()
         else:
@@ -70,7 +80,9 @@ class StreamingDetector:
         if not 1 <= self.stride <= self.window:
             raise ConfigError(f"stride must be in 1..{self.window}, got {self.stride}")
         self.threshold = threshold
-        self.frame_shape = (model.config.in_channels, model.config.num_joints, model.config.num_persons)
+        #: one frame's shape (C, V, M), or (M, V, C) for keypoints (C fixed by the first frames pushed)
+        self.frame_shape = ((model.config.in_channels, model.config.num_joints, model.config.num_persons)
+                            if format is None else None)
         self._frames: deque = deque()              # frames from self._buffer_start on
         self._buffer_start = 0                     # index of the first buffered frame
         self._received = 0
@@ -81,7 +93,8 @@ class StreamingDetector:
         self._open: dict[int, tuple[int, list[float]]] = {}   # class -> (start, scores) of running actions
 
     def push(self, frames: np.ndarray) -> StreamOutput:
-        """Add frames ``(C, F, V, M)`` (or one frame ``(C, V, M)``); returns what became final."""
+        """Add frames ``(C, F, V, M)`` (or one frame ``(C, V, M)``; keypoints ``(M, F, V, C)`` or ``(M, V, C)``
+        with a ``format``); returns what became final."""
         self._run(self._append(frames))
         return self._emit(final_upto=self._next_window)
 
@@ -101,8 +114,12 @@ class StreamingDetector:
         frames = np.asarray(frames, dtype=np.float32)
         if frames.ndim == 3:
             frames = frames[:, None]
+        if self.format is not None:
+            frames = self._keypoint_frames(frames)
         if frames.ndim != 4 or (frames.shape[0], *frames.shape[2:]) != self.frame_shape:
-            raise InputError(f"expected frames (C, F, V, M) with C, V, M = {self.frame_shape}, got {frames.shape}")
+            what = ("(C, F, V, M) with C, V, M" if self.format is None
+                    else f"{self.format} keypoints (M, F, V, C) with M, V, C")
+            raise InputError(f"expected frames {what} = {self.frame_shape}, got {frames.shape}")
         starts = []
         for t in range(frames.shape[1]):
             self._frames.append(frames[:, t])
@@ -112,14 +129,25 @@ class StreamingDetector:
                 self._next_window += self.stride
         return starts
 
+    def _keypoint_frames(self, frames: np.ndarray) -> np.ndarray:
+        """Keypoint frames ``(M, F, V, C)`` zero-filled to the model's persons; the first call fixes ``C``."""
+        persons = self.model.config.num_persons
+        if frames.ndim == 4 and frames.shape[0] < persons:
+            frames = np.concatenate([frames, np.zeros((persons - frames.shape[0], *frames.shape[1:]), np.float32)])
+        if self.frame_shape is None and frames.ndim == 4:
+            joints = get_format(self.format).num_joints
+            self.frame_shape = (persons, joints, frames.shape[-1])
+        return frames
+
     def _clips(self, starts: list[int]) -> np.ndarray:
-        """The windows ``(W, C, T, V, M)`` starting at ``starts``, zero after the last received frame."""
+        """The model's input ``(W, C, T, V, M)`` for the windows starting at ``starts``, zero after the last
+        received frame."""
         clips = np.zeros((len(starts), self.frame_shape[0], self.window, *self.frame_shape[1:]), dtype=np.float32)
         for clip, start in zip(clips, starts, strict=True):
             available = [self._frames[t - self._buffer_start] for t in range(start, min(start + self.window,
                                                                                         self._received))]
             clip[:, : len(available)] = np.stack(available, axis=1)
-        return clips
+        return self._to_input(clips)
 
     def _run(self, starts: list[int], probabilities: torch.Tensor | None = None) -> None:
         """Add the frame probabilities ``(W, T, K)`` of the windows at ``starts`` (computed here when not
@@ -180,14 +208,17 @@ class MultiTrackDetector:
         stride: frames between window starts (default: the window length).
         threshold: a frame belongs to an action while that class's probability is above it.
         precision: as :class:`StreamingDetector`'s (the same for every track, whatever the batch).
+        format: as :class:`StreamingDetector`'s (keypoints of one format for every track).
+        image_size: as :class:`StreamingDetector`'s.
     """
 
     def __init__(self, model: USDRL, *, stride: int | None = None, threshold: float = 0.02,
-                 precision="auto"):
-        first = StreamingDetector(model, stride=stride, threshold=threshold, precision=precision)
+                 precision="auto", format: str | None = None, image_size: tuple[int, int] | None = None):
+        first = StreamingDetector(model, stride=stride, threshold=threshold, precision=precision, format=format,
+                                  image_size=image_size)
         self.model, self.precision = first.model, first.precision   # checked, resolved (and quantized) once
         self._new = lambda: StreamingDetector(self.model, stride=stride, threshold=threshold,
-                                              precision=self.precision)
+                                              precision=self.precision, format=format, image_size=image_size)
         self.detectors: dict[int, StreamingDetector] = {}
 
     @property
@@ -196,7 +227,8 @@ class MultiTrackDetector:
         return list(self.detectors)
 
     def push(self, frames: Mapping[int, np.ndarray]) -> dict[int, StreamOutput]:
-        """Add each track's frames ``{track id: (C, F, V, M) or (C, V, M)}``; returns, per track
+        """Add each track's frames ``{track id: (C, F, V, M) or (C, V, M)}`` (keypoints ``(M, F, V, C)`` or
+        ``(M, V, C)`` with a ``format``); returns, per track
         given, what became final."""
         due = []
         for track_id, track_frames in frames.items():
