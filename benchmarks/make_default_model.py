@@ -1,4 +1,4 @@
-"""Make the embedded default weights ``usdrl-synthetic-small`` (shipped inside the package).
+"""Make the embedded NTU-25 weights ``usdrl-synthetic-small`` (shipped inside the package; ``usdrl.hub.NTU25_MODEL``).
 
 Usage: python benchmarks/make_default_model.py [--out usdrl/pretrained/usdrl-synthetic-small] [--workdir DIR]
 
