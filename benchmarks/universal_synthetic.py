@@ -2,11 +2,13 @@
 
 Usage: python benchmarks/universal_synthetic.py [--minutes 15 | --epochs N] [--hidden 128] [--out DIR] [--save DIR]
        [--baseline ntu25|coco17]
+       python benchmarks/universal_synthetic.py --model usdrl-universal-small   # measure a trained model
 
 Pretrains a universal model (``layout="universal"``, :mod:`usdrl.universal`) with MG-FD on
 cross-format views (:mod:`usdrl.train.cross_format`: each clip rendered as NTU-25 / H36M /
 SMPL 3D or COCO-17 / MediaPipe / OpenPose 2D from other cameras, with detector-like noise),
-then measures, for the pretrained and a randomly initialised encoder of the same config:
+then measures, for the pretrained (or, with ``--model``, the given) and a randomly initialised
+encoder of the same config:
 
 * cross-format retrieval: held-out clips as NTU-25 3D (the sensor's view) and as COCO-17 2D
   from another camera (turned 20-45 degrees, detector noise); query one, retrieve among the
@@ -25,6 +27,7 @@ detector noise), and its linear probe on that format is set beside the universal
 """
 
 import argparse
+import dataclasses
 import json
 import logging
 import tempfile
@@ -44,7 +47,7 @@ from usdrl.tasks.detection import DetectionConfig, frame_scores
 from usdrl.tasks.metrics import detection_map, frame_accuracy, proposals_from_scores, segments_of
 from usdrl.train.cross_format import CrossFormatPretrainer
 from usdrl.train.pretrain import PretrainConfig, Pretrainer
-from usdrl.universal import IN_CHANNELS, model_input
+from usdrl.universal import IN_CHANNELS, check_universal, model_input
 
 logger = logging.getLogger("universal_synthetic")
 
@@ -231,6 +234,8 @@ def main() -> None:
     parser.add_argument("--out", help="parent folder of the runs (default: a new temporary folder)")
     parser.add_argument("--save", help="save the pretrained encoder here")
     parser.add_argument("--json", help="write the figures here")
+    parser.add_argument("--model", help="measure this universal model (a name or folder, e.g. usdrl-universal-small, "
+                                        "the shipped default) instead of pretraining one")
     parser.add_argument("--baseline", choices=BASELINE_FORMATS,
                         help="also pretrain a same-size model of this format's layout on this format alone, as "
                              "long, and compare the linear probes on it")
@@ -247,11 +252,19 @@ def main() -> None:
     probe_train = make_clips(10 * NUM_CLASSES, seed=1, num_frames=FRAMES)
     probe_test = make_clips(10 * NUM_CLASSES, seed=2, num_frames=FRAMES)
 
-    pretrained, epochs = pretrain(model_config, unlabelled.data, unlabelled.lengths, out, args,
-                                  CrossFormatPretrainer)
+    if args.model:
+        pretrained, epochs = USDRL.from_pretrained(args.model), 0
+        check_universal(pretrained.config)
+        model_config = dataclasses.replace(pretrained.config, num_classes=0, num_frame_classes=0, class_names=None)
+        logger.info("measuring %s (hidden %d) against a random init of its config", args.model,
+                    model_config.hidden_size)
+    else:
+        pretrained, epochs = pretrain(model_config, unlabelled.data, unlabelled.lengths, out, args,
+                                      CrossFormatPretrainer)
     minutes = (time.perf_counter() - started) / 60
-    logger.info("pretrained hidden %d on %d clips x 4 cross-format views, batch %d, %d epochs: %.1f min",
-                args.hidden, args.clips, args.batch_size, epochs, minutes)
+    if not args.model:
+        logger.info("pretrained hidden %d on %d clips x 4 cross-format views, batch %d, %d epochs: %.1f min",
+                    args.hidden, args.clips, args.batch_size, epochs, minutes)
     if args.save:
         pretrained.save_pretrained(args.save)
 
