@@ -413,7 +413,7 @@ class SkeletonDataset(torch.utils.data.Dataset):
             channels, advice = IN_CHANNELS, f"{IN_CHANNELS} channels in the universal input"
         else:
             layout = {"layout": (config.layout, self.layout), "joints": (config.num_joints, joints)}
-            hint = (f"use a model pretrained (or converted) for layout {self.layout!r}, or a universal model, e.g. "
+            hint = (f"use a model pretrained (or converted) for layout {self.layout!r}, e.g. "
                     f"`usdrl pretrain --data {self.path.parent}`")
             advice = f"{NUM_CHANNELS} channels (xyz, or x, y and score/zero for 2D data)"
         # (compared fields, what to do when any of them differs)
