@@ -8,6 +8,7 @@ expected universal input is ``to_universal`` of keypoints known by hand.
 import json
 import logging
 import math
+import re
 import shutil
 
 import numpy as np
@@ -52,6 +53,35 @@ def prepared(tmp_path_factory):
             "coco": prepare_dataset("ntu2d", root / "ntu2d.pkl", root / "coco", benchmark="xsub", workers=1),
             "pku": prepare_dataset("pkummd1", root / "pku_raw", root / "pku", benchmark="xsub", workers=1),
             "pickle": root / "ntu2d.pkl"}
+
+
+@pytest.fixture(scope="module")
+def coco_untrimmed(prepared, tmp_path_factory):
+    """The NTU-2D training clips made into an untrimmed split ``train_untrimmed`` by hand (the library prepares no
+    2D sequences): per-frame labels 1 for the first half of each clip, 2 after (3 frame classes), and image shapes
+    that differ from sample to sample (even samples 1080 x 1920, odd ones 540 x 1920)."""
+    out = tmp_path_factory.mktemp("coco_untrimmed") / "coco2d"
+    shutil.copytree(prepared["coco"], out)
+    (out / "train").rename(out / "train_untrimmed")
+    folder = out / "train_untrimmed"
+    lengths = np.load(folder / "num_frames.npy")
+    frames = np.load(folder / "data.npy", mmap_mode="r").shape[2]
+    labels = np.full((len(lengths), frames), -1, np.int64)
+    for i, n in enumerate(lengths):
+        labels[i, :n] = 1
+        labels[i, n // 2:n] = 2
+    np.save(folder / "frame_labels.npy", labels)
+    np.save(folder / "labels.npy", np.full(len(lengths), -1, np.int64))
+    np.save(folder / "image_shape.npy", np.array([[1080, 1920] if i % 2 == 0 else [540, 1920]
+                                                  for i in range(len(lengths))], np.float64))
+    manifest = json.loads((out / "manifest.json").read_text())
+    entry = manifest["splits"].pop("train")
+    entry["kind"] = "untrimmed"
+    entry["arrays"]["frame_labels"] = {"shape": [len(lengths), frames], "dtype": "int64"}
+    manifest["splits"]["train_untrimmed"] = entry
+    manifest["num_frame_classes"] = 3
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    return out
 
 
 # -- 2D: the image-size round trip against keypoints written in pixels ------------------------------------
@@ -126,6 +156,38 @@ def test_2d_zero_padding_gives_no_scores(pixel_folder, tmp_path):
     assert clip[3, 0, UNIVERSAL_JOINTS.index("nose"), 0] == 1             # no scores: a present joint's is 1
 
 
+def test_2d_keypoints_in_a_3d_format(pixel_folder, tmp_path):
+    """COCO-17 detections prepared into the layout of H36M-17, a 3D format: 2D clips (x, y, score) read as 2D
+    keypoints with scores, not as x, y, z."""
+    raw, _ = pixel_folder
+    out = prepare_folder(raw, tmp_path / "h36m", format="coco17", layout="h36m17", image_size=(320, 240),
+                         test_ratio=0.0, workers=1)
+    base = SkeletonDataset(out, "train", num_frames=5)
+    view = UniversalDataset(base)
+    assert view.dims == 2 and view.has_scores and view.format.name == "h36m17"
+    for index in range(len(base)):
+        height, width = base.image_shapes[index]
+        pixels = base[index][0].transpose(3, 1, 2, 0) * np.array([width, height, 1], np.float32)
+        np.testing.assert_allclose(view[index][0], to_universal(pixels, "h36m17", has_scores=True), atol=2e-5)
+        assert not view[index][0][5].any()                               # depth: 0, 2D
+
+
+def test_3d_folder_data_keeps_every_joint_its_format_gives(tmp_path):
+    """A 3D folder dataset (H36M-17, aligned on its pelvis): every universal joint H36M gives is present in every
+    frame of the item, though the alignment put the pelvis at the origin."""
+    rng = np.random.default_rng(2)
+    (tmp_path / "raw" / "sit").mkdir(parents=True)
+    np.save(tmp_path / "raw" / "sit" / "a.npy", rng.uniform(0.5, 1.5, (1, 6, 17, 3)).astype(np.float32))
+    out = prepare_folder(tmp_path / "raw", tmp_path / "h36m", format="h36m17", test_ratio=0.0, workers=1)
+    base = SkeletonDataset(out, "train", num_frames=6)
+    assert not base[0][0][:, :, 0, 0].any()                             # the pelvis at the origin
+    view = UniversalDataset(base)
+    assert view.dims == 3 and view.centre_joint == 0
+    given = to_universal(rng.uniform(0.5, 1.5, (1, 1, 17, 3)), "h36m17")[3, 0, :, 0] > 0   # what H36M gives
+    assert given.sum() > 10
+    np.testing.assert_array_equal(view[0][0][3, :, :, 0] > 0, np.broadcast_to(given, (6, 30)))
+
+
 def test_normalised_format_gets_its_image_size_back(tmp_path):
     rng = np.random.default_rng(0)
     landmarks = np.concatenate([rng.uniform(0.3, 0.7, (1, 6, 33, 2)), rng.uniform(0.5, 1, (1, 6, 33, 1))], -1)
@@ -156,9 +218,26 @@ def test_ntu2d_padded_clips_in_chunks(prepared, monkeypatch):
     np.testing.assert_array_equal(clips[4, :, :n], everything[4, :, :n])
     np.testing.assert_array_equal(clips[[7, 1]], everything[[7, 1]])
     np.testing.assert_array_equal(clips[-2:], everything[-2:])
+    np.testing.assert_array_equal(clips[2:5, :, :n], everything[2:5, :, :n])
     assert not everything[4, :, n:].any()                               # zero after the valid frames
-    with pytest.raises(IndexError, match="index the samples first"):
-        clips[..., 0]
+    assert clips.ndim == 5 and len(clips) == len(base) and clips[3:3].shape == (0, *clips.shape[1:])
+    assert clips[[]].dtype == np.float32 and np.asarray(clips, dtype=np.float64).dtype == np.float64
+    for key in ((Ellipsis, 0), (None,), ()):
+        with pytest.raises(IndexError, match="^index the samples first"):
+            clips[key]
+
+
+def test_lazy_clips_read_in_chunks_as_float32(monkeypatch):
+    monkeypatch.setattr(views_module, "CHUNK", 2)
+    calls = []
+
+    def read(rows):
+        calls.append(rows.tolist())
+        return rows[:, None].astype(np.float64) * 10
+
+    clips = LazyClips((5, 1), read)
+    out = clips[[4, 0, 2]]
+    assert out.dtype == np.float32 and out.tolist() == [[40], [0], [20]] and calls == [[4, 0], [2]]
 
 
 # -- 3D ------------------------------------------------------------------------------------------------------------
@@ -166,6 +245,7 @@ def test_3d_items_keep_the_centre_joint(prepared):
     """The prepared NTU clips have body 0's spine middle at the origin in every frame; the item is to_universal of
     the transposed clip, with that joint present where to_universal alone would drop it."""
     base = SkeletonDataset(prepared["ntu"], "train", num_frames=FRAMES)
+    assert base.image_shapes is None and not (prepared["ntu"] / "train" / "image_shape.npy").exists()
     view = UniversalDataset(base)
     assert view.dims == 3 and view.centre_joint == 1 and not view.has_scores
     for index in range(len(base)):
@@ -187,12 +267,18 @@ def test_3d_items_keep_the_centre_joint(prepared):
         np.testing.assert_allclose(out[:3, :, SPINE_MID, 0], out[:3, :, base_joint, 0] - joints[:, base_joint].T / s,
                                    atol=1e-4)
         np.testing.assert_array_equal(out[3:, :, SPINE_MID, 0], 1)      # score, exact, depth
+    # the stored samples, converted in chunks, are the items at their own length
+    rows = view.padded_clips[:3]
+    for index in range(3):
+        n = int(base.lengths[index])
+        alike = UniversalDataset(SkeletonDataset(prepared["ntu"], "train", num_frames=n))
+        np.testing.assert_allclose(rows[index, :, :n], alike[index][0], atol=1e-5)
 
 
 def test_windows_past_the_end_stay_absent(prepared):
     view = SkeletonDataset.for_model(prepared["pku"], "test_untrimmed", universal_config(), head=False,
                                      sampling="windows")
-    assert isinstance(view, UniversalDataset)
+    assert isinstance(view, UniversalDataset) and view.dims == 3 and view.centre_joint == 1   # the untrimmed recipe
     last = len(view) - 1
     sequence, start = view.windows[last]
     valid = int(view.lengths[sequence]) - int(start)
@@ -201,6 +287,22 @@ def test_windows_past_the_end_stay_absent(prepared):
     assert clip[:, :valid].any() and not clip[:, valid:].any()
     np.testing.assert_array_equal(labels, view.dataset[last][1])
     assert (labels[valid:] == -1).all()
+
+
+def test_2d_windows_use_their_sequence_image_shape(coco_untrimmed):
+    base = SkeletonDataset(coco_untrimmed, "train_untrimmed", sampling="windows", num_frames=FRAMES)
+    view = UniversalDataset(base)
+    assert len(view) > len(base.lengths)                               # several windows in a sequence
+    for index in range(len(view)):
+        sequence, start = (int(v) for v in base.windows[index])
+        valid = min(FRAMES, int(base.lengths[sequence]) - start)
+        height, width = (1080, 1920) if sequence % 2 == 0 else (540, 1920)
+        window = np.zeros((2, FRAMES, 17, 3), np.float32)
+        stored = np.asarray(base.padded_clips[sequence, :, start:start + valid]).transpose(3, 1, 2, 0)
+        window[:, :valid] = stored * np.array([width, height, 1], np.float32)
+        clip, labels = view[index]
+        np.testing.assert_allclose(clip, to_universal(window, "coco17"), atol=2e-5)
+        np.testing.assert_array_equal(labels, base[index][1])
 
 
 # -- opening for a model, mixing -------------------------------------------------------------------------------
@@ -250,6 +352,7 @@ def test_mixed_untrimmed_splits(prepared):
     mixed.check_config(config)
     with pytest.raises(ConfigError, match="num_frame_classes 5 in the config, 52 in the data"):
         mixed.check_config(universal_config(num_frame_classes=5))
+    mixed.check_config(universal_config(num_frame_classes=5), head=False)
 
 
 def test_training_finds_the_random_crops_of_mixed_views(prepared):
@@ -310,6 +413,33 @@ def test_train_detector_on_universal_windows(prepared, model):
     assert len(losses) == 1 and math.isfinite(losses[0])
 
 
+def test_train_detector_on_3d_and_2d_sequences_mixed(prepared, coco_untrimmed, model):
+    """PKU-MMD 3D sequences and hand-made COCO-17 2D ones (3 frame classes) in one training set: the head gets
+    the larger number of frame classes, and every window of both is trained on."""
+    from usdrl.tasks.detection import train_detector
+    from usdrl.tasks.finetune import FinetuneConfig
+
+    both = [prepared["pku"] / "train_untrimmed", coco_untrimmed / "train_untrimmed"]
+    windows = open_split(both, model=model, head=False, sampling="windows")
+    assert [d.format.name for d in windows.datasets] == ["ntu25", "coco17"] and windows.num_classes == 52
+    losses = train_detector(model, both, config=FinetuneConfig(epochs=1, batch_size=8))
+    assert len(losses) == 1 and math.isfinite(losses[0]) and model.frame_head.out_features == 52
+
+
+def test_dataset_without_preprocessing_record(prepared, tmp_path):
+    """A manifest without its preprocessing: the clips have the dimensions of the layout's format and no joint is
+    known to be at the origin, so the items are to_universal of the clips as they are."""
+    manifest = read_manifest(prepared["ntu"])
+    del manifest["preprocessing"]
+    data = tmp_path / "bare"
+    shutil.copytree(prepared["ntu"], data)
+    (data / "manifest.json").write_text(json.dumps(manifest))
+    view = UniversalDataset(SkeletonDataset(data, "test", num_frames=FRAMES))
+    assert view.dims == 3 and view.centre_joint is None
+    clip = view.dataset[2][0]
+    np.testing.assert_allclose(view[2][0], to_universal(clip.transpose(3, 1, 2, 0), "ntu25"), atol=1e-5)
+
+
 def test_early_prediction_reads_universal_input(prepared, model):
     from usdrl.tasks.early import early_prediction
 
@@ -330,32 +460,42 @@ def copy_with_manifest(source, target, **changes):
 def test_unregistered_layout_is_refused(prepared, tmp_path):
     data = copy_with_manifest(prepared["ntu"], tmp_path / "custom", layout="my_skeleton")
     SkeletonDataset(data, "train")                                # readable as it is
-    with pytest.raises(ConfigError, match="layout 'my_skeleton' is not a registered keypoint format"):
+    with pytest.raises(ConfigError, match=r"custom/train \(ntu60 xsub\): layout 'my_skeleton' is not a registered "
+                                          r"keypoint format, so a universal model cannot read it; the formats are "
+                                          r"coco17, coco_wholebody23, .*, utd_mhad20 \(usdrl.keypoints."
+                                          r"register_format adds one\)$"):
         SkeletonDataset.for_model(data, "train", universal_config())
 
 
 def test_channels_that_do_not_fit_the_layout_are_refused(prepared, tmp_path):
     recipe = read_manifest(prepared["coco"])["preprocessing"]
     data = copy_with_manifest(prepared["coco"], tmp_path / "coco3d", preprocessing={**recipe, "kind": "Recipe3D"})
-    with pytest.raises(ConfigError, match="3D clips of 3 channels per joint in the 2D keypoint format coco17"):
+    with pytest.raises(ConfigError, match=r"coco3d/train \(ntu2d xsub\): 3D clips of 3 channels per joint in the 2D "
+                                          r"keypoint format coco17; a universal model reads 3 channels per joint \(x, "
+                                          r"y, z\) of a format with at least 3 dimensions$"):
         SkeletonDataset.for_model(data, "train", universal_config())
-    # a 4-channel dataset (hand-made arrays, consistent with its manifest)
-    four = copy_with_manifest(prepared["ntu"], tmp_path / "four", num_channels=4)
-    manifest = json.loads((four / "manifest.json").read_text())
-    for split, entry in manifest["splits"].items():
-        array = np.load(four / split / "data.npy")
-        np.save(four / split / "data.npy", np.concatenate([array, array[:, :1]], axis=1))
-        entry["arrays"]["data"]["shape"][1] = 4
-    (four / "manifest.json").write_text(json.dumps(manifest))
-    with pytest.raises(ConfigError, match="3D clips of 4 channels per joint .* reads 3 channels per joint"):
-        SkeletonDataset.for_model(four, "train", universal_config())
+    # 4-channel datasets (hand-made arrays, consistent with their manifests)
+    for key, dims, what in (("ntu", 3, "x, y, z"), ("coco", 2, "x, y and a score (or zero)")):
+        four = copy_with_manifest(prepared[key], tmp_path / f"four_{key}", num_channels=4)
+        manifest = json.loads((four / "manifest.json").read_text())
+        for split, entry in manifest["splits"].items():
+            array = np.load(four / split / "data.npy")
+            np.save(four / split / "data.npy", np.concatenate([array, array[:, :1]], axis=1))
+            entry["arrays"]["data"]["shape"][1] = 4
+        (four / "manifest.json").write_text(json.dumps(manifest))
+        with pytest.raises(ConfigError, match=rf"{dims}D clips of 4 channels per joint .* reads 3 channels per joint "
+                                              rf"\({re.escape(what)}\) of a format with at least {dims} dimensions$"):
+            SkeletonDataset.for_model(four, "train", universal_config())
 
 
 def test_legacy_2d_scaling_is_refused(prepared, tmp_path):
     legacy = prepare_dataset("ntu2d", prepared["pickle"], tmp_path / "legacy", benchmark="xsub", workers=1,
                              legacy_2d_norm=True)
-    with pytest.raises(ConfigError, match="legacy_2d_norm"):
+    with pytest.raises(ConfigError, match=r"legacy/train \(ntu2d xsub\) was prepared with legacy_2d_norm \(the "
+                                          r"reference's NTU-2D scaling, which leaves a body's proportions unknown\); "
+                                          r"prepare it again without it for a universal model$") as error:
         SkeletonDataset.for_model(legacy, "train", universal_config())
+    assert error.value.keywords == ("legacy_2d_norm",)
 
 
 def test_config_checks(prepared):
@@ -369,6 +509,11 @@ def test_config_checks(prepared):
     with pytest.raises(ConfigError, match="frames 32 in the config, 16 in the data"):
         UniversalDataset(base).check_config(universal_config(num_frames=32))
     with pytest.raises(ConfigError, match="num_classes 7 in the config, 60 in the data"):
+        UniversalDataset(base).check_config(universal_config(num_classes=7))
+    UniversalDataset(base).check_config(universal_config(num_classes=7), head=False)
+    with pytest.raises(ConfigError, match="^UniversalDataset reads a SkeletonDataset, got list$"):
+        UniversalDataset([(base[0][0], 0)])
+    with pytest.raises(ConfigError, match="num_classes 7 in the config, 60 in the data"):
         SkeletonDataset.for_model(prepared["ntu"], "train", universal_config(num_classes=7))
     SkeletonDataset.for_model(prepared["ntu"], "train", universal_config(num_classes=7), head=False)
     with pytest.raises(ConfigError, match="layout 'ntu25' in the config, 'coco17' in the data"):
@@ -377,10 +522,27 @@ def test_config_checks(prepared):
 
 def test_mixed_datasets_must_agree(prepared, pixel_folder, tmp_path):
     plain = [SkeletonDataset(prepared[k], "train", num_frames=FRAMES) for k in ("ntu", "coco")]
-    with pytest.raises(ConfigError, match="differ in layout"):
+    with pytest.raises(ConfigError, match=r"differ in layout \(read datasets of different layouts with a universal "
+                                          r"model: open_split\(\[...\], split, model=universal_model\)\): coco17, "
+                                          "ntu25$"):
         MixedDataset(plain)
-    with pytest.raises(ConfigError, match="at least one dataset"):
+    with pytest.raises(ConfigError, match="^a MixedDataset needs at least one dataset$"):
         MixedDataset([])
+    ntu = prepared["ntu"]
+    with pytest.raises(ConfigError, match=r"differ in clip shape \(C, T, V, M\) \(open them for one model\): "
+                                          r"\(3, 16, 25, 2\), \(3, 8, 25, 2\)$"):
+        MixedDataset([SkeletonDataset(ntu, "train", num_frames=16), SkeletonDataset(ntu, "train", num_frames=8)])
+    with pytest.raises(ConfigError, match="differ in kind of split: clips, untrimmed$"):
+        MixedDataset([SkeletonDataset(prepared["pku"], "train"), SkeletonDataset(prepared["pku"], "train_untrimmed",
+                                                                                 sampling="windows", num_frames=64)])
+    with pytest.raises(ConfigError, match="differ in sampling: random_crop, resample$"):
+        MixedDataset([SkeletonDataset(ntu, "train"), SkeletonDataset(ntu, "train", sampling="random_crop")])
+    # a plain list of items mixes too, until an attribute only datasets have is asked for
+    view = UniversalDataset(SkeletonDataset(ntu, "train", num_frames=FRAMES))
+    items = MixedDataset([view, [(view[0][0], 5)]])
+    assert len(items) == len(view) + 1 and items[-1][1] == 5 and items.class_names is None
+    with pytest.raises(ConfigError, match=r"^a list among the mixed datasets has no .labels$"):
+        _ = items.labels
     raw, _ = pixel_folder
     first = prepare_folder(raw, tmp_path / "first", format="coco17", image_size=(320, 240), test_ratio=0.0,
                            workers=1)
@@ -408,8 +570,15 @@ def test_2d_dataset_without_image_shapes_is_read_with_a_warning(prepared, tmp_pa
     base = SkeletonDataset(old, "train", num_frames=FRAMES)
     assert base.image_shapes is None
     with caplog.at_level(logging.WARNING, logger="usdrl.data.prepared.views"):
+        UniversalDataset(SkeletonDataset(prepared["ntu"], "train"))        # 3D: nothing to say
+        assert not caplog.records
         view = UniversalDataset(base)
-    assert "prepare it again" in caplog.text
+        UniversalDataset(SkeletonDataset(old, "test"))                     # another split: said once per split
+        UniversalDataset(base)
+    assert [r.getMessage() for r in caplog.records] == [
+        f"{folder}: its 2D keypoints were divided by their images' width and height, which this prepared dataset does "
+        "not record (it predates image_shape.npy), so a universal model reads its bodies squeezed by the aspect "
+        "ratio; prepare it again to keep their proportions" for folder in (old / "train", old / "test")]
     clip = base[0][0]
     np.testing.assert_allclose(view[0][0], to_universal(clip.transpose(3, 1, 2, 0), "coco17"), atol=2e-5)
 

@@ -67,22 +67,16 @@ class LazyClips:
 
 def _recipe(manifest: dict, kind: str) -> dict:
     """The manifest's preprocessing recipe of the ``kind`` splits (PKU-MMD datasets have one per kind), or {}."""
-    recipe = manifest.get("preprocessing")
-    if not isinstance(recipe, dict):
-        return {}
-    if "kind" not in recipe:
-        recipe = recipe.get(kind)
-    return recipe if isinstance(recipe, dict) else {}
+    recipe = manifest.get("preprocessing") or {}
+    return recipe if "kind" in recipe else recipe.get(kind) or {}
 
 
 def _centre_joint(recipe: dict) -> int | None:
-    """Body 0's joint that a 3D recipe's view alignment put at the origin in every frame, or None."""
+    """Body 0's joint that a 3D recipe's view alignment put at the origin in every frame (None: no alignment)."""
     alignment = recipe.get("alignment")
-    if isinstance(alignment, str) and alignment in ALIGNMENT_RECIPES:
-        return ALIGNMENT_RECIPES[alignment].center_joint
-    if isinstance(alignment, dict) and isinstance(alignment.get("center_joint"), int):
+    if isinstance(alignment, dict):
         return alignment["center_joint"]
-    return None
+    return ALIGNMENT_RECIPES[alignment].center_joint if alignment in ALIGNMENT_RECIPES else None
 
 
 class UniversalDataset(torch.utils.data.Dataset):
@@ -147,12 +141,12 @@ class UniversalDataset(torch.utils.data.Dataset):
                               "model",
                               keywords=("legacy_2d_norm",))
         #: Whether the third channel of 2D clips is a score (``padding="confidence"``).
-        self.has_scores = self.dims == 2 and recipe.get("padding", "confidence") == "confidence"
-        #: 3D: the joint of body 0 that the view alignment put at the origin in every frame (None: none).
-        self.centre_joint = _centre_joint(recipe) if self.dims == 3 else None
+        self.has_scores = self.dims == 2 and recipe.get("padding") != "zero"
+        #: 3D: the joint of body 0 that the view alignment put at the origin in every frame (None: none, and 2D).
+        self.centre_joint = _centre_joint(recipe)
         self._sizes = None
         if self.dims == 2 and dataset.image_shapes is not None:
-            self._sizes = dataset.image_shapes[:, ::-1].astype(np.float32)   # (width, height)
+            self._sizes = dataset.image_shapes[:, ::-1]   # (width, height)
         elif self.dims == 2 and str(dataset.path) not in _WARNED_NO_IMAGE_SHAPES:
             _WARNED_NO_IMAGE_SHAPES.add(str(dataset.path))
             logger.warning("%s: its 2D keypoints were divided by their images' width and height, which this "
@@ -166,9 +160,9 @@ class UniversalDataset(torch.utils.data.Dataset):
         ``samples`` ``(B,)`` of the dataset (whose image shapes apply)."""
         from ...universal import to_universal
 
-        keypoints = np.asarray(clips, dtype=np.float32).transpose(0, 4, 2, 3, 1)       # (B, M, T, V, C)
+        keypoints = np.asarray(clips).transpose(0, 4, 2, 3, 1)       # (B, M, T, V, C)
         if self.dims == 3:
-            return to_universal(self._keep_centre(keypoints), self.format.name, has_scores=False)
+            return to_universal(self._keep_centre(keypoints), self.format.name)
         coordinates = keypoints[..., :2]
         if self._sizes is not None:
             size = self._sizes[np.asarray(samples)][:, None, None, None]                # (B, 1, 1, 1, 2)
@@ -176,7 +170,7 @@ class UniversalDataset(torch.utils.data.Dataset):
             if self.format.convention.units == "normalized":
                 coordinates = coordinates * size      # to_universal's image_size: normalised units to pixels
         if self.has_scores:
-            coordinates = np.concatenate([coordinates, keypoints[..., 2:3]], axis=-1)
+            coordinates = np.concatenate([coordinates, keypoints[..., 2:]], axis=-1)
         return to_universal(coordinates, self.format.name, has_scores=self.has_scores)
 
     def _keep_centre(self, keypoints: np.ndarray) -> np.ndarray:
@@ -185,10 +179,10 @@ class UniversalDataset(torch.utils.data.Dataset):
         has a joint."""
         present = (keypoints != 0).any(-1)
         if self.centre_joint is not None:
-            present[:, 0, :, self.centre_joint] |= present[:, 0].any(-1)
+            present[:, 0, :, self.centre_joint] = present[:, 0].any(-1)
         shift = 1 + np.abs(keypoints[..., 2]).max(axis=(1, 2, 3), keepdims=True)     # per clip: z + shift >= 1
         out = keypoints.copy()
-        out[..., 2] = np.where(present, keypoints[..., 2] + shift, 0)
+        out[..., 2] += shift * present
         return out
 
     def __len__(self) -> int:
@@ -243,12 +237,11 @@ class UniversalDataset(torch.utils.data.Dataset):
     num_frames = property(lambda self: self.dataset.num_frames, doc="Frames per item.")
 
 
-def _common(datasets, attribute: str, what: str):
-    """The value of ``attribute`` that every dataset that has it shares (None when none has it)."""
+def _check_same(datasets, attribute: str, what: str) -> None:
+    """ConfigError unless every dataset that has ``attribute`` has the same value."""
     values = {getattr(d, attribute) for d in datasets if hasattr(d, attribute)}
     if len(values) > 1:
         raise ConfigError(f"the datasets to mix differ in {what}: {', '.join(sorted(map(str, values)))}")
-    return values.pop() if values else None
 
 
 class MixedDataset(torch.utils.data.ConcatDataset):
@@ -268,16 +261,16 @@ class MixedDataset(torch.utils.data.ConcatDataset):
         if not datasets:
             raise ConfigError("a MixedDataset needs at least one dataset")
         super().__init__(datasets)
-        _common(datasets, "layout", "layout (read datasets of different layouts with a universal model: "
+        _check_same(datasets, "layout", "layout (read datasets of different layouts with a universal model: "
                                     "open_split([...], split, model=universal_model))")
-        _common(datasets, "input_shape", "clip shape (C, T, V, M) (open them for one model)")
-        _common(datasets, "kind", "kind of split")
-        _common(datasets, "sampling", "sampling")
+        _check_same(datasets, "input_shape", "clip shape (C, T, V, M) (open them for one model)")
+        _check_same(datasets, "kind", "kind of split")
+        _check_same(datasets, "sampling", "sampling")
         names = [d.class_names for d in datasets if getattr(d, "class_names", None)]
         longest = max(names, key=len, default=None)
         for other in names:
-            if list(other) != list(longest[:len(other)]):
-                k = next(i for i, (a, b) in enumerate(zip(other, longest, strict=False)) if a != b)
+            if other != longest[:len(other)]:
+                k = next(i for i in range(len(other)) if other[i] != longest[i])
                 raise ConfigError(f"the datasets to mix name their classes differently (class {k} is {other[k]!r} "
                                   f"in one, {longest[k]!r} in another): their labels must share one numbering")
         self._class_names = None if longest is None else list(longest)

@@ -81,10 +81,7 @@ class _SplitWriter:
         np.save(folder / "labels.npy", np.asarray(plan.labels, dtype=np.int64))
         (folder / "names.json").write_text(json.dumps(plan.names), encoding="utf-8")
         self.data = _RowWriter(folder / "data.npy", self.shape, np.float32)
-        if plan.image_shapes:
-            if len(plan.image_shapes) != len(plan.names):
-                raise DataFormatError(f"{folder.name}: {len(plan.image_shapes)} image shapes for {len(plan.names)} "
-                                      "samples")
+        if plan.image_shapes:  # 2D data: one (height, width) per sample
             np.save(folder / "image_shape.npy", np.asarray(plan.image_shapes, dtype=np.float64).reshape(-1, 2))
         self.frame_labels = None
         if plan.kind == UNTRIMMED:
