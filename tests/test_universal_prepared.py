@@ -275,6 +275,26 @@ def test_3d_items_keep_the_centre_joint(prepared):
         np.testing.assert_allclose(rows[index, :, :n], alike[index][0], atol=1e-5)
 
 
+def test_3d_joints_stay_present_whatever_their_depth(prepared):
+    """A hand-made 3D clip, body 0's centre joint at the origin and two joints on the depth axis: every joint of
+    body 0 stays present, and the values are those of the clip moved away from the origin (to_universal centres
+    each clip, so moving it changes nothing else)."""
+    view = UniversalDataset(SkeletonDataset(prepared["ntu"], "train", num_frames=FRAMES))
+    rng = np.random.default_rng(3)
+    clip = np.zeros((3, 2, 25, 2), np.float32)                          # (C, T, V, M), body 1 absent
+    clip[..., 0] = rng.uniform(-1, 1, (3, 2, 25))
+    clip[:, :, 3, 0] = [[0, 0], [0, 0], [1.5, 1.5]]                     # the deepest joint, and one 1 nearer,
+    clip[:, :, 4, 0] = [[0, 0], [0, 0], [0.5, 0.5]]                     # both on the depth axis
+    clip[:, :, 1, 0] = 0                                                # the centre joint
+    out = view.convert(clip[None], np.array([0]))[0]
+    given = to_universal(rng.uniform(0.5, 1.5, (1, 1, 25, 3)), "ntu25")[3, 0, :, 0] > 0   # what NTU-25 gives
+    np.testing.assert_array_equal(out[3, :, :, 0] > 0, np.broadcast_to(given, (2, 30)))
+    assert not out[..., 1].any()
+    moved = clip.transpose(3, 1, 2, 0).copy()
+    moved[0] += np.array([0, 0, 10], np.float32)
+    np.testing.assert_allclose(out, to_universal(moved, "ntu25"), atol=1e-5)
+
+
 def test_windows_past_the_end_stay_absent(prepared):
     view = SkeletonDataset.for_model(prepared["pku"], "test_untrimmed", universal_config(), head=False,
                                      sampling="windows")

@@ -61,8 +61,8 @@ class LazyClips:
         return np.concatenate(parts) if parts else np.zeros((0, *self.shape[1:]), np.float32)
 
     def __array__(self, dtype=None, copy=None) -> np.ndarray:
-        out = self[:]
-        return out if dtype is None else out.astype(dtype)
+        """Every sample (numpy casts the result to ``dtype``)."""
+        return self[:]
 
 
 def _recipe(manifest: dict, kind: str) -> dict:
