@@ -122,7 +122,7 @@ def _check_split_entry(file: Path, manifest: dict, split: str) -> dict:
                               f"found {_short(entry)}")
     arrays = entry["arrays"]
     keys = (["data", "num_frames", "labels"] + (["frame_labels"] if entry["kind"] == UNTRIMMED else [])
-            + (["image_shape"] if "image_shape" in arrays else []))  # 2D data prepared since usdrl 0.9
+            + (["image_shape"] if "image_shape" in arrays else []))  # 2D data, unless prepared before it was kept
     for key in keys:
         spec = arrays.get(key)
         if not (isinstance(spec, dict) and isinstance(spec.get("shape"), list) and all(map(_is_count, spec["shape"]))
