@@ -53,6 +53,7 @@ MODULES = {
     "usdrl/keypoints/formats.py": ["tests/test_keypoints.py"],
     "usdrl/keypoints/convert.py": ["tests/test_keypoints.py", "tests/test_universal.py"],
     "usdrl/universal.py": ["tests/test_universal.py", "tests/test_universal_pinned.py"],
+    "usdrl/data/prepared/views.py": ["tests/test_universal_prepared.py"],
 }
 STATUSES = ("killed", "survived", "no tests", "timeout", "suspicious", "segfault", "skipped")
 

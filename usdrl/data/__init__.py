@@ -13,7 +13,8 @@ clips. Only numpy and einops are needed.
 * pyskl / MMAction2 pickles and pose-estimator output: :func:`load_pyskl`,
   :func:`annotation_to_clip`, :func:`pose_to_clip`.
 * Prepared datasets (``usdrl prepare``): :func:`prepare_dataset`, :func:`read_manifest`,
-  :class:`SkeletonDataset`.
+  :class:`SkeletonDataset`; read by a universal model: :class:`UniversalDataset`; several as one:
+  :class:`MixedDataset`.
 * Your own data (``usdrl prepare folder|keypoints|pyskl``): :func:`prepare_folder`,
   :func:`prepare_keypoints`, :func:`prepare_pyskl`, :func:`read_keypoint_file`,
   :class:`ImportOptions`; one model input per tracked person: :func:`track_inputs`.
@@ -50,7 +51,15 @@ from .pkummd import (
     write_pkummd_skeleton,
     write_pkummd_split,
 )
-from .prepared import SkeletonDataset, open_split, prepare_dataset, read_manifest, resolve_split
+from .prepared import (
+    MixedDataset,
+    SkeletonDataset,
+    UniversalDataset,
+    open_split,
+    prepare_dataset,
+    read_manifest,
+    resolve_split,
+)
 from .preprocess import (
     ALIGNMENT_RECIPES,
     AlignmentRecipe,
@@ -80,10 +89,12 @@ __all__ = [
     "ActionInstance",
     "AlignmentRecipe",
     "ImportOptions",
+    "MixedDataset",
     "NTUSampleName",
     "SkeletonDataset",
     "SkeletonSequence",
     "UAVSampleName",
+    "UniversalDataset",
     "align_view",
     "annotation_to_clip",
     "body_energy",

@@ -279,7 +279,8 @@ def _coordinates(where: str, channels: int, format_dims: int) -> int:
 
 @dataclass(frozen=True)
 class _InspectTask:
-    """First pass over one source: ``[(frames, coordinates, format)]``, or ``[(None, reason, None)]``."""
+    """First pass over one source: ``[(frames, coordinates, format, image shape)]`` (the ``(height, width)``
+    2D keypoints are divided by, None for 3D), or ``[(None, reason, None, None)]``."""
 
     source: _Source
     options: "ImportOptions"
@@ -297,11 +298,13 @@ class _InspectTask:
             if not np.nan_to_num(clip.keypoints, nan=0.0, posinf=0.0, neginf=0.0).any():
                 raise DataFormatError(f"{where}: no joint holds a value in any frame")
             dims = _coordinates(where, clip.keypoints.shape[3], get_format(fmt).dims)
+            image_shape = None
             if dims == 2:   # what the 2D recipe needs, checked before anything is written
-                ClipConverter(fmt, 2, self.options.image_shape, self.options.padding).check_2d(where, clip, fmt)
+                image_shape = ClipConverter(fmt, 2, self.options.image_shape,
+                                            self.options.padding).check_2d(where, clip, fmt)
         except DataFormatError as exc:   # a bad file is skipped; a ConfigError (no format) stops the run
-            return [(None, str(exc), None)]
-        return [(clip.keypoints.shape[1], dims, fmt)]
+            return [(None, str(exc), None, None)]
+        return [(clip.keypoints.shape[1], dims, fmt, image_shape)]
 
 
 def read_clip_table(path: str | PathLike, column: str) -> dict[str, str]:
@@ -457,13 +460,13 @@ def _prepare_clips(source: str, raw: Path, out: Path, clips: _Clips, options: Im
     dims_counts = Counter(info[1] for info in inspected.values() if info[0] is not None)
     dims = 2 if dims_counts[2] >= dims_counts[3] else 3
     usable = {}
-    for name, (frames, detail, fmt) in inspected.items():
+    for name, (frames, detail, fmt, image_shape) in inspected.items():
         if frames is None:
             skipped[name] = detail
         elif detail != dims:
             skipped[name] = f"{clips.sources[name].where}: {detail}D keypoints in a dataset of {dims}D clips"
         else:
-            usable[name] = (frames, fmt)
+            usable[name] = (frames, fmt, image_shape)
     if not usable:
         reasons = "; ".join(list(skipped.values())[:3])
         raise DataFormatError(f"{raw}: no usable clip ({len(skipped)} skipped, e.g. {reasons})")
@@ -479,9 +482,10 @@ def _prepare_clips(source: str, raw: Path, out: Path, clips: _Clips, options: Im
     plan = _Plan(layout=layout, num_classes=len(class_names), recipe=_describe(convert.recipe),
                  splits={split: _SplitPlan(CLIPS) for split in split_names}, parallel=parallel)
     for name in names:
-        frames, fmt = usable[name]
-        plan.add(_ClipTask(clips.sources[name], fmt, convert),
-                 [(split_of[name], name, class_names.index(clips.labels[name]), frames)])
+        frames, fmt, image_shape = usable[name]
+        sample = (split_of[name], name, class_names.index(clips.labels[name]), frames)
+        plan.add(_ClipTask(clips.sources[name], fmt, convert), [sample if image_shape is None else
+                                                                (*sample, image_shape)])
     plan.skipped = dict(sorted(skipped.items()))
     plan.extra = {
         "class_names": class_names,

@@ -79,11 +79,11 @@ def early_prediction(model: USDRL | str | PathLike, data, *, config: ProbeConfig
         raise ConfigError(f"early prediction reopens the clips at every ratio: give a prepared dataset folder, a "
                           f"split folder or (folder, split), not a {type(data).__name__}")
     root, split = resolve_split(data, split)
-    test = SkeletonDataset.for_model(root, split, model, head=protocol == "full")  # checked before any work
+    SkeletonDataset.for_model(root, split, model, head=protocol == "full")  # checked before any work
     num_classes = SkeletonDataset(root, train_split).num_classes if protocol == "observed" else None
 
     def features(split_name: str, ratio: float):
-        dataset = SkeletonDataset(root, split_name, num_frames=test.num_frames, observe_ratio=ratio)
+        dataset = SkeletonDataset.for_model(root, split_name, model, head=False, observe_ratio=ratio)
         return encode_dataset(model, dataset, batch_size=batch_size, num_workers=num_workers, device=device)
 
     accuracy = {}

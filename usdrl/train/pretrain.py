@@ -256,6 +256,10 @@ class Pretrainer:
         if modality:
             model["modality"] = modality
         model_config = USDRLConfig.from_dict(model)
+        if model_config.layout == "universal":
+            raise ConfigError("Pretrainer.from_prepared pretrains on one layout with MPCT's views of its clips; "
+                              "cross-format pretraining of a universal model uses "
+                              "usdrl.train.cross_format.CrossFormatPretrainer for now")
         run = merge_settings(settings.get("pretrain", {}),
                              {k: v for k, v in (overrides or {}).items() if v is not None})
         if chosen:

@@ -10,6 +10,8 @@ recipe and writes, for one benchmark::
     OUT/<split>/names.json            JSON list of the N sample names
     OUT/<split>/frame_labels.npy      int64 (N, Tmax) per-frame labels, -1 after the valid frames
                                       (untrimmed splits only; 0 = background, k = PKU-MMD class k)
+    OUT/<split>/image_shape.npy       float64 (N, 2) (height, width) each sample's x and y were divided by
+                                      (2D data only; absent in 2D datasets prepared before it was kept)
 
 with ``C = 3`` channels, ``V`` joints of the layout, ``M = 2`` persons and ``Tmax`` the longest
 sample of the split. Splits:
@@ -22,7 +24,9 @@ sample of the split. Splits:
   segmentation on phase 2). Both phases get both kinds.
 
 :class:`SkeletonDataset` reads one split lazily (memory maps opened in each process on first
-use) and returns model clips ``(C, T, V, M)`` with the chosen temporal sampling.
+use) and returns model clips ``(C, T, V, M)`` with the chosen temporal sampling. A universal model
+reads any of them through :class:`UniversalDataset`, and several prepared datasets are read as one
+through :class:`MixedDataset` (:mod:`~usdrl.data.prepared.views`).
 
 **Writing.** A first pass lists the samples and their lengths from the files' headers (the
 NTU/UAV frame count, the PKU-MMD line count and label files, the pickle's arrays), so that
@@ -62,6 +66,7 @@ from .schema import (
     SOURCES,
     UNTRIMMED,
 )
+from .views import LazyClips, MixedDataset, UniversalDataset
 from .writer import prepare_dataset
 
 __all__ = [
@@ -79,9 +84,12 @@ __all__ = [
     "SAMPLINGS",
     "SOURCES",
     "UNTRIMMED",
+    "LazyClips",
+    "MixedDataset",
     "Recipe2D",
     "Recipe3D",
     "SkeletonDataset",
+    "UniversalDataset",
     "head_class_names",
     "open_split",
     "prepare_dataset",

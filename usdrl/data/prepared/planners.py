@@ -30,6 +30,8 @@ class _SplitPlan:
     names: list[str] = field(default_factory=list)
     labels: list[int] = field(default_factory=list)
     lengths: list[int] = field(default_factory=list)
+    #: 2D data: the ``(height, width)`` each sample's x and y were divided by (empty for 3D data).
+    image_shapes: list[tuple[float, float]] = field(default_factory=list)
 
 
 @dataclass
@@ -47,15 +49,18 @@ class _Plan:
     parallel: bool = True
     extra: dict = field(default_factory=dict)  # more manifest entries (e.g. class_names)
 
-    def add(self, task, samples: Iterable[tuple[str, str, int, int]]) -> None:
-        """Add ``task``, which yields one sample per ``(split, name, label, length)``, in order."""
+    def add(self, task, samples: Iterable[tuple]) -> None:
+        """Add ``task``, which yields one sample per ``(split, name, label, length)``, in order; 2D samples
+        add the ``(height, width)`` their x and y are divided by: ``(split, name, label, length, image_shape)``."""
         targets = []
-        for split, name, label, length in samples:
+        for split, name, label, length, *image_shape in samples:
             plan = self.splits[split]
             targets.append((split, len(plan.names)))
             plan.names.append(name)
             plan.labels.append(int(label))
             plan.lengths.append(int(length))
+            if image_shape:
+                plan.image_shapes.append(tuple(float(size) for size in image_shape[0]))
         self.tasks.append(task)
         self.targets.append(targets)
 
@@ -264,7 +269,8 @@ def _plan_ntu2d(source: str, raw: Path, benchmark: str, *, padding: str, legacy_
                  skipped={"invalid_annotations": problems})
     for part, annotations in parts.items():
         for ann in annotations:
-            plan.add(_AnnotationTask(ann, recipe), [(part, ann["frame_dir"], ann["label"], ann["keypoint"].shape[1])])
+            plan.add(_AnnotationTask(ann, recipe), [(part, ann["frame_dir"], ann["label"], ann["keypoint"].shape[1],
+                                                     ann["img_shape"])])
     return plan
 
 

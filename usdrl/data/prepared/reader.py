@@ -98,7 +98,8 @@ def _warn_if_old_recipe(path: Path, manifest: dict) -> None:
 
 
 #: The dtype of each array of a split, as :func:`prepare_dataset` writes it.
-_ARRAY_DTYPES = {"data": "float32", "num_frames": "int64", "labels": "int64", "frame_labels": "int64"}
+_ARRAY_DTYPES = {"data": "float32", "num_frames": "int64", "labels": "int64", "frame_labels": "int64",
+                 "image_shape": "float64"}
 
 
 def _is_count(value) -> bool:
@@ -120,7 +121,8 @@ def _check_split_entry(file: Path, manifest: dict, split: str) -> dict:
         raise DataFormatError(f"{where} must have 'kind' ({CLIPS!r} or {UNTRIMMED!r}) and 'arrays', "
                               f"found {_short(entry)}")
     arrays = entry["arrays"]
-    keys = ["data", "num_frames", "labels"] + (["frame_labels"] if entry["kind"] == UNTRIMMED else [])
+    keys = (["data", "num_frames", "labels"] + (["frame_labels"] if entry["kind"] == UNTRIMMED else [])
+            + (["image_shape"] if "image_shape" in arrays else []))  # 2D data, unless prepared before it was kept
     for key in keys:
         spec = arrays.get(key)
         if not (isinstance(spec, dict) and isinstance(spec.get("shape"), list) and all(map(_is_count, spec["shape"]))
@@ -132,7 +134,8 @@ def _check_split_entry(file: Path, manifest: dict, split: str) -> dict:
         raise DataFormatError(f"{where}: data must have 5 dimensions (N, C, T, V, M), found {data}")
     count, max_frames = data[0], data[2]
     expected = {"data": [count, manifest["num_channels"], max_frames, manifest["num_joints"], manifest["num_persons"]],
-                "num_frames": [count], "labels": [count], "frame_labels": [count, max_frames]}
+                "num_frames": [count], "labels": [count], "frame_labels": [count, max_frames],
+                "image_shape": [count, 2]}
     for key in keys:
         if arrays[key]["shape"] != expected[key]:
             raise DataFormatError(f"{where}: array {key!r} has shape {arrays[key]['shape']}, expected {expected[key]} "
@@ -252,6 +255,13 @@ class SkeletonDataset(torch.utils.data.Dataset):
         self.lengths = np.asarray(_load_array(self.path, "num_frames", self._arrays["num_frames"], mmap=False))
         #: ``(N,)`` int64 0-based class of each sample (-1 for untrimmed sequences).
         self.labels = np.asarray(_load_array(self.path, "labels", self._arrays["labels"], mmap=False))
+        #: 2D data: ``(N, 2)`` float64 ``(height, width)`` that each sample's x and y were divided by (``(1, 1)``
+        #: for keypoints in normalised units given without one); None for 3D data and 2D data prepared before
+        #: the image shapes were recorded.
+        self.image_shapes = None
+        if "image_shape" in self._arrays:
+            self.image_shapes = np.asarray(_load_array(self.path, "image_shape", self._arrays["image_shape"],
+                                                       mmap=False))
         self.window_stride = self._check_stride(window_stride)
         #: ``windows`` only: ``(W, 2)`` int64 ``(sequence index, first frame)`` of each item.
         self.windows = self._make_windows() if sampling == "windows" else None
@@ -353,6 +363,12 @@ class SkeletonDataset(torch.utils.data.Dataset):
             i = int(bad[0])
             raise DataFormatError(f"{self.path / 'labels.npy'}: sample {i} ({self._names[i]}) has label "
                                   f"{self.labels[i]}; expected {expected}")
+        if self.image_shapes is not None:
+            bad = np.flatnonzero(~(np.isfinite(self.image_shapes) & (self.image_shapes > 0)).all(1))
+            if len(bad):
+                i = int(bad[0])
+                raise DataFormatError(f"{self.path / 'image_shape.npy'}: sample {i} ({self._names[i]}) has image "
+                                      f"shape {self.image_shapes[i].tolist()}; expected a positive (height, width)")
 
     def _finite(self, values: np.ndarray, sample: int) -> np.ndarray:
         """``values`` read from sample ``sample`` of data.npy, or DataFormatError if they hold NaN or inf."""
@@ -368,21 +384,44 @@ class SkeletonDataset(torch.utils.data.Dataset):
         Checked: layout, joints, persons, channels, frames, and (with ``head``) the classes of the
         head that the labels are for (clip head, or frame head for windows) when the config has
         one. Tasks that replace the head or do not use it pass ``head=False``.
+
+        A universal model (``layout="universal"``) reads the data of any registered keypoint format, but
+        as a :class:`~usdrl.data.prepared.UniversalDataset` of this split (what :meth:`for_model` returns),
+        never these clips themselves: given one, this raises ConfigError saying so.
         """
+        from ...universal import UNIVERSAL
+
+        if config.layout == UNIVERSAL.name:
+            raise ConfigError(f"a universal model reads {self.path} as universal input: open the split with "
+                              "SkeletonDataset.for_model(path, split, model) or open_split(..., model=model), or "
+                              "wrap this dataset in usdrl.data.prepared.UniversalDataset")
+        self._check_fit(config, head=head, universal=False)
+
+    def _check_fit(self, config, *, head: bool, universal: bool) -> None:
+        """:meth:`check_config`'s comparison, against this data as it is or (``universal``) as its universal input."""
+        from ...universal import IN_CHANNELS, UNIVERSAL
+
         channels, frames, joints, persons = self.input_shape
         if self.sampling == "windows":
             classes, reset, trainers = "num_frame_classes", "reset_frame_classifier", "train_detector and frame_probe"
         else:
             classes, reset, trainers = "num_classes", "reset_classifier", "linear_probe and finetune"
+        if universal:
+            layout = {"layout": (config.layout, UNIVERSAL.name), "joints": (config.num_joints, UNIVERSAL.num_joints)}
+            hint = (f"this is the universal input of the {self.layout} data: use a universal model (layout="
+                    f"'universal', in_channels={IN_CHANNELS}), or read the data without it")
+            channels, advice = IN_CHANNELS, f"{IN_CHANNELS} channels in the universal input"
+        else:
+            layout = {"layout": (config.layout, self.layout), "joints": (config.num_joints, joints)}
+            hint = (f"use a model pretrained (or converted) for layout {self.layout!r}, e.g. "
+                    f"`usdrl pretrain --data {self.path.parent}`")
+            advice = f"{NUM_CHANNELS} channels (xyz, or x, y and score/zero for 2D data)"
         # (compared fields, what to do when any of them differs)
         kinds = [
-            ({"layout": (config.layout, self.layout), "joints": (config.num_joints, joints)},
-             f"use a model pretrained (or converted) for layout {self.layout!r}, e.g. "
-             f"`usdrl pretrain --data {self.path.parent}`"),
+            (layout, hint),
             ({"persons": (config.num_persons, persons), "channels": (config.in_channels, channels)},
              f"prepared data always has {NUM_PERSONS} persons (an all-zero one pads one-person clips) and "
-             f"{NUM_CHANNELS} channels (xyz, or x, y and score/zero for 2D data), so use a model with "
-             f"num_persons={NUM_PERSONS}, in_channels={NUM_CHANNELS}"),
+             f"{advice}, so use a model with num_persons={NUM_PERSONS}, in_channels={channels}"),
             ({"frames": (config.num_frames, frames)},
              f"open the dataset with num_frames={config.num_frames} (SkeletonDataset "
              + ("cuts windows of that length)" if self.sampling == "windows" else "resamples each clip to it)")),
@@ -399,7 +438,8 @@ class SkeletonDataset(torch.utils.data.Dataset):
                 problems.append("; ".join(found) + f": {hint}")
         if problems:
             raise ConfigError(f"the model config does not fit {self.path} ({self.manifest['source']} "
-                              f"{self.manifest['benchmark']}, sampling {self.sampling}): "
+                              f"{self.manifest['benchmark']}, sampling {self.sampling}"
+                              + (", as universal input" if universal else "") + "): "
                               + "; and ".join(problems), keywords=("linear_probe", "finetune", "train_detector"))
 
     # -- access ------------------------------------------------------------------------
@@ -483,20 +523,30 @@ class SkeletonDataset(torch.utils.data.Dataset):
 
     # -- opening a split for a model (usdrl.tasks, usdrl.train) -----------------------------------
     @classmethod
-    def for_model(cls, path: str | PathLike, split: str | None, model, *, head: bool = True,
-                  **options) -> "SkeletonDataset":
+    def for_model(cls, path, split: str | None, model, *, head: bool = True, **options) -> torch.utils.data.Dataset:
         """Split ``split`` of the prepared dataset at ``path`` sampled as ``model`` takes it
         (``num_frames=model.config.num_frames``), checked against the model's config
         (:meth:`check_config`; ``head=False`` for tasks that replace or do not use the head).
 
         ``path``: a prepared dataset folder, or one of its split folders (then ``split`` may be
-        None, see :func:`resolve_split`). ``model``: a :class:`~usdrl.model.USDRL` or its
-        :class:`~usdrl.config.USDRLConfig`. ``options``: the other keywords of the constructor
-        (``sampling``, ``window_stride``, ``observe_ratio``, ``seed``, ...).
+        None, see :func:`resolve_split`), or a list of them: several prepared datasets read as one
+        (a :class:`~usdrl.data.prepared.MixedDataset` of each one's split, each checked). ``model``: a
+        :class:`~usdrl.model.USDRL` or its :class:`~usdrl.config.USDRLConfig`. ``options``: the other
+        keywords of the constructor (``sampling``, ``window_stride``, ``observe_ratio``, ``seed``, ...).
+
+        A universal model (``layout="universal"``) gets a :class:`~usdrl.data.prepared.UniversalDataset`:
+        the split's clips, of any registered keypoint format, 2D or 3D, as universal input.
         """
+        from ...universal import UNIVERSAL
+        from .views import MixedDataset, UniversalDataset
+
+        if isinstance(path, list):
+            return MixedDataset([cls.for_model(part, split, model, head=head, **options) for part in path])
         config = getattr(model, "config", model)
         root, split = resolve_split(path, split)
         dataset = cls(root, split, num_frames=config.num_frames, **options)
+        if config.layout == UNIVERSAL.name:
+            dataset = UniversalDataset(dataset)
         dataset.check_config(config, head=head)
         return dataset
 
@@ -525,11 +575,20 @@ def open_split(data, split: str | None = None, *, model=None, head: bool = True,
       ``options`` unused;
     * a prepared dataset folder: its split ``split`` (the task's default split);
     * a split folder inside a prepared dataset: that split;
-    * a pair ``(path, split)``: that split of that dataset folder.
+    * a pair ``(path, split)``: that split of that dataset folder;
+    * a list of prepared dataset folders, split folders or datasets: one
+      :class:`~usdrl.data.prepared.MixedDataset` of them all (each folder's split ``split``), e.g.
+      prepared datasets of different keypoint formats read by one universal model.
 
     A path is opened as ``model`` takes it when ``model`` is given (:meth:`SkeletonDataset.for_model`,
-    checked with ``head``), else with ``options`` alone.
+    checked with ``head``; a universal model gets a :class:`~usdrl.data.prepared.UniversalDataset`), else
+    with ``options`` alone.
     """
+    if isinstance(data, list) and data and all(isinstance(part, (str, PathLike, torch.utils.data.Dataset))
+                                               for part in data):
+        from .views import MixedDataset
+
+        return MixedDataset([open_split(part, split, model=model, head=head, **options) for part in data])
     if isinstance(data, tuple):
         if len(data) != 2 or not isinstance(data[0], (str, PathLike)) or not isinstance(data[1], str):
             raise ConfigError(f"expected data as (prepared folder, split name), got {data!r}")

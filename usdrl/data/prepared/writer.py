@@ -81,6 +81,8 @@ class _SplitWriter:
         np.save(folder / "labels.npy", np.asarray(plan.labels, dtype=np.int64))
         (folder / "names.json").write_text(json.dumps(plan.names), encoding="utf-8")
         self.data = _RowWriter(folder / "data.npy", self.shape, np.float32)
+        if plan.image_shapes:  # 2D data: one (height, width) per sample
+            np.save(folder / "image_shape.npy", np.asarray(plan.image_shapes, dtype=np.float64).reshape(-1, 2))
         self.frame_labels = None
         if plan.kind == UNTRIMMED:
             self.frame_labels = _RowWriter(folder / "frame_labels.npy", self.shape[:1] + self.shape[2:3], np.int64)
@@ -91,6 +93,8 @@ class _SplitWriter:
         out = {"data": (self.shape, "float32"), "num_frames": ((n,), "int64"), "labels": ((n,), "int64")}
         if self.frame_labels is not None:
             out["frame_labels"] = ((n, self.max_frames), "int64")
+        if self.plan.image_shapes:
+            out["image_shape"] = ((n, 2), "float64")
         return {key: {"shape": list(shape), "dtype": dtype} for key, (shape, dtype) in out.items()}
 
     def write(self, index: int, data: np.ndarray, per_frame: np.ndarray | None) -> None:
