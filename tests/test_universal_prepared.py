@@ -622,3 +622,56 @@ def test_pretraining_a_universal_model_on_prepared_data_says_what_to_use(prepare
         Pretrainer.from_prepared(prepared["ntu"], tmp_path / "run", preset="tiny",
                                  settings={"model": {"layout": "universal", "in_channels": 6}})
 
+
+
+def test_detection_on_a_prepared_split_converts_each_window_alone(prepared, model):
+    """``detect`` / ``evaluate_*`` on a prepared untrimmed split with a universal model: the windows are cut from
+    the stored sequence and converted one by one (as the training windows are), not the whole sequence at once."""
+    from usdrl.tasks.detection import (
+        DetectionConfig,
+        detect_dataset,
+        evaluate_detection,
+        evaluate_segmentation,
+        frame_scores,
+    )
+    from usdrl.tasks.metrics import proposals_from_scores
+
+    model.reset_frame_classifier(52)
+    with torch.no_grad():
+        model.frame_head.weight *= 50                       # probabilities far from uniform
+    model.eval()
+    view = open_split(prepared["pku"], "test_untrimmed", model=model, head=False, sampling="windows")
+    stored = view.dataset.padded_clips
+    expected = {}
+    for index, name in enumerate(view.names):
+        length = int(view.lengths[index])
+        starts = list(range(0, length, 8))
+        starts = starts[: next(i for i, s in enumerate(starts) if s + FRAMES >= length) + 1]
+        total, count = np.zeros((length, 52)), np.zeros((length, 1))
+        for start in starts:
+            window = np.zeros((1, *stored.shape[1:2], FRAMES, *stored.shape[3:]), np.float32)
+            part = stored[index, :, start:min(start + FRAMES, length)]
+            window[0, :, : part.shape[1]] = part
+            with torch.no_grad():
+                p = model.forward_frames(torch.from_numpy(view.convert(window, np.array([index])))).softmax(-1)[0]
+            end = min(start + FRAMES, length)
+            total[start:end] += p[: end - start].numpy()
+            count[start:end] += 1
+        expected[name] = total / count
+    config = DetectionConfig(stride=8, threshold=0.05)
+    found = detect_dataset(model, prepared["pku"], config=config)
+    assert set(found) == set(expected)
+    for name, scores in expected.items():
+        wanted = proposals_from_scores(scores, 0.05, background=0)
+        assert [p[:3] for p in found[name]] == [p[:3] for p in wanted]
+        np.testing.assert_allclose([p[3] for p in found[name]], [p[3] for p in wanted], atol=1e-5)
+    whole = view.padded_clips          # the whole sequence converted at once gives other scores
+    name = view.names[0]
+    assert not np.allclose(frame_scores(model, whole[0, :, : int(view.lengths[0])], stride=8).numpy(),
+                           expected[name], atol=1e-3)
+    segmentation = evaluate_segmentation(model, prepared["pku"], config=config)
+    truths = view.frame_labels
+    accuracy = np.mean(np.concatenate([expected[n].argmax(1) == truths[i, : int(view.lengths[i])]
+                                       for i, n in enumerate(view.names)]))
+    assert segmentation["Acc"] == pytest.approx(100 * accuracy, abs=1e-9)
+    assert set(evaluate_detection(model, prepared["pku"], config=config)) == {0.1, 0.2, 0.3, 0.4, 0.5}

@@ -17,6 +17,7 @@ official ``label,start,end,score`` format.
 """
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
@@ -27,7 +28,7 @@ import torch.utils.data
 from torch import nn
 
 from .._io import atomic_write_text
-from ..data.prepared import IGNORE_LABEL, SkeletonDataset, open_split
+from ..data.prepared import IGNORE_LABEL, SkeletonDataset, UniversalDataset, open_split
 from ..engine import (
     RunOptions,
     TrainingRun,
@@ -242,13 +243,19 @@ def frame_scores(model: USDRL, sequence: np.ndarray, *, stride: int | None = Non
     overlap); frames past the end of the sequence are zero-padded; every frame's
     probabilities are averaged over the windows that contain it.
     """
+    return _window_scores(model, sequence, stride, batch_size, window_converter(model.config, format, image_size),
+                          "(C, T, V, M)" if format is None else f"{format} keypoints (M, T, V, C)")
+
+
+def _window_scores(model: USDRL, sequence: np.ndarray, stride: int | None, batch_size: int,
+                   to_input: Callable[[np.ndarray], np.ndarray], expected: str) -> torch.Tensor:
+    """:func:`frame_scores` of ``sequence`` (``expected``: its shape, for the message), whose windows
+    ``(W, ·, T, ·, ·)`` become model input by ``to_input``."""
     if model.frame_head is None:
         raise ConfigError("detection needs a model with a frame-wise head (train one with train_detector)",
                           keywords=("train_detector",))
-    to_input = window_converter(model.config, format, image_size)
     sequence = np.asarray(sequence, dtype=np.float32)
     if sequence.ndim != 4 or sequence.shape[1] < 1:
-        expected = "(C, T, V, M)" if format is None else f"{format} keypoints (M, T, V, C)"
         raise InputError(f"expected one sequence {expected}, got shape {sequence.shape}")
     window = model.config.num_frames
     stride = stride or window
@@ -271,16 +278,34 @@ def frame_scores(model: USDRL, sequence: np.ndarray, *, stride: int | None = Non
     return (total / count)[:length]
 
 
+def _stored_sequence_scores(model: USDRL, dataset, index: int, stride: int | None) -> torch.Tensor:
+    """:func:`frame_scores` of sequence ``index`` of an untrimmed split. A universal view of a prepared split
+    (:class:`~usdrl.data.prepared.UniversalDataset`) cuts the windows from the stored sequence and converts
+    each on its own, as its training windows are, not the whole sequence at once."""
+    length = int(dataset.lengths[index])
+    if isinstance(dataset, UniversalDataset):
+        def to_input(windows: np.ndarray) -> np.ndarray:
+            return dataset.convert(windows, np.full(len(windows), index))
+        stored = dataset.dataset.padded_clips[index, :, :length]
+        return _window_scores(model, stored, stride, 64, to_input, "(C, T, V, M)")
+    return frame_scores(model, dataset.padded_clips[index, :, :length], stride=stride)
+
+
 def detect_sequence(model: USDRL, sequence: np.ndarray, *, config: DetectionConfig | None = None,
                     format: str | None = None, image_size: tuple[int, int] | None = None
                     ) -> list[tuple[int, int, int, float]]:
     """The actions ``[(label, start, end, score)]`` (end exclusive, label 0 = background never given) of one
     untrimmed sequence: :func:`frame_scores` (``sequence``, ``format`` and ``image_size`` as there) every
-    ``config.stride`` frames, then :func:`~usdrl.tasks.metrics.proposals_from_scores` with the config's
-    threshold, minimum length and NMS."""
+    ``config.stride`` frames, then :func:`_proposals`."""
     config = config or DetectionConfig()
-    scores = frame_scores(model, sequence, stride=config.stride, format=format, image_size=image_size).numpy()
-    return proposals_from_scores(scores, config.threshold, background=0, min_length=config.min_length,
+    return _proposals(frame_scores(model, sequence, stride=config.stride, format=format, image_size=image_size),
+                      config)
+
+
+def _proposals(scores: torch.Tensor, config: DetectionConfig) -> list[tuple[int, int, int, float]]:
+    """:func:`~usdrl.tasks.metrics.proposals_from_scores` of frame scores ``(T, K)`` with the config's threshold,
+    minimum length and NMS (background 0)."""
+    return proposals_from_scores(scores.numpy(), config.threshold, background=0, min_length=config.min_length,
                                  nms_iou=config.nms_iou)
 
 
@@ -293,9 +318,8 @@ def detect_dataset(model: USDRL, data, *, config: DetectionConfig | None = None,
     ``data``: a :class:`~usdrl.data.SkeletonDataset` of an untrimmed split, or a prepared dataset
     folder (its ``split``), a split folder or ``(folder, split)``."""
     config = config or DetectionConfig()
-    dataset = open_split(data, split, sampling="windows", num_frames=model.config.num_frames)
-    clips = dataset.padded_clips
-    proposals = {name: detect_sequence(model, clips[index, :, : dataset.lengths[index]], config=config)
+    dataset = open_split(data, split, model=model, head=False, sampling="windows")
+    proposals = {name: _proposals(_stored_sequence_scores(model, dataset, index, config.stride), config)
                  for index, name in enumerate(dataset.names)}
     if out_dir is not None and is_main_process():
         out = Path(out_dir)
@@ -320,14 +344,13 @@ def evaluate_segmentation(model: USDRL, data, *, config: DetectionConfig | None 
     """Action segmentation (PKU-MMD II): frame accuracy, Edit and F1@overlaps, in percent, of the per-frame
     argmax over whole sequences (windows every ``config.stride`` frames, overlaps averaged), background = 0.
     ``data`` as for :func:`detect_dataset`."""
-    dataset = open_split(data, split, sampling="windows", num_frames=model.config.num_frames)
+    dataset = open_split(data, split, model=model, head=False, sampling="windows")
     stride = (config or DetectionConfig()).stride
-    clips, labels = dataset.padded_clips, dataset.frame_labels
+    labels = dataset.frame_labels
     predictions, truths = [], []
     for index in range(len(dataset.names)):
-        length = int(dataset.lengths[index])
-        predictions.append(frame_scores(model, clips[index, :, :length], stride=stride).argmax(1).numpy())
-        truths.append(np.asarray(labels[index, :length]))
+        predictions.append(_stored_sequence_scores(model, dataset, index, stride).argmax(1).numpy())
+        truths.append(np.asarray(labels[index, :int(dataset.lengths[index])]))
     return segmentation_metrics(predictions, truths, overlaps, bg_class=0)
 
 
@@ -336,7 +359,7 @@ def evaluate_detection(model: USDRL, data, *, config: DetectionConfig | None = N
     """``{iou: {mAP_a, mAP_v, AP, F1}}`` (the official PKU-MMD ``evaluate.py``, see
     :func:`~usdrl.tasks.metrics.detection_map`) of ``model`` on a prepared untrimmed split (``data`` as for
     :func:`detect_dataset`)."""
-    dataset = open_split(data, split, sampling="windows", num_frames=model.config.num_frames)
+    dataset = open_split(data, split, model=model, head=False, sampling="windows")
     return detection_map(ground_truth(dataset), detect_dataset(model, dataset, config=config), iou_thresholds,
                          present_classes=present_classes)
 
@@ -392,7 +415,7 @@ def _frame_model(model, data, *, split: str, train, train_split: str, stride: in
         raise ConfigError("run_dir needs train (without training there is nothing new to save)",
                           keywords=("run_dir", "train"))
     model = as_model(model)
-    target = open_split(data, split, sampling="windows", num_frames=model.config.num_frames)
+    target = open_split(data, split, model=model, head=False, sampling="windows")
     if train is None:
         if model.frame_head is None:
             raise ConfigError(f"{name} has no frame-wise head; train one first with train_detector",
