@@ -3,6 +3,7 @@
 ``check_weights`` and where a model lands (the simulated accelerator of :mod:`device_harness`)."""
 
 import logging
+import re
 import warnings
 
 import numpy as np
@@ -62,6 +63,49 @@ def test_encode_moves_the_model_to_the_device_asked_for(accelerator):
         got = model.encode(batch, device="cpu")  # the model is on the host: it must be moved with the batches
     assert all(accelerator.on_device(p) for p in model.parameters())
     torch.testing.assert_close(got, expected)
+
+
+def test_host_batches_are_moved_to_the_model(accelerator):
+    model = placed(accelerator, tiny_model())
+    batch = clips(model, 2)
+    with accelerator:
+        y_t, y_s = model.forward_features(batch)  # a host tensor
+        assert accelerator.on_device(y_t) and accelerator.on_device(y_s)
+        embeddings = model.encode(batch.numpy())  # a host array
+    assert embeddings.shape == (2, model.num_features)
+
+
+def test_a_meta_model_runs_without_values():
+    model = tiny_model().to("meta")
+    y_t, y_s = model.forward_features(clips(model, 2))
+    assert y_t.device.type == "meta" and y_t.shape == (2, model.config.num_frames, 16)
+    assert y_s.shape == (2, model.config.spatial_tokens, 16)
+
+
+def test_tracing_records_no_value_check():
+    import linecache
+
+    model = tiny_model()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")  # a Python branch on a traced value warns (TracerWarning) at its line
+        traced = torch.jit.trace(model, (clips(model, 2),), check_trace=False)
+    branches = [linecache.getline(w.filename, w.lineno) for w in caught if w.category is torch.jit.TracerWarning]
+    assert branches and not [line for line in branches if "finite" in line]  # the NaN check is left out of a trace
+    with torch.no_grad():
+        torch.testing.assert_close(traced(clips(model, 3, seed=1)), model(clips(model, 3, seed=1)))
+
+
+def test_arrays_and_tensors_of_any_dtype_give_the_same_features():
+    model = tiny_model()
+    batch = clips(model, 2)
+    expected = model.encode(batch)
+    assert torch.equal(model.encode(batch.double()), expected)  # float32 values: exact in float64
+    assert torch.equal(model.encode(batch.numpy().astype(">f4")), expected)  # big-endian
+    double = tiny_model().double()
+    wide = batch.double() + 1e-9  # not float32 values: a float64 model must not round them to float32
+    features = double.forward_features(wide)
+    for a, b in zip(double.forward_features(wide.numpy()), features, strict=True):
+        assert a.dtype == torch.float64 and torch.equal(a, b)
 
 
 def test_encode_without_a_device_runs_where_the_model_is(monkeypatch):
@@ -152,7 +196,8 @@ def test_an_asked_progress_bar_is_shown_whatever_the_log_level(method, capsys):
     logging.getLogger("usdrl").setLevel(logging.WARNING)
     try:
         getattr(model, method)(clips(model, 2), batch_size=1, show_progress_bar=True)
-        assert "2/2" in capsys.readouterr().err
+        shown = capsys.readouterr().err
+        assert "2/2" in shown and re.search(r"[0-9](batch/s|s/batch)\]", shown)  # counted in batches
         getattr(model, method)(clips(model, 2), batch_size=1)
         assert "2/2" not in capsys.readouterr().err
     finally:
