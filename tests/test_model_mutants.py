@@ -351,3 +351,49 @@ def test_the_model_card_keeps_the_library_tags_and_links_the_paper():
     card = tiny_model(dataset="ntu60").generate_model_card()
     assert {"skeleton", "action-recognition", "self-supervised", "usdrl", "ntu60"} <= set(card.data.tags)
     assert "A [USDRL](https://arxiv.org/abs/2508.12586) model" in card.content
+
+
+# ---- input checks, whole messages --------------------------------------------------------------
+BATCH = "; the model takes a batch (N, C, T, V, M): channels, frames, joints, persons"
+
+
+@pytest.mark.parametrize(("shape", "single", "hint"), [
+    ((3, 64, 25), False, BATCH),
+    ((3, 64, 25), True, BATCH + ", or one clip (C, T, V, M)"),
+    ((1, 64, 3, 25, 2), False, "; the axes look permuted: the order is (N, C, T, V, M): channels, frames, joints, "
+                               "persons"),
+    ((1, 3, 32, 25, 2), False, "; resample each clip to 64 frames"),
+    ((1, 3, 25, 25, 2), False, "; resample each clip to 64 frames"),  # as many frames as the layout has joints
+    ((3, 32, 25, 2), True, "; resample each clip to 64 frames"),  # one clip
+    ((1, 3, 32, 17, 2), False, "; layout ntu25 has 25 joints"),  # frames and joints wrong: the joints first
+    ((1, 3, 64, 25, 1), False, "; the model takes 2 person slots (zero-fill absent persons)"),
+])
+def test_input_shape_messages(shape, single, hint):
+    model = tiny_model()
+    x = torch.zeros(shape)
+    with pytest.raises(model_module.InputError) as err:
+        model.encode(x) if single else model.forward_features(x)
+    assert str(err.value) == f"expected (N, 3, 64, 25, 2) for layout ntu25, got {shape}{hint}"
+
+
+def test_a_forward_pass_takes_a_batch_only():
+    model = tiny_model()
+    with pytest.raises(model_module.InputError, match=r", got \(3, 64, 25, 2\); the model takes a batch .*persons$"):
+        model.forward_features(torch.zeros(3, 64, 25, 2))
+    model.check_input(torch.zeros(3, 64, 25, 2), allow_single=True)
+
+
+def test_frames_equal_to_joints_still_name_the_frames():
+    model = tiny_model(num_frames=25)
+    with pytest.raises(model_module.InputError) as err:
+        model.forward_features(torch.zeros(1, 3, 30, 25, 2))
+    assert str(err.value) == ("expected (N, 3, 25, 25, 2) for layout ntu25, got (1, 3, 30, 25, 2); resample each "
+                              "clip to 25 frames")
+
+
+def test_the_nan_message_lists_ten_clips():
+    model = tiny_model()
+    x = torch.full((12, *model.config.input_shape), float("nan"))
+    with pytest.raises(model_module.InputError) as err:
+        model.encode(x)
+    assert str(err.value) == "input contains NaN or infinite values in clip(s) [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]"
