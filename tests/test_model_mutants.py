@@ -397,3 +397,14 @@ def test_the_nan_message_lists_ten_clips():
     with pytest.raises(model_module.InputError) as err:
         model.encode(x)
     assert str(err.value) == "input contains NaN or infinite values in clip(s) [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]"
+
+
+def test_a_config_can_be_a_dict_with_overrides():
+    import json
+
+    config = USDRLConfig.from_preset("tiny", hidden_size=16, num_heads=1)
+    model = USDRL(json.loads(config.to_json()), num_classes=3)
+    assert model.config == config.replace(num_classes=3) and model.head.out_features == 3
+    with pytest.raises(ConfigError) as err:
+        USDRL(5)
+    assert str(err.value) == "config must be a USDRLConfig or a dict, got int"
