@@ -32,6 +32,8 @@ from usdrl.engine import (
     RunOptions,
     TrainingRun,
     WarmupCosineFactor,
+    _rng_state,
+    _set_rng_state,
     build_optimizer,
     config_dict,
     constant_schedule,
@@ -151,6 +153,11 @@ def test_setup_distributed_joins_the_group_on_the_local_gpu_or_with_gloo(monkeyp
         initialised.clear()
         assert setup_distributed(asked) == (1, 4, torch.device("cuda:3"))
         assert calls == ["cuda:3", ("set_device", torch.device("cuda:3")), "nccl"]
+    monkeypatch.setenv("WORLD_SIZE", "2")  # two processes are already several
+    calls.clear()
+    initialised.clear()
+    assert setup_distributed("cuda") == (1, 2, torch.device("cuda:3"))
+    monkeypatch.setenv("WORLD_SIZE", "4")
     monkeypatch.delenv("LOCAL_RANK")
     calls.clear()
     initialised.clear()
@@ -208,6 +215,8 @@ def test_gather_under_nccl_moves_through_the_current_gpu(monkeypatch):
     real_zeros, real_empty = torch.zeros, torch.empty
 
     class Part(torch.Tensor):
+        """A tensor whose moves are recorded (and not made: there is no GPU)."""
+
         def to(self, *args, **kwargs):
             moves.append((args, kwargs))
             return self.as_subclass(torch.Tensor)
@@ -215,7 +224,7 @@ def test_gather_under_nccl_moves_through_the_current_gpu(monkeypatch):
     def on_gpu(factory):
         def make(*args, device=None, **kwargs):
             made.append((factory.__name__, device))
-            return factory(*args, **kwargs)
+            return factory(*args, **kwargs).as_subclass(Part)
         return make
 
     monkeypatch.setattr(torch.cuda, "current_device", lambda: 1)
@@ -224,7 +233,8 @@ def test_gather_under_nccl_moves_through_the_current_gpu(monkeypatch):
     data = torch.arange(5.0)
     results = group.run(lambda rank: gather_shares(data[rank::2].as_subclass(Part), 5))
     assert all(torch.equal(r, data) for r in results)
-    assert moves == [((torch.device("cuda", 1),), {})] * 2
+    # each process moves its part to the GPU, and the joined rows back to where its part was
+    assert sorted(moves, key=str) == [((torch.device("cpu"),), {})] * 2 + [((torch.device("cuda", 1),), {})] * 2
     assert sorted(set(made)) == [("empty", torch.device("cuda", 1)), ("zeros", torch.device("cuda", 1))]
 
 
@@ -250,7 +260,7 @@ def test_the_global_loss_and_the_divergence_vote_span_the_processes(monkeypatch,
 
     for value, error in group.run(rank_work):
         assert value == pytest.approx(13 / 4)
-        assert error is not None and "no checkpoint was kept" in error  # rank 0's loss was fine: it stops too
+        assert error is not None and error.endswith("; no checkpoint was kept (lower the learning rate or use fp32)")
 
 
 def test_seed_process_gives_each_process_its_own_stream():
@@ -265,12 +275,14 @@ def test_seed_process_gives_each_process_its_own_stream():
 
 def test_wrap_hands_its_options_to_ddp(monkeypatch):
     made = []
-    monkeypatch.setattr(torch.nn.parallel, "DistributedDataParallel", lambda module, **kw: made.append(kw) or "ddp")
+    monkeypatch.setattr(torch.nn.parallel, "DistributedDataParallel",
+                        lambda module, **kw: made.append(kw) or ("ddp", module))
     run = TrainingRun(RunOptions(device="cpu"), config={})
     module = torch.nn.Linear(1, 1)
     assert run.wrap(module) is module and not made
     run.world = 2
-    assert run.wrap(module) == "ddp" and made == [{"find_unused_parameters": False, "broadcast_buffers": True}]
+    assert run.wrap(module) == ("ddp", module)
+    assert made == [{"find_unused_parameters": False, "broadcast_buffers": True}]
     run.wrap(module, find_unused_parameters=True, broadcast_buffers=False)
     assert made[-1] == {"find_unused_parameters": True, "broadcast_buffers": False}
 
@@ -641,3 +653,221 @@ def test_every_process_keeps_its_own_generators_in_a_checkpoint(monkeypatch, tmp
     resumed = group.run(lambda rank: train(rank, True))
     assert [r[1] for r in resumed] == expected and [r[0] for r in resumed] == [1, 1]
     assert [r[2] for r in resumed] == [0, 1]
+
+
+# ---- where tensors land, and the CUDA-only paths, without a GPU ----------------------------------
+def test_place_and_to_device_move_onto_the_run_s_device():
+    from device_harness import SimulatedAccelerator
+
+    accelerator = SimulatedAccelerator()
+    run = TrainingRun(RunOptions(device="cpu"), config={})
+    module = torch.nn.Linear(2, 1)
+    batch = {"x": [torch.ones(3, 2)], "n": 3}
+    with accelerator:
+        assert run.place(module) is module
+        moved = run.to_device(batch)
+        assert all(accelerator.on_device(p) for p in module.parameters())
+        assert accelerator.on_device(moved["x"][0]) and not accelerator.on_device(batch["x"][0])
+        module(moved["x"][0])
+
+
+def test_the_collectives_get_tensors_on_the_device_under_nccl(monkeypatch):
+    from device_harness import SimulatedAccelerator
+
+    accelerator = SimulatedAccelerator()
+    group = FakeGroup(2, backend="nccl")
+    group.install(monkeypatch)
+    reduce = group.all_reduce
+
+    def nccl_all_reduce(tensor):
+        assert accelerator.on_device(tensor), "NCCL reduces tensors on the GPU only"
+        reduce(tensor)
+
+    monkeypatch.setattr(dist, "all_reduce", nccl_all_reduce)
+
+    def rank_work(rank):
+        run = TrainingRun(RunOptions(device="cpu"), config={}, distributed=True)
+        with accelerator:
+            loss = run.global_mean(torch.tensor([3.0, 1.0][rank]).to("cpu"), 1)
+            run.check_loss(loss)
+        return loss.item()
+
+    assert group.run(rank_work) == [3.0, 1.0]  # world * share / 2 counted
+
+
+def test_the_run_s_device_is_the_one_asked_for_else_the_default(monkeypatch):
+    asked = []
+    monkeypatch.setattr(engine, "resolve_device", lambda device: asked.append(device) or torch.device("cpu"))
+    TrainingRun(RunOptions(device="cpu"), config={}, default_device="cuda:1")
+    TrainingRun(RunOptions(), config={}, default_device="cuda:1")
+    TrainingRun(RunOptions(), config={})
+    assert asked == ["cpu", "cuda:1", "auto"]
+
+
+def fp16_run(monkeypatch) -> TrainingRun:
+    """A run whose precision resolved to fp16 (CUDA only): its loss scaler, exercised on the CPU."""
+    monkeypatch.setattr(engine, "resolve_precision", lambda precision, device: "fp16")
+    return TrainingRun(RunOptions(device="cpu"), config={})
+
+
+def test_fp16_scales_the_loss_and_clips_the_unscaled_gradient(monkeypatch):
+    assert not TrainingRun(RunOptions(device="cpu"), config={}).scaler.is_enabled()  # fp32: no scaler
+    run = fp16_run(monkeypatch)
+    assert run.scaler.is_enabled() and run.scaler.scale(torch.tensor(2.0)).item() == 2.0 * 2**16
+    weight = torch.nn.Parameter(torch.tensor([3.0, 4.0]))
+    optimizer = torch.optim.SGD([weight], lr=1.0)
+    norm = run.backward_step((weight * weight).sum() / 2, optimizer, parameters=[weight], grad_clip=1.0)
+    assert norm == pytest.approx(5.0)  # the true gradient's norm: unscaled before clipping
+    assert weight.detach().tolist() == pytest.approx([2.4, 3.2])
+
+
+def test_autocast_follows_the_run_s_precision():
+    run = TrainingRun(RunOptions(device="cpu"), config={})
+    for precision, dtype in (("bf16", torch.bfloat16), ("fp16", torch.float16)):
+        run.precision = precision
+        with run.autocast():
+            assert torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == dtype
+
+
+def test_loaders_pin_memory_for_cuda_and_pass_drop_last_on():
+    run = TrainingRun(RunOptions(device="cpu"), config={})
+    plain = run.loader(Items(4), batch_size=2, seed=0)
+    assert plain.num_workers == 0 and plain.pin_memory is False
+    run.rank, run.world = 1, 2
+    # 10 items in batches of 4: a last batch of 2, one item for each of the 2 processes, unless dropped
+    assert list(run.loader(Items(10), batch_size=4, seed=0, shuffle=False).batch_sampler) == [[2, 3], [6, 7], [9]]
+    assert list(run.loader(Items(10), batch_size=4, seed=0, shuffle=False, drop_last=True).batch_sampler) == \
+        [[2, 3], [6, 7]]
+    assert list(run.batches(10, batch_size=4, seed=0, shuffle=False)) == [[2, 3], [6, 7], [9]]
+    assert list(run.batches(10, batch_size=4, seed=0, shuffle=False, drop_last=True)) == [[2, 3], [6, 7]]
+    run.device = torch.device("cuda")
+    assert run.loader(Items(4), batch_size=2, seed=0).pin_memory is True
+
+
+def test_cuda_generators_are_saved_and_restored_when_cuda_is_in_use(monkeypatch):
+    restored = []
+    monkeypatch.setattr(torch.cuda, "get_rng_state_all", lambda: ["gpu state"])
+    monkeypatch.setattr(torch.cuda, "set_rng_state_all", restored.append)
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: False)
+    assert _rng_state()["cuda"] == []  # CUDA never used: nothing to keep
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)
+    state = _rng_state()
+    assert state["cuda"] == ["gpu state"]
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    _set_rng_state(state)
+    assert restored == []  # a checkpoint from a GPU resumed on a CPU machine
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    _set_rng_state({**state, "cuda": []})
+    assert restored == []  # a checkpoint without GPU generators
+    _set_rng_state(state)
+    assert restored == [["gpu state"]]
+
+
+# ---- texts, logs and small rules ----------------------------------------------------------------
+def test_the_global_mean_of_one_item_is_the_item():
+    run = TrainingRun(RunOptions(device="cpu"), config={})
+    assert run.global_mean(torch.tensor(5.0), 1).item() == 5.0
+
+
+def test_a_resumed_schedule_reports_its_rate():
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.ones(1))], lr=2.0)
+    schedule = step_schedule(optimizer, [2], 0.5)
+    engine._resume_schedule(schedule, {"last_epoch": 3})
+    assert schedule.get_last_lr() == [1.0] and schedule.last_epoch == 3
+
+
+def test_the_left_out_batch_warning(caplog):
+    with caplog.at_level(logging.WARNING, logger="usdrl.engine"):
+        GlobalBatchSampler(8, 4, seed=0, world_size=2)  # batches divide evenly: nothing to say
+        GlobalBatchSampler(10, 4, seed=0, world_size=3)
+    assert [r.getMessage() for r in caplog.records] == [
+        "the last batch of each epoch (2 samples) is left out: it has fewer samples than the 3 processes"]
+
+
+def test_unused_parameters_keep_no_gradient():
+    run = TrainingRun(RunOptions(device="cpu"), config={})
+    used, unused = torch.nn.Parameter(torch.ones(1)), torch.nn.Parameter(torch.ones(1))
+    optimizer = torch.optim.SGD([used, unused], lr=0.5, weight_decay=0.5, momentum=0.9)
+    unused.grad = torch.ones(1)  # left from an earlier step
+    run.backward_step((2 * used).sum(), optimizer)
+    assert unused.grad is None and unused.item() == 1.0  # no gradient: no decay, no momentum
+    assert used.item() == pytest.approx(1 - 0.5 * (2 + 0.5))
+
+
+def test_advance_passes_other_warnings_through():
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.ones(1))], lr=1.0)
+
+    def factor(position):
+        if position:
+            warnings.warn("a factor's own warning", UserWarning, stacklevel=1)
+        return 1.0
+
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    with pytest.warns(UserWarning, match="a factor's own warning"):
+        TrainingRun.advance(schedule)
+
+
+def test_the_exact_log_lines_of_saving_resuming_and_allowed_changes(tmp_path, caplog):
+    folder = tmp_path / "run"
+    with caplog.at_level(logging.INFO, logger="usdrl.engine"):
+        toy_training(folder, 1)
+    saved = [r.getMessage() for r in caplog.records if r.getMessage().startswith("saved")]
+    assert saved == [f"saved {folder / 'checkpoint_0001.pt'}"]
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="usdrl.engine"):
+        TrainingRun(RunOptions(folder, device="cpu", resume=True, allow_changed_config=True),
+                    config={"lr": 0.3, "nested": {"epochs": 2}}, facts={"clips": 10})
+    assert [r.getMessage() for r in caplog.records] == [
+        f"resuming from {folder / 'checkpoint_0001.pt'}",
+        f"resuming {folder} with changed settings (allowed): clips: 9 in the checkpoint, 10 now; lr: 0.1 in the "
+        "checkpoint, 0.3 now; nested.epochs: 1 in the checkpoint, 2 now"]
+
+
+def test_settings_on_one_side_only_and_older_checkpoints(tmp_path):
+    from usdrl._checkpoint import save_checkpoint as write
+
+    folder = tmp_path / "run"
+    toy_training(folder, 1)
+    # a setting the checkpoint does not know (added since) is not a change
+    run = TrainingRun(RunOptions(folder, device="cpu", resume=True),
+                      config={"lr": 0.1, "nested": {"epochs": 1}, "new": 1}, facts={"clips": 9})
+    assert run.resumed_state["epoch"] == 1
+    # a checkpoint without config, run facts or extra (written before they were kept)
+    old = load_checkpoint(folder / "checkpoint_0001.pt")
+    for key in ("config", "run", "extra"):
+        del old[key]
+    write(folder / "checkpoint_0002.pt", old)
+    run = TrainingRun(RunOptions(folder, device="cpu", resume=True), config={"lr": 0.1})
+    run.datasets.append(Items(9))
+    assert run.resume() == {} and run.epoch == 1
+
+
+def test_a_resume_with_another_number_of_random_datasets_is_refused(tmp_path):
+    folder = tmp_path / "run"
+    toy_training(folder, 1)  # one dataset with a generator
+    run = TrainingRun(RunOptions(folder, device="cpu", resume=True), config={"lr": 0.1, "nested": {"epochs": 1}},
+                      facts={"clips": 9})
+    run.datasets += [Items(3), Items(4)]
+    with pytest.raises(ValueError, match="zip"):
+        run.resume()
+
+
+def test_tensorboard_gets_every_metric_at_its_step(tmp_path):
+    run = TrainingRun(RunOptions(tmp_path, device="cpu"), config={})
+    scalars = []
+
+    class Writer:
+        def add_scalar(self, name, value, step):
+            scalars.append((name, value, step))
+
+        def close(self):
+            scalars.append("closed")
+
+    with run:
+        run._writer.close()
+        run._writer = Writer()
+        run.step, run.epoch = 7, 2
+        run.log({"loss": 1.5, "accuracy": 0.25})
+    assert scalars == [("loss", 1.5, 7), ("accuracy", 0.25, 7), "closed"]
+    assert json.loads((tmp_path / "metrics.jsonl").read_text()) == {"epoch": 2, "step": 7, "loss": 1.5,
+                                                                     "accuracy": 0.25}
