@@ -251,6 +251,9 @@ def test_the_global_loss_and_the_divergence_vote_span_the_processes(monkeypatch,
         # DDP averages the gradients: world * share / all counted, so the mean of the two is the global mean
         assert loss.item() == pytest.approx(2 * losses[rank].sum().item() / 4)
         value = run.global_value(loss)
+        assert run.share(["a", "b", "c"]).indices == range(rank, 3, 2)
+        results = {0: [1.0, 3.0], 1: [2.0]}[rank]  # of items 0, 2 and of item 1
+        assert torch.equal(run.gather(torch.tensor(results), 3), torch.tensor([1.0, 2.0, 3.0]))
         run.check_loss(torch.tensor(50.0))
         try:
             run.check_loss(torch.tensor(float("nan") if rank == 1 else 3.0))
@@ -764,9 +767,11 @@ def test_cuda_generators_are_saved_and_restored_when_cuda_is_in_use(monkeypatch)
 
 
 # ---- texts, logs and small rules ----------------------------------------------------------------
-def test_the_global_mean_of_one_item_is_the_item():
+def test_the_global_mean_of_one_item_is_the_item_and_means_are_taken_in_float32():
     run = TrainingRun(RunOptions(device="cpu"), config={})
     assert run.global_mean(torch.tensor(5.0), 1).item() == 5.0
+    mean = run.global_mean(torch.tensor(100.0, dtype=torch.bfloat16), 3)  # a sum under bf16 autocast
+    assert mean.dtype == torch.float32 and mean.item() == pytest.approx(100 / 3, rel=1e-6)  # bf16 has 33.25
 
 
 def test_a_resumed_schedule_reports_its_rate():
