@@ -1,6 +1,7 @@
 import os
 import sys
 import tempfile
+import threading
 
 # huggingface_hub reads its settings when it is imported: point its cache at a throwaway
 # folder before anything imports it, so tests never touch the user's cache. When pytest runs
@@ -17,8 +18,15 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 from hub_server import FakeHub  # noqa: E402
 from hypothesis import settings  # noqa: E402
+from tqdm import tqdm  # noqa: E402
 
 torch.set_num_threads(min(2, torch.get_num_threads()))
+
+# tqdm guards its bars with a multiprocessing semaphore by default, shared by every process forked
+# after it is made. mutmut forks one worker per mutant: a worker killed while holding it left every
+# later worker's bar waiting forever (model.py's run counted them as timeouts). A thread lock is
+# all the tests' bars need.
+tqdm.set_lock(threading.RLock())
 
 # The property tests draw the same examples on every run and every machine, so that a result
 # never depends on luck. To explore new examples, run with ``--hypothesis-profile=random``

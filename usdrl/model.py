@@ -353,9 +353,11 @@ class USDRL(
     @staticmethod
     def _prepare_batch(batch, offset: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
         """A batch that passed :meth:`check_input` as a ``dtype`` tensor on ``device``; InputError naming
-        the clips (``offset`` + index) that hold NaN or infinite values."""
+        the clips (``offset`` + index) that hold NaN or infinite values. An array is read as float64 (exactly,
+        for floats and for integers below 2**53; in native byte order) and rounded once to ``dtype``, as the
+        same values in a tensor are."""
         if isinstance(batch, np.ndarray):
-            batch = torch.from_numpy(np.array(batch, dtype=np.float32))
+            batch = torch.from_numpy(np.array(batch, dtype=np.float64))
         tensor = batch.to(device=device, dtype=dtype)
         if tensor.device.type == "meta" or torch.jit.is_tracing() or torch.compiler.is_compiling():
             return tensor  # no values to check (or a graph being recorded)
