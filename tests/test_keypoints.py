@@ -406,3 +406,52 @@ def test_format_registry_messages():
         dataclasses.replace(coco, name="x", center="tail")
     with pytest.raises(ConfigError, match=r"^format 'x': every joint but the root needs exactly one parent$"):
         dataclasses.replace(coco, name="x", bones=coco.bones[1:])
+
+
+@pytest.fixture
+def custom_format():
+    """Register a keypoint format for one test and remove it afterwards."""
+    from usdrl.keypoints.formats import FORMATS, KeypointFormat, register_format
+
+    names = []
+
+    def register(name: str, joints: tuple[str, ...]):
+        fmt = KeypointFormat(name=name, joint_names=joints, root=joints[0],
+                             bones=tuple((joint, joints[0]) for joint in joints[1:]),
+                             convention=get_format("h36m17").convention, source="test")
+        register_format(fmt)
+        names.append(name)
+        return fmt
+
+    yield register
+    for name in names:
+        del FORMATS[name]
+        convert_module._CACHE.clear()
+
+
+def test_a_single_joint_format_is_a_conversion_target(custom_format):
+    custom_format("test-nose", ("nose",))
+    weights, sources = conversion_matrix("coco17", "test-nose")
+    assert weights.shape == (1, 17) and weights[0, 0] == 1.0 and weights.sum() == 1.0
+    assert sources.tolist() == [JointSource.EXACT]
+    x = np.random.default_rng(0).uniform(1, 2, (4, 17, 3)).astype(np.float32)
+    np.testing.assert_array_equal(convert_keypoints(x, src="coco17", dst="test-nose").keypoints, x[:, :1])
+
+
+def test_a_stand_in_reached_through_rules_that_loop_back(custom_format):
+    """A format with only ``neck_base``: NTU's spine shoulder comes from it by thorax -> neck -> neck_base, each
+    rule skipping the recipes that would lead back to a joint being resolved (spine shoulder's, thorax's)."""
+    custom_format("test-neck-base", ("neck_base", "left_hip"))
+    weights, sources = conversion_matrix("test-neck-base", "ntu25")
+    spine_shoulder = get_format("ntu25").index("spine_shoulder")
+    assert weights[spine_shoulder].tolist() == [1.0, 0.0] and sources[spine_shoulder] == JointSource.STAND_IN
+
+
+def test_a_source_joint_reached_by_two_parts_of_a_recipe_adds_up(custom_format, monkeypatch):
+    """A recipe whose parts share a source joint: ``spine_mid`` as the mean of the left shoulder and the neck,
+    the neck itself the mean of both shoulders, gives the left shoulder 1/2 + 1/4 and the right 1/4."""
+    custom_format("test-shoulders", ("left_shoulder", "right_shoulder"))
+    monkeypatch.setitem(convert_module.STAND_INS, "spine_mid", (("left_shoulder", "neck"),))
+    convert_module._CACHE.clear()
+    weights, _ = conversion_matrix("test-shoulders", "ntu25")
+    assert weights[get_format("ntu25").index("spine_mid")].tolist() == [0.75, 0.25]
