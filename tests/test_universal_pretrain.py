@@ -19,7 +19,7 @@ from usdrl.data.prepared import prepare_dataset
 from usdrl.data.synthetic import make_clips, render_keypoints
 from usdrl.data.synthetic_files import write_synthetic_ntu, write_synthetic_ntu2d
 from usdrl.errors import ConfigError, InputError
-from usdrl.train.augment import AugmentConfig, make_views
+from usdrl.train.augment import AugmentConfig, crop_resize, gaussian_noise, make_views
 from usdrl.train.pretrain import Pretrainer, latest_checkpoint
 from usdrl.train.universal_views import (
     universal_augment,
@@ -150,6 +150,24 @@ def test_corruption_erases_joints_in_all_channels_or_mixes_their_coordinates(cli
         assert torch.equal(got[:, 3:], x[:, 3:]) and not got[:, 2].any() and present(got).all()
 
 
+def test_the_defaults_are_the_standard_augmentations(clips):
+    three, _ = clips
+    x = torch.cat([three] * 4, dim=2)  # 48 frames
+    views, standard = universal_views(x), make_views(x[:, :3])  # 4 views of 64 frames
+    assert views.shape == standard.shape[:2] + (6,) + standard.shape[3:] and standard.shape[:2] == (4, 4)
+    start, length = torch.tensor([0, 4, 8, 0]), torch.tensor([48, 40, 20, 8])
+    assert universal_crop_resize(x, start, length).shape[2] == crop_resize(x, start, length).shape[2] == 64
+
+
+def test_noise_is_the_standard_noise_of_a_3d_clip_in_its_precision(clips):
+    three, _ = clips
+    x = three.double()
+    got = universal_noise(x, generator(7), AugmentConfig(noise_std=0.1))
+    expected = gaussian_noise(x[:, :3], generator(7), AugmentConfig(noise_std=0.1))
+    assert got.dtype == torch.float64
+    torch.testing.assert_close(got[:, :3], expected, rtol=0, atol=0)
+
+
 def test_noise_moves_only_the_coordinates_of_present_joints(clips):
     three, two = clips
     config = AugmentConfig(noise_std=0.1)
@@ -196,8 +214,9 @@ def test_absent_joints_stay_absent_through_every_step(clips):
 
 
 def test_the_views_refuse_anything_but_universal_input():
-    with pytest.raises(InputError, match="universal input"):
-        universal_views(torch.zeros(2, 3, FRAMES, 25, 2))
+    for shape in ((2, 3, FRAMES, 25, 2), (2, 6, FRAMES, 25, 2), (2, 3, FRAMES, 30, 2), (2, 6, FRAMES, 30)):
+        with pytest.raises(InputError, match="universal input"):
+            universal_views(torch.zeros(shape))
     with pytest.raises(ConfigError, match="num_views"):
         universal_views(torch.zeros(2, 6, FRAMES, 30, 2), num_views=0)
 
@@ -217,6 +236,9 @@ def test_the_views_stay_on_the_batch_s_device():
             got = universal_views(there, torch.tensor([FRAMES, 8, 10]), 2, draws, config)
             assert accelerator.on_device(got)
             assert torch.equal(got.to("cpu"), expected)
+        one = universal_augment(there, None, accelerator.generator(2), config)
+        assert accelerator.on_device(one)
+        assert torch.equal(one.to("cpu"), universal_augment(x, None, generator(2), config))
 
 
 # ---- pretraining on prepared data -------------------------------------------------------------------------
@@ -284,7 +306,7 @@ def test_a_resumed_mixed_run_ends_with_the_uninterrupted_run_s_weights(prepared,
         torch.testing.assert_close(a, b, msg=name)
 
 
-def test_a_universal_settings_layout_or_a_list_of_one(prepared, tmp_path):
+def test_which_model_a_list_of_datasets_gets(prepared, tmp_path):
     settings = {**SETTINGS, "model": {**SETTINGS["model"], "layout": "universal"}}
     trainer = Pretrainer.from_prepared([prepared["coco"]], tmp_path / "run", preset="tiny", settings=settings,
                                        show_progress_bar=False, device="cpu")
@@ -293,6 +315,11 @@ def test_a_universal_settings_layout_or_a_list_of_one(prepared, tmp_path):
     plain = Pretrainer.from_prepared([prepared["coco"]], tmp_path / "plain", preset="tiny",
                                      settings=SETTINGS, show_progress_bar=False, device="cpu")
     assert plain.module.model.config.layout == "coco17" and plain.data.shape[1] == 3
+    twice = Pretrainer.from_prepared([prepared["ntu"], prepared["ntu"] / "train"], tmp_path / "twice", preset="tiny",
+                                     settings=SETTINGS, show_progress_bar=False, device="cpu")
+    once = np.load(prepared["ntu"] / "train" / "data.npy")
+    assert twice.module.model.config.layout == "ntu25"  # one layout: the model of that layout
+    np.testing.assert_array_equal(np.asarray(twice.data), np.concatenate([once, once]))
     with pytest.raises(ConfigError, match="differ in layout"):
         Pretrainer.from_prepared([prepared["ntu"], prepared["coco"]], tmp_path / "no", universal=False)
     with pytest.raises(ConfigError, match="no prepared dataset"):

@@ -60,7 +60,7 @@ def _present(x: torch.Tensor) -> torch.Tensor:
 
 def _set_coordinates(x: torch.Tensor, coordinates: torch.Tensor) -> torch.Tensor:
     """``x`` with its x, y, z replaced by ``coordinates (N, 3, T, V, M)``, z kept 0 where depth is 0 (2D)."""
-    depth = x[:, DEPTH:DEPTH + 1] > 0
+    depth = x[:, DEPTH:] > 0  # the last channel
     coordinates = torch.cat([coordinates[:, :2], coordinates[:, 2:] * depth], dim=1)
     return torch.cat([coordinates, x[:, 3:]], dim=1)
 
