@@ -340,3 +340,24 @@ def test_the_cli_pretrains_on_several_datasets(prepared, tmp_path, capsys):
                  "--config", str(settings), "--preset", "tiny", "--epochs", "1", "--device", "cpu"]) == 0
     saved = USDRL.from_pretrained(tmp_path / "one" / "model").config
     assert (saved.layout, saved.dataset) == ("universal", "ntu60")
+
+
+def test_two_processes_with_torchrun_on_mixed_datasets_and_resume(prepared, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    settings = tmp_path / "settings.json"
+    settings.write_text(json.dumps(SETTINGS))
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m",
+               "usdrl.cli", "pretrain", "--data", str(prepared["ntu"]), "--data", str(prepared["coco"]), "--out",
+               str(tmp_path / "run"), "--config", str(settings), "--preset", "tiny", "--device", "cpu"]
+    env = {k: v for k, v in os.environ.items() if k not in ("WORLD_SIZE", "RANK", "LOCAL_RANK")}
+    for options in (["--epochs", "1"], ["--epochs", "2", "--resume"]):
+        result = subprocess.run(command + options, capture_output=True, text=True, timeout=300, env=env)
+        assert result.returncode == 0, result.stderr[-3000:]
+    sizes = sum(len(np.load(prepared[name] / "train" / "num_frames.npy")) for name in ("ntu", "coco"))
+    steps = [json.loads(line)["step"] for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert steps == list(range(1, 2 * (sizes // 4) + 1))
+    assert all(np.isfinite(losses(tmp_path / "run")))
+    assert USDRL.from_pretrained(tmp_path / "run" / "model").config.dataset == "mixed"
