@@ -615,15 +615,6 @@ def test_bad_image_shapes_are_refused(prepared, tmp_path):
         SkeletonDataset(bad, "train")
 
 
-def test_pretraining_a_universal_model_on_prepared_data_says_what_to_use(prepared, tmp_path):
-    from usdrl.train.pretrain import Pretrainer
-
-    with pytest.raises(ConfigError, match="CrossFormatPretrainer"):
-        Pretrainer.from_prepared(prepared["ntu"], tmp_path / "run", preset="tiny",
-                                 settings={"model": {"layout": "universal", "in_channels": 6}})
-
-
-
 def test_detection_on_a_prepared_split_converts_each_window_alone(prepared, model):
     """``detect`` / ``evaluate_*`` on a prepared untrimmed split with a universal model: the windows are cut from
     the stored sequence and converted one by one (as the training windows are), not the whole sequence at once."""

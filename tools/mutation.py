@@ -57,6 +57,7 @@ MODULES = {
     "usdrl/keypoints/convert.py": ["tests/test_keypoints.py", "tests/test_universal.py"],
     "usdrl/universal.py": ["tests/test_universal.py", "tests/test_universal_pinned.py"],
     "usdrl/data/prepared/views.py": ["tests/test_universal_prepared.py"],
+    "usdrl/train/universal_views.py": ["tests/test_universal_pretrain.py"],
 }
 STATUSES = ("killed", "survived", "no tests", "timeout", "suspicious", "segfault", "skipped")
 

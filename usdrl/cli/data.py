@@ -106,6 +106,7 @@ def _pretrain(args: argparse.Namespace) -> None:
                  "grad_checkpointing": args.grad_checkpointing or None, "sync_batchnorm": args.sync_batchnorm or None}
     trainer = Pretrainer.from_prepared(args.data, args.run_dir, recipe=args.recipe, preset=args.preset,
                                        settings=args.config, modality=args.modality, overrides=overrides,
+                                       universal=args.universal or None,
                                        resume=args.resume, allow_changed_config=args.allow_changed_config,
                                        device=args.device)
     trainer.fit()
@@ -127,8 +128,14 @@ def _add_pretrain(commands) -> None:
                     "run; --config and the options below override single values. Without a recipe the "
                     "library's own defaults apply (451 epochs, batch 256, Adam lr 5e-4, fp32, no "
                     "cross-correlation).")
-    pretrain.add_argument("--data", required=True, metavar="PREPARED",
-                          help="a prepared dataset folder (its train split is used) or one split folder")
+    pretrain.add_argument("--data", required=True, metavar="PREPARED", action="append",
+                          help="a prepared dataset folder (its train split is used) or one split folder; repeat "
+                               "it to pretrain on several mixed (of different keypoint formats, 2D or 3D: a "
+                               "universal model)")
+    pretrain.add_argument("--universal", action="store_true",
+                          help="pretrain a universal model (any keypoint format, 2D or 3D, read as universal "
+                               "input; the default for datasets of different layouts or a --config whose model "
+                               "layout is universal)")
     pretrain.add_argument("--recipe", choices=list(RECIPES), metavar="NAME",
                           help=f"a reference release's run, every value set: {', '.join(RECIPES)} (the values and "
                                "their sources: the pretraining page of the docs)")

@@ -39,9 +39,11 @@ from ..engine import (
 )
 from ..errors import ConfigError, DataFormatError, InputError, TrainingDivergedError
 from ..model import USDRL
+from ..universal import UNIVERSAL
 from .augment import AugmentConfig, make_views
 from .losses import LossConfig, MGFDLoss
 from .projectors import Projectors
+from .universal_views import universal_views
 
 logger = logging.getLogger(__name__)
 
@@ -214,13 +216,15 @@ class Pretrainer:
     @classmethod
     def from_prepared(cls, data, run_dir, *, recipe: str | None = None, preset: str | None = None,
                       settings=None, modality: str | None = None, overrides: Mapping | None = None,
-                      resume: bool = False, allow_changed_config: bool = False,
+                      universal: bool | None = None, resume: bool = False, allow_changed_config: bool = False,
                       show_progress_bar: bool | None = None, device: str | None = "auto") -> "Pretrainer":
-        """The pretraining run of ``usdrl pretrain``, on the clips of a prepared dataset.
+        """The pretraining run of ``usdrl pretrain``, on the clips of one or several prepared datasets.
 
         Args:
             data: a prepared dataset folder (its ``train`` split is used) or one split folder
-                (:func:`~usdrl.data.prepared.resolve_split`); its labels are not used.
+                (:func:`~usdrl.data.prepared.resolve_split`), or a list of them, read as one
+                (:class:`~usdrl.data.prepared.MixedDataset`; a list of one is that one); their labels are
+                not used.
             run_dir: where checkpoints, ``metrics.jsonl`` and the final ``model/`` go.
             recipe: a reference release's run (:data:`usdrl.train.recipes.RECIPES`): every value set.
             preset: encoder size (``base``, ``small``, ``tiny``; default: the recipe's, else ``base``).
@@ -229,37 +233,56 @@ class Pretrainer:
                 fields; ``augment`` and ``loss`` may be partial) sections.
             modality: input modality (``joint``, ``motion``, ``bone``, ``multi``).
             overrides: :class:`PretrainConfig` fields set last (``None`` values are skipped).
+            universal: pretrain a universal model (``layout="universal"``, :mod:`usdrl.universal`) on the
+                data of any keypoint format, 2D or 3D, read as universal input
+                (:class:`~usdrl.data.prepared.UniversalDataset`) and augmented by
+                :func:`usdrl.train.universal_views.universal_views`. Default (``None``): when
+                ``settings["model"]`` names the universal layout or the datasets have different layouts.
             resume: as for :class:`Pretrainer`.
             allow_changed_config: as for :class:`Pretrainer`.
             show_progress_bar: as for :class:`Pretrainer`.
             device: as for :class:`Pretrainer`.
 
         The model config is built from, each overriding the one before: the data's layout, channels and
-        persons, the recipe's encoder, ``preset``, ``settings["model"]`` and ``modality``; the run's
-        settings from the recipe (or the library's defaults), ``settings["pretrain"]`` and
-        ``overrides``. The saved model's metadata names the data's source and benchmark.
+        persons (a universal model's layout and 6 channels), the recipe's encoder, ``preset``,
+        ``settings["model"]`` and ``modality``; the run's settings from the recipe (or the library's
+        defaults), ``settings["pretrain"]`` and ``overrides``. The saved model's metadata names the data's
+        source and benchmark (for several datasets: ``dataset="mixed"`` and each one's in ``protocol``) and,
+        for a universal model, the keypoint formats read.
         """
         import os
 
         from ..config import PRESETS
-        from ..data.prepared import SkeletonDataset, resolve_split
+        from ..data.prepared import MixedDataset, SkeletonDataset, open_split, resolve_split
+        from ..universal import IN_CHANNELS
         from .recipes import get_recipe, merge_settings
 
-        dataset = SkeletonDataset(*resolve_split(data, "train"))
+        if isinstance(data, list) and len(data) == 1:
+            data = data[0]
+        parts = list(data) if isinstance(data, list) else [data]
+        if not parts:
+            raise ConfigError("data names no prepared dataset")
+        splits = [SkeletonDataset(*resolve_split(part, "train")) for part in parts]
         settings = _read_settings(settings)
-        manifest = dataset.manifest
+        if universal is None:
+            universal = (settings.get("model", {}).get("layout") == UNIVERSAL.name
+                         or len({split.layout for split in splits}) > 1)
+        manifest = splits[0].manifest
         chosen = get_recipe(recipe) if recipe else None
         size = PRESETS[preset] if preset else {} if chosen else PRESETS["base"]
         model = {"layout": manifest["layout"], "in_channels": manifest["num_channels"],
                  "num_persons": manifest["num_persons"], **(chosen.model if chosen else {}), **size,
                  **settings.get("model", {})}
+        if universal:
+            model.update(layout=UNIVERSAL.name, in_channels=IN_CHANNELS)
         if modality:
             model["modality"] = modality
         model_config = USDRLConfig.from_dict(model)
-        if model_config.layout == "universal":
-            raise ConfigError("Pretrainer.from_prepared pretrains on one layout with MPCT's views of its clips; "
-                              "cross-format pretraining of a universal model uses "
-                              "usdrl.train.cross_format.CrossFormatPretrainer for now")
+        if model_config.layout == UNIVERSAL.name:
+            dataset = open_split(parts if isinstance(data, list) else data, "train", model=model_config, head=False)
+        else:
+            dataset = splits[0] if len(splits) == 1 else MixedDataset(splits)
+        manifest = dataset.manifest
         run = merge_settings(settings.get("pretrain", {}),
                              {k: v for k, v in (overrides or {}).items() if v is not None})
         if chosen:
@@ -268,9 +291,11 @@ class Pretrainer:
             config = chosen.pretrain_config(run)
         else:
             config = PretrainConfig.from_dict(run)
-        metadata = {"dataset": manifest["source"], "protocol": manifest["benchmark"],
-                    "description": "self-supervised MG-FD/MPCT pretraining with usdrl"
-                                   + (f" (recipe {chosen.name})" if chosen else "")}
+        about = "self-supervised MG-FD/MPCT pretraining with usdrl" + (f" (recipe {chosen.name})" if chosen else "")
+        if model_config.layout == UNIVERSAL.name:
+            read = getattr(dataset, "datasets", [dataset])
+            about += " of a universal model on " + ", ".join(f"{d.format.name} ({d.dims}D)" for d in read)
+        metadata = {"dataset": manifest["source"], "protocol": manifest["benchmark"], "description": about}
         return cls(model_config, config, dataset.padded_clips, dataset.lengths, run_dir, resume=resume,
                    allow_changed_config=allow_changed_config, metadata=metadata,
                    show_progress_bar=show_progress_bar, device=device)
@@ -317,8 +342,11 @@ class Pretrainer:
         return self.run.to_device((clips, torch.from_numpy(self.lengths[order].astype(np.int64))))
 
     def _views(self, clips: torch.Tensor, lengths: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        """The ``num_views`` views ``(K, N, C, T, V, M)`` of a batch: MPCT's augmentations (a subclass may
-        draw others, e.g. :class:`usdrl.train.cross_format.CrossFormatPretrainer`)."""
+        """The ``num_views`` views ``(K, N, C, T, V, M)`` of a batch: MPCT's augmentations, those of
+        :mod:`usdrl.train.universal_views` for a universal model (a subclass may draw others, e.g.
+        :class:`usdrl.train.cross_format.CrossFormatPretrainer`)."""
+        if self.module.model.config.layout == UNIVERSAL.name:
+            return universal_views(clips, lengths, self.config.num_views, generator, self.config.augment)
         return make_views(clips, lengths, self.config.num_views, generator, self.config.augment,
                           self.module.model.config.layout)
 
