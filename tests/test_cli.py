@@ -9,7 +9,8 @@ import pytest
 from usdrl.cli import build_parser, main
 
 EXPECTED = {"demo", "encode", "info", "convert", "download", "export-onnx", "prepare", "pretrain", "linear-probe",
-            "knn", "finetune", "ensemble", "early-prediction", "detect", "segment", "eval-detection", "synth"}
+            "knn", "finetune", "ensemble", "early-prediction", "detect", "segment", "eval-detection", "synth",
+            "detect-keypoints"}
 
 
 def subcommands() -> dict[str, argparse.ArgumentParser]:

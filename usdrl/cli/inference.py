@@ -1,4 +1,4 @@
-"""Inference commands: ``demo`` (the library's main job on synthetic data) and ``encode``."""
+"""Inference commands: ``demo`` (the library's main job on synthetic data), ``encode`` and ``detect-keypoints``."""
 
 import argparse
 import sys
@@ -103,6 +103,40 @@ def _encode(args: argparse.Namespace) -> None:
                      f"{tuple(features.shape)} of {what}\n")
 
 
+def _detect_keypoints(args: argparse.Namespace) -> None:
+    import json
+
+    from .._io import atomic_write_text
+    from ..data.estimators import read_keypoint_sequence
+    from ..model import USDRL
+    from ..tasks.detection import DetectionConfig, detect_sequence
+
+    sequence = read_keypoint_sequence(args.keypoints, args.format)
+    model = USDRL.from_pretrained(args.model)
+    config = DetectionConfig(stride=args.stride, threshold=args.threshold, min_length=args.min_length,
+                             nms_iou=args.nms)
+    actions = detect_sequence(model, sequence.keypoints, config=config, format=sequence.format,
+                              image_size=sequence.image_size)
+    names = ["background", *(model.config.class_names or [])]
+    name = [names[label] if label < len(names) else str(label) for label, *_ in actions]
+    if args.out:
+        atomic_write_text(args.out, "".join(f"{label},{start},{end},{score:.6f}\n"
+                                            for label, start, end, score in actions))
+    if args.json:
+        rows = [{"label": label, "class": n, "start": start, "end": end, "score": score}
+                for (label, start, end, score), n in zip(actions, name, strict=True)]
+        sys.stdout.write(json.dumps({"format": sequence.format, "frames": int(sequence.keypoints.shape[1]),
+                                     "persons": int(sequence.keypoints.shape[0]), "actions": rows}) + "\n")
+        return
+    lines = [f"{len(actions)} actions in {sequence.keypoints.shape[1]} frames of {sequence.format} keypoints "
+             f"({sequence.keypoints.shape[0]} person(s)) of {args.keypoints}:"]
+    lines += [f"  {n:<20} frames {start:>5}-{end:<5} ({start / args.fps:.1f}-{end / args.fps:.1f} s)  "
+              f"score {score:.2f}" for (label, start, end, score), n in zip(actions, name, strict=True)]
+    if args.out:
+        lines.append(f"wrote {args.out}")
+    sys.stdout.write("\n".join(lines) + "\n")
+
+
 def register(commands) -> None:
     demo = commands.add_parser(
         "demo", help="recognise and detect actions with the embedded model, offline, in seconds",
@@ -144,3 +178,24 @@ def register(commands) -> None:
                         help="run with PyTorch, or export to ONNX and run with ONNX Runtime on the CPU (MODEL may "
                              "then be an exported .onnx file) (default: torch)")
     encode.set_defaults(run=_encode)
+
+    detect = commands.add_parser(
+        "detect-keypoints", help="find the actions in one recording of pose keypoints of any format",
+        description="Read one recording's keypoints (a .npy/.npz/.json keypoint file (M, T, V, C), a COCO results "
+                    "JSON or an OpenPose folder), run the frame-wise head of a universal MODEL on sliding windows "
+                    "(each turned into the universal input on its own) and print the actions: runs of frames "
+                    "whose class probability is above --threshold.")
+    detect.add_argument("keypoints", metavar="KEYPOINTS", help="keypoint file, COCO results JSON or OpenPose folder")
+    detect.add_argument("--model", default=DEFAULT_MODEL,
+                        help=f"a universal model with a frame-wise head (default: {DEFAULT_MODEL}, demo weights "
+                             "for the 29 synthetic classes)")
+    detect.add_argument("--format", help="keypoint format (default: the file's, else guessed from the joint count)")
+    detect.add_argument("--stride", type=int, default=16, help="frames between window starts (default: 16)")
+    detect.add_argument("--threshold", type=float, default=0.5, help="class probability of a frame in an action "
+                                                                     "(default: 0.5)")
+    detect.add_argument("--min-length", type=int, default=8, help="shortest action in frames (default: 8)")
+    detect.add_argument("--nms", type=float, help="temporal NMS IoU (default: none)")
+    detect.add_argument("--fps", type=float, default=30.0, help="frames per second, for the times (default: 30)")
+    detect.add_argument("--out", help="also write the actions as 'label,start,end,score' lines (PKU-MMD format)")
+    detect.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+    detect.set_defaults(run=_detect_keypoints)

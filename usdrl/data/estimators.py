@@ -15,6 +15,7 @@ every person over every frame, NaN where a person is not seen.
 """
 
 import json
+from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
 
@@ -169,3 +170,59 @@ def find_pose_estimator_outputs(raw: str | PathLike) -> dict[str, Path]:
     if not clips:
         raise DataFormatError(f"{raw}: no COCO results .json files or OpenPose *{OPENPOSE_SUFFIX} folders found")
     return clips
+
+
+@dataclass(frozen=True)
+class KeypointSequence:
+    """One recording's keypoints as a universal model's detectors take them
+    (:func:`usdrl.tasks.detection.detect_sequence` with ``format`` and ``image_size``).
+
+    Attributes:
+        keypoints: ``(M, T, V, C)`` float32: coordinates, then the score when there is one.
+        format: the registered keypoint format.
+        image_size: ``(height, width)`` of the images for a format in normalised units (MediaPipe),
+            when the file gives it; else None.
+    """
+
+    keypoints: np.ndarray
+    format: str
+    image_size: tuple[int, int] | None = None
+
+
+def _is_coco_results(path: Path) -> bool:
+    """Whether a ``.json`` file is a COCO results list (or a COCO-style object with ``annotations``)."""
+    content = _load_json(path)
+    return (isinstance(content, list) and bool(content) and isinstance(content[0], dict)) or (
+        isinstance(content, dict) and isinstance(content.get("annotations"), list))
+
+
+def read_keypoint_sequence(path: str | PathLike, format: str | None = None) -> KeypointSequence:
+    """The keypoints of one recording, from any file the library reads keypoints from: a keypoint file
+    (``.npy``, ``.npz``, ``.json``; :func:`~usdrl.data.read_keypoint_file`), a COCO results JSON or an
+    OpenPose folder (:func:`read_pose_estimator_output`).
+
+    ``format``: the keypoint format; default: the file's own (a ``format`` field, the pose estimator's
+    joint count), else the only registered format with the clip's joint count. Scores given apart from
+    the keypoints become their last channel. DataFormatError when the channels fit neither the format's
+    coordinates nor coordinates and a score.
+    """
+    from ..keypoints import get_format
+    from .importers import guess_format, read_keypoint_file
+
+    path = Path(path)
+    if path.is_dir() or (path.suffix.lower() == ".json" and _is_coco_results(path)):
+        clip = read_pose_estimator_output(path)
+    else:
+        clip = read_keypoint_file(path)
+    keypoints = clip.keypoints
+    fmt = get_format(format or clip.format or guess_format(keypoints.shape[2], where=f"{path}: "))
+    if keypoints.shape[2] != fmt.num_joints:
+        raise DataFormatError(f"{path}: {keypoints.shape[2]} joints, the format {fmt.name} has {fmt.num_joints}")
+    if clip.scores is not None and keypoints.shape[3] == fmt.dims:
+        keypoints = np.concatenate([keypoints, clip.scores[..., None]], axis=-1)
+    if keypoints.shape[3] not in (fmt.dims, fmt.dims + 1):
+        raise DataFormatError(f"{path}: {keypoints.shape[3]} channels per joint; the {fmt.dims}D format {fmt.name} "
+                              f"takes {fmt.dims} coordinates, optionally followed by a score")
+    normalised = fmt.convention.units == "normalized"
+    image_size = tuple(int(s) for s in clip.image_shape) if normalised and clip.image_shape else None
+    return KeypointSequence(np.ascontiguousarray(keypoints, dtype=np.float32), fmt.name, image_size)
