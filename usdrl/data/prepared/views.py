@@ -311,25 +311,12 @@ class MixedDataset(torch.utils.data.ConcatDataset):
         """Shape of one item's clip."""
         return tuple(self.datasets[0].input_shape)
 
-    @property
-    def layout(self) -> str:
-        """The datasets' layout (``"universal"`` for universal input)."""
-        return self.datasets[0].layout
-
-    @property
-    def kind(self) -> str:
-        """``clips`` or ``untrimmed``."""
-        return self.datasets[0].kind
-
-    @property
-    def sampling(self) -> str:
-        """The datasets' temporal sampling."""
-        return self.datasets[0].sampling
-
-    @property
-    def num_frames(self) -> int:
-        """Frames per item."""
-        return self.datasets[0].num_frames
+    # the same in every dataset (checked when mixed)
+    layout = property(lambda self: self.datasets[0].layout,
+                      doc="The datasets' layout (``\"universal\"`` for universal input).")
+    kind = property(lambda self: self.datasets[0].kind, doc="``clips`` or ``untrimmed``.")
+    sampling = property(lambda self: self.datasets[0].sampling, doc="The datasets' temporal sampling.")
+    num_frames = property(lambda self: self.datasets[0].num_frames, doc="Frames per item.")
 
     @property
     def split(self) -> str:
