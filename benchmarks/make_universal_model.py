@@ -142,7 +142,7 @@ def train_frame_head(model: USDRL, args: argparse.Namespace, run: Path) -> None:
     logger.info("frame-wise training on %d windows of %d sequences", len(windows), len(sequences))
     train_detector(model, windows, num_classes=NUM_CLASSES + 1, smoothing=0.15,
                    config=FinetuneConfig(epochs=args.detector_epochs, batch_size=32, lr=args.detector_lr,
-                                         warmup_epochs=1),
+                                         layer_decay=args.detector_layer_decay, warmup_epochs=1),
                    run=RunOptions(run_dir=run, resume=latest_checkpoint(run) is not None, show_progress_bar=True))
 
 
@@ -171,6 +171,8 @@ def main() -> None:
     parser.add_argument("--sequences", type=int, default=96, help="untrimmed synthetic sequences of the frame head")
     parser.add_argument("--detector-epochs", type=int, default=20, help="epochs of frame-wise training")
     parser.add_argument("--detector-lr", type=float, default=3e-3, help="peak learning rate of frame-wise training")
+    parser.add_argument("--detector-layer-decay", type=float, default=1.0,
+                        help="frame-wise training: the encoder's layers get lr x decay^depth from the top (default: 1)")
     parser.add_argument("--test-sequences", type=int, default=24, help="held-out untrimmed sequences")
     parser.add_argument("--pretrain-only", action="store_true", help="stop after pretraining")
     parser.add_argument("--pretrained", help="a universal model folder or name to start from instead of pretraining "
