@@ -19,6 +19,7 @@ Extras the reference lacks, all off by default: :func:`random_rotation`,
 
 import functools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -384,22 +385,45 @@ def random_temporal_mask(x: torch.Tensor, generator: torch.Generator | None = No
 # --------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class ViewSteps:
+    """The steps that change a view's values, called in :func:`make_views`'s order with its draws: a
+    variant of the augmentations for another input (e.g. :mod:`usdrl.train.universal_views`) replaces
+    some and keeps the draws. Each takes and returns ``(N, C, T, V, M)``; ``crop_resize`` is called as
+    :func:`crop_resize`, the others as :func:`random_spatial`."""
+
+    crop_resize: Callable = crop_resize
+    spatial: Callable = random_spatial
+    rotation: Callable = random_rotation
+    noise: Callable = gaussian_noise
+
+
 def _augment_crops(x: torch.Tensor, lengths: torch.Tensor | None, source: torch.Tensor, generator,
-                   config: AugmentConfig, layout) -> torch.Tensor:
+                   config: AugmentConfig, layout, steps: ViewSteps = ViewSteps()) -> torch.Tensor:
     """Crop-resize sample ``source[i]`` for view ``i``, then the spatial step and the enabled extras."""
     start, length = draw_crop(_valid_lengths(x, lengths).index_select(0, source), generator, config)
-    views = random_spatial(crop_resize(x, start, length, config.output_frames, source), generator, config)
+    views = steps.spatial(steps.crop_resize(x, start, length, config.output_frames, source), generator, config)
     if any(config.rotation_degrees):
-        views = random_rotation(views, generator, config)
+        views = steps.rotation(views, generator, config)
     if config.flip_prob:
         if layout is None:
             raise ConfigError("flip_prob > 0 needs the skeleton layout (its left/right joint pairs)")
         views = random_flip(views, layout, generator, config)
     if config.noise_std:
-        views = gaussian_noise(views, generator, config)
+        views = steps.noise(views, generator, config)
     if config.temporal_mask_prob:
         views = random_temporal_mask(views, generator, config)
     return views
+
+
+def _views(x: torch.Tensor, lengths, num_views: int, generator, config: AugmentConfig | None, layout,
+           steps: ViewSteps = ViewSteps()) -> torch.Tensor:
+    """:func:`make_views` of a checked batch with ``steps``: ``(num_views, N, C, output_frames, V, M)``."""
+    if num_views < 1:
+        raise ConfigError(f"num_views must be >= 1, got {num_views}")
+    source = torch.arange(num_views * len(x), device=x.device) % len(x)
+    views = _augment_crops(x, lengths, source, generator, config or AugmentConfig(), layout, steps)
+    return views.unflatten(0, (num_views, len(x)))  # (k n) c t v m -> k n c t v m
 
 
 def augment(x: torch.Tensor, lengths: torch.Tensor | None = None, generator: torch.Generator | None = None,
@@ -423,8 +447,4 @@ def make_views(x: torch.Tensor, lengths: torch.Tensor | None = None, num_views: 
     crops read ``x`` in place (it is not copied per view).
     """
     _check_batch(x)
-    if num_views < 1:
-        raise ConfigError(f"num_views must be >= 1, got {num_views}")
-    source = torch.arange(num_views * len(x), device=x.device) % len(x)
-    views = _augment_crops(x, lengths, source, generator, config or AugmentConfig(), layout)
-    return views.unflatten(0, (num_views, len(x)))  # (k n) c t v m -> k n c t v m
+    return _views(x, lengths, num_views, generator, config, layout)

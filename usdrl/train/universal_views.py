@@ -5,6 +5,9 @@ A universal clip (:mod:`usdrl.universal`) holds per joint three coordinates (x, 
 The standard augmentations treat every channel as a coordinate; here each step acts on what it
 means to change, and keeps absent joints absent:
 
+The pipeline and its draws are :func:`usdrl.train.augment.make_views`' (:class:`~usdrl.train.augment.ViewSteps`
+replaced by :data:`UNIVERSAL_STEPS`):
+
 1. **crop-resize** (:func:`~usdrl.train.augment.draw_crop`, :func:`~usdrl.train.augment.crop_resize`):
    all six channels, so the frames come with their indicators (a score is blended like a
    coordinate). A joint stays present in an output frame only when every source frame it reads with
@@ -26,20 +29,18 @@ the standard views' of its coordinates (:func:`universal_views` draws what ``mak
 
 import torch
 
-from ..errors import ConfigError, InputError
+from ..errors import InputError
 from ..universal import IN_CHANNELS, UNIVERSAL
 from .augment import (
     AugmentConfig,
+    ViewSteps,
     _coin,
     _corruption,
     _device,
     _rotation_matrices,
     _shear_matrices,
-    _valid_lengths,
+    _views,
     crop_resize,
-    draw_crop,
-    random_flip,
-    random_temporal_mask,
     transform_joints,
 )
 
@@ -116,21 +117,9 @@ def universal_noise(x: torch.Tensor, generator: torch.Generator | None = None,
     return _set_coordinates(x, coordinates)
 
 
-def _universal_crops(x: torch.Tensor, lengths, source: torch.Tensor, generator,
-                     config: AugmentConfig) -> torch.Tensor:
-    """Crop-resize sample ``source[i]`` for view ``i``, then the spatial step and the enabled extras."""
-    start, length = draw_crop(_valid_lengths(x, lengths).index_select(0, source), generator, config)
-    views = universal_spatial(universal_crop_resize(x, start, length, config.output_frames, source), generator,
-                              config)
-    if any(config.rotation_degrees):
-        views = universal_rotation(views, generator, config)
-    if config.flip_prob:
-        views = random_flip(views, UNIVERSAL, generator, config)  # every channel swapped, x negated
-    if config.noise_std:
-        views = universal_noise(views, generator, config)
-    if config.temporal_mask_prob:
-        views = random_temporal_mask(views, generator, config)  # whole frames, every channel
-    return views
+#: The steps of a universal view that differ from the standard ones (flip and temporal mask are the same).
+UNIVERSAL_STEPS = ViewSteps(crop_resize=universal_crop_resize, spatial=universal_spatial,
+                            rotation=universal_rotation, noise=universal_noise)
 
 
 def universal_augment(x: torch.Tensor, lengths: torch.Tensor | None = None,
@@ -138,7 +127,7 @@ def universal_augment(x: torch.Tensor, lengths: torch.Tensor | None = None,
     """One augmented view of every universal clip: ``(N, 6, T, 30, M) -> (N, 6, output_frames, 30, M)``
     (the steps of the module docstring; ``lengths (N,)``: valid frames, default all)."""
     _check_universal(x)
-    return _universal_crops(x, lengths, torch.arange(len(x), device=x.device), generator, config or AugmentConfig())
+    return _views(x, lengths, 1, generator, config, UNIVERSAL, UNIVERSAL_STEPS)[0]
 
 
 def universal_views(x: torch.Tensor, lengths: torch.Tensor | None = None, num_views: int = 4,
@@ -146,12 +135,8 @@ def universal_views(x: torch.Tensor, lengths: torch.Tensor | None = None, num_vi
     """``num_views`` independent :func:`universal_augment` views of every clip, drawn in one batched pass (as
     :func:`usdrl.train.augment.make_views`): ``(N, 6, T, 30, M) -> (num_views, N, 6, output_frames, 30, M)``."""
     _check_universal(x)
-    if num_views < 1:
-        raise ConfigError(f"num_views must be >= 1, got {num_views}")
-    source = torch.arange(num_views * len(x), device=x.device) % len(x)
-    views = _universal_crops(x, lengths, source, generator, config or AugmentConfig())
-    return views.unflatten(0, (num_views, len(x)))
+    return _views(x, lengths, num_views, generator, config, UNIVERSAL, UNIVERSAL_STEPS)
 
 
-__all__ = ["universal_augment", "universal_crop_resize", "universal_noise", "universal_rotation",
+__all__ = ["UNIVERSAL_STEPS", "universal_augment", "universal_crop_resize", "universal_noise", "universal_rotation",
            "universal_spatial", "universal_views"]
