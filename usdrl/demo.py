@@ -37,7 +37,7 @@ from .hub import DEFAULT_MODEL, UNIVERSAL_MODEL
 from .model import USDRL
 from .tasks.detection import frame_scores
 from .tasks.metrics import proposals_from_scores, temporal_iou
-from .universal import IN_CHANNELS, model_input
+from .universal import is_universal, model_input
 
 logger = logging.getLogger(__name__)
 
@@ -139,14 +139,10 @@ def _check_model(model: USDRL) -> list[str]:
         raise ConfigError(f"the demo's clips are the {NUM_CLASSES} synthetic classes; this model's heads are for "
                           f"{config.num_classes} classes ({', '.join(names[:3]) or 'unnamed'}...) and "
                           f"{config.num_frame_classes} frame classes")
-    if not _is_universal(config) and (config.layout != "ntu25" or config.in_channels != 3):
+    if not is_universal(config) and (config.layout != "ntu25" or config.in_channels != 3):
         raise ConfigError(f"the demo's skeletons are 3D NTU-25 or, for a universal model, keypoints of any format; "
                           f"this model takes layout {config.layout} with {config.in_channels} channels")
     return ["background", *names]
-
-
-def _is_universal(config) -> bool:
-    return config.layout == "universal" and config.in_channels == IN_CHANNELS
 
 
 def _recognise(model: USDRL, num_clips: int, rng: np.random.Generator,
@@ -157,25 +153,27 @@ def _recognise(model: USDRL, num_clips: int, rng: np.random.Generator,
     clips = make_clips(num_clips, seed=seed, classes=classes.tolist())
     frames = model.config.num_frames
     pairs = list(zip(clips.data, clips.lengths, strict=True))
-    prepared = np.stack([to_model_input(clip, frames, length=n) for clip, n in pairs])
-    inputs = prepared
-    if _is_universal(model.config):
+    if is_universal(model.config):
         inputs = np.stack([model_input(render_keypoints(clip[None, :, :n], "ntu25")[0], "ntu25", num_frames=frames,
                                        num_persons=model.config.num_persons) for clip, n in pairs])
+        first = to_model_input(clips.data[0], frames, length=clips.lengths[0])
+    else:
+        inputs = np.stack([to_model_input(clip, frames, length=n) for clip, n in pairs])
+        first = inputs[0]
     with torch.inference_mode():
         probabilities = model(torch.from_numpy(inputs)).softmax(-1)
     confidence, predicted = probabilities.max(-1)
     names = model.config.class_names
     predictions = [ClipPrediction(ACTION_NAMES[int(k)], names[int(p)], float(c))
                    for k, p, c in zip(clips.labels, predicted, confidence, strict=True)]
-    return predictions, prepared[0], clips
+    return predictions, first, clips
 
 
 def _sequence_scores(model: USDRL, sequence) -> tuple[np.ndarray, str]:
     """Frame scores ``(T, K)`` of the untrimmed ``sequence`` and what was read: a universal model reads the
     COCO-17 2D keypoints a pose estimator would give for a video camera at the sensor, an NTU-25 model the
     3D joints prepared as ``usdrl prepare`` does."""
-    if _is_universal(model.config):
+    if is_universal(model.config):
         keypoints = render_keypoints(sequence.data[None], SEQUENCE_FORMAT)[0]           # (M, T, 17, 3)
         return frame_scores(model, keypoints, stride=STRIDE, format=SEQUENCE_FORMAT).numpy(), SEQUENCE_FORMAT
     data = Recipe3D("ntu", select_bodies=False, fill_empty_frames=False).apply(sequence.data)

@@ -200,8 +200,13 @@ def window_converter(config, format: str | None, image_size: tuple[int, int] | N
                              num_persons=config.num_persons, image_size=image_size)
 
 
+def is_universal(config) -> bool:
+    """Whether ``config`` describes a universal model (``layout="universal"``, ``in_channels=6``)."""
+    return config.layout == UNIVERSAL.name and config.in_channels == IN_CHANNELS
+
+
 def check_universal(config) -> None:
     """ConfigError unless ``config`` describes a universal model."""
-    if config.layout != "universal" or config.in_channels != IN_CHANNELS:
+    if not is_universal(config):
         raise ConfigError(f"keypoints of any format need a universal model (layout='universal', in_channels="
                           f"{IN_CHANNELS}); this one has layout {config.layout!r} with {config.in_channels} channels")

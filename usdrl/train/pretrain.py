@@ -257,11 +257,10 @@ class Pretrainer:
         from ..universal import IN_CHANNELS
         from .recipes import get_recipe, merge_settings
 
-        if isinstance(data, list) and len(data) == 1:
-            data = data[0]
         parts = list(data) if isinstance(data, list) else [data]
         if not parts:
             raise ConfigError("data names no prepared dataset")
+        source = parts[0] if len(parts) == 1 else parts   # what open_split reads: one dataset, or several mixed
         splits = [SkeletonDataset(*resolve_split(part, "train")) for part in parts]
         settings = _read_settings(settings)
         if universal is None:
@@ -279,7 +278,7 @@ class Pretrainer:
             model["modality"] = modality
         model_config = USDRLConfig.from_dict(model)
         if model_config.layout == UNIVERSAL.name:
-            dataset = open_split(parts if isinstance(data, list) else data, "train", model=model_config, head=False)
+            dataset = open_split(source, "train", model=model_config, head=False)
         else:
             dataset = splits[0] if len(splits) == 1 else MixedDataset(splits)
         manifest = dataset.manifest
