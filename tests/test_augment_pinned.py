@@ -361,3 +361,28 @@ def test_joint_maps_with_host_matrices_masks_and_choices(accelerator):
         got = [g.cpu() for g in got]
     for g, e in zip(got, expected, strict=True):
         torch.testing.assert_close(g, e, rtol=0, atol=0)
+
+
+def test_view_steps_replace_the_value_changing_steps_in_order():
+    """A variant's steps (as universal views use) are called in make_views' order, each on the previous one's
+    output, and what the last returns is the views; the draws between them stay the standard ones."""
+    from usdrl.train.augment import ViewSteps, _views
+
+    calls = []
+
+    def step(name):
+        def run(views, *args):
+            calls.append(name)
+            return views + 1.0
+        return run
+
+    def crop(x, start, length, size, source):
+        calls.append("crop")
+        return x.index_select(0, source) + 1.0      # one row per view, as crop_resize gives them
+
+    steps = ViewSteps(crop_resize=crop, spatial=step("spatial"), rotation=step("rotation"), noise=step("noise"))
+    x = torch.zeros(2, 3, 8, 25, 2)
+    config = AugmentConfig(output_frames=8, rotation_degrees=(0.0, 10.0, 0.0), noise_std=0.1)
+    views = _views(x, None, 3, torch.Generator().manual_seed(0), config, None, steps)
+    assert calls == ["crop", "spatial", "rotation", "noise"]
+    assert views.shape == (3, 2, 3, 8, 25, 2) and torch.equal(views, torch.full_like(views, 4.0))
