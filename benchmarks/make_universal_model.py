@@ -42,7 +42,7 @@ from usdrl.engine import RunOptions
 from usdrl.tasks.detection import DetectionConfig, train_detector
 from usdrl.tasks.finetune import FinetuneConfig
 from usdrl.tasks.recognition import ProbeConfig, train_linear_head
-from usdrl.train.cross_format import CrossFormatConfig, CrossFormatPretrainer
+from usdrl.train.cross_format import CrossFormatConfig, CrossFormatPretrainer, FormatAlignment
 from usdrl.train.pretrain import PretrainConfig, latest_checkpoint
 from usdrl.universal import IN_CHANNELS
 
@@ -136,14 +136,22 @@ def fit_clip_head(model: USDRL, labelled, test) -> dict:
 
 def train_frame_head(model: USDRL, args: argparse.Namespace, run: Path) -> None:
     """Train ``model`` with a frame-wise head (background + the synthetic classes) on windows of ``args.sequences``
-    untrimmed sequences, each rendered in three pretraining formats; ``run`` keeps its checkpoints (resumable)."""
+    untrimmed sequences, each rendered in three pretraining formats, with the cross-format alignment term on
+    unlabelled clips (``--alignment-weight``, 0: none); ``run`` keeps its checkpoints (resumable)."""
     sequences = [make_untrimmed(seed=1000 + i) for i in range(args.sequences)]
     windows = rendered_windows(sequences, RENDERING.formats, 3, seed=5)
-    logger.info("frame-wise training on %d windows of %d sequences", len(windows), len(sequences))
-    train_detector(model, windows, num_classes=NUM_CLASSES + 1, smoothing=0.15,
+    alignment = None
+    if args.alignment_weight:
+        unlabelled = make_clips(args.clips, seed=0)
+        alignment = FormatAlignment(unlabelled.data, unlabelled.lengths, weight=args.alignment_weight,
+                                    batch_size=args.alignment_batch, cross_format=RENDERING)
+    logger.info("frame-wise training on %d windows of %d sequences (alignment: %s)", len(windows), len(sequences),
+                "none" if alignment is None else f"weight {args.alignment_weight}, {args.alignment_batch} clips")
+    train_detector(model, windows, num_classes=NUM_CLASSES + 1, smoothing=0.15, alignment=alignment,
                    config=FinetuneConfig(epochs=args.detector_epochs, batch_size=32, lr=args.detector_lr,
                                          layer_decay=args.detector_layer_decay, warmup_epochs=1),
-                   run=RunOptions(run_dir=run, resume=latest_checkpoint(run) is not None, show_progress_bar=True))
+                   run=RunOptions(run_dir=run, resume=latest_checkpoint(run) is not None, show_progress_bar=True,
+                                  precision="auto"))
 
 
 def write_card(folder: Path, model: USDRL, figures: dict, config: PretrainConfig, steps: int) -> None:
@@ -172,7 +180,11 @@ def main() -> None:
     parser.add_argument("--detector-epochs", type=int, default=20, help="epochs of frame-wise training")
     parser.add_argument("--detector-lr", type=float, default=3e-3, help="peak learning rate of frame-wise training")
     parser.add_argument("--detector-layer-decay", type=float, default=1.0,
-                        help="frame-wise training: the encoder's layers get lr x decay^depth from the top (default: 1)")
+                        help="frame-wise training: the encoder's layers get lr x decay^depth from the top")
+    parser.add_argument("--alignment-weight", type=float, default=1.0,
+                        help="weight of the cross-format alignment term (InfoNCE between renderings of unlabelled "
+                             "clips) in frame-wise training; 0: none")
+    parser.add_argument("--alignment-batch", type=int, default=128, help="clips of the alignment term per step")
     parser.add_argument("--test-sequences", type=int, default=24, help="held-out untrimmed sequences")
     parser.add_argument("--pretrain-only", action="store_true", help="stop after pretraining")
     parser.add_argument("--pretrained", help="a universal model folder or name to start from instead of pretraining "

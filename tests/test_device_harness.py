@@ -144,6 +144,28 @@ def test_detection_and_segmentation_training(accelerator, recipe):
     assert all(accelerator.on_device(p) for p in model.parameters())
 
 
+def test_detection_training_with_cross_format_alignment():
+    """The alignment term renders on the host and trains where the model is (the named accelerator: the
+    renderings' crop tables are the host's, cached under ``cpu``)."""
+    from usdrl.data.synthetic import make_clips
+    from usdrl.tasks.detection import train_detector
+    from usdrl.tasks.finetune import FinetuneConfig
+    from usdrl.train.augment import AugmentConfig
+    from usdrl.train.cross_format import FormatAlignment
+
+    accelerator = SimulatedAccelerator(named=True)
+    model = tiny_model(layout="universal", in_channels=6)
+    with accelerator:
+        model.to(ACCELERATOR)
+    unlabelled = make_clips(4, seed=7, num_frames=model.config.num_frames + 4)
+    alignment = FormatAlignment(unlabelled.data, unlabelled.lengths, batch_size=2,
+                                augment=AugmentConfig(output_frames=model.config.num_frames, min_crop_length=8))
+    with accelerator:
+        losses = train_detector(model, windows(model), num_classes=FRAME_CLASSES, alignment=alignment,
+                                config=FinetuneConfig(epochs=1, batch_size=2))
+    assert all(accelerator.on_device(p) for p in model.parameters()) and np.isfinite(losses).all()
+
+
 def test_pretraining(accelerator, tmp_path):
     from usdrl.train.pretrain import PretrainConfig, Pretrainer
 

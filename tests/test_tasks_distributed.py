@@ -26,10 +26,13 @@ import torch.multiprocessing as mp
 
 from usdrl import USDRL, USDRLConfig
 from usdrl.data.prepared import IGNORE_LABEL
+from usdrl.data.synthetic import make_clips
 from usdrl.engine import RunOptions
 from usdrl.tasks.detection import train_detector
 from usdrl.tasks.finetune import FinetuneConfig, finetune
 from usdrl.tasks.recognition import ProbeConfig, linear_probe
+from usdrl.train.augment import AugmentConfig
+from usdrl.train.cross_format import FormatAlignment
 
 #: drop path off: its random draws differ between one and two processes
 MODEL = USDRLConfig.from_preset("tiny", layout="coco17", hidden_size=16, num_heads=1, num_layers=1, num_frames=8,
@@ -81,6 +84,17 @@ def _run_tasks(out_dir: str) -> dict:
                             config=FinetuneConfig(epochs=1, batch_size=4, lr=3e-3, warmup_epochs=1),
                             run=RunOptions(run_dir=os.path.join(out_dir, "causal"), device="cpu"))
     results["causal"] = {"losses": losses, "weights": model.state_dict()}
+    model = _model(layout="universal", in_channels=6, num_joints=30)
+    unlabelled = make_clips(4, seed=7, num_frames=12, noise=0.0)
+    alignment = FormatAlignment(unlabelled.data[..., :1], unlabelled.lengths, batch_size=2,  # one person
+                                augment=AugmentConfig(output_frames=MODEL.num_frames, min_crop_length=8))
+    universal = torch.utils.data.TensorDataset(torch.randn(CLIPS, *model.config.input_shape,
+                                                           generator=torch.Generator().manual_seed(1)),
+                                               windows.tensors[1])
+    losses = train_detector(model, universal, num_classes=FRAME_CLASSES, alignment=alignment,
+                            config=FinetuneConfig(epochs=1, batch_size=4, lr=3e-3, warmup_epochs=1),
+                            run=RunOptions(run_dir=os.path.join(out_dir, "aligned"), device="cpu"))
+    results["aligned"] = {"losses": losses, "weights": model.state_dict()}
     return results
 
 
@@ -158,6 +172,21 @@ def test_parameters_the_loss_does_not_reach_stay_as_they_were(two_processes):
         assert torch.equal(result["detect"]["weights"]["head.weight"], initial["head.weight"])
         causal = _model(causal=True, num_classes=0).state_dict()
         assert torch.equal(result["causal"]["weights"]["encoder.spatial_pos"], causal["encoder.spatial_pos"])
+
+
+def test_cross_format_alignment_under_two_processes(two_processes, one_process):
+    """Each process renders its own clips for the alignment term (seeded by its rank), so two processes are not
+    one; DDP keeps their weights one, and rank 0 logs the term's mean over both."""
+    ddp_dir, ranks = two_processes
+    one_dir, _ = one_process
+    _assert_same_weights(ranks[1]["aligned"]["weights"], ranks[0]["aligned"]["weights"])
+    initial = _model(layout="universal", in_channels=6, num_joints=30).state_dict()
+    assert any(not torch.equal(t, initial[name]) for name, t in ranks[0]["aligned"]["weights"].items())
+    ddp_terms = [s["alignment"] for s in _steps(ddp_dir / "aligned")]
+    one_terms = [s["alignment"] for s in _steps(one_dir / "aligned")]
+    assert len(ddp_terms) == len(one_terms) == 3 and np.isfinite(ddp_terms).all()
+    # at the first step the weights are one: rank 0 draws the one process's clips, rank 1 others
+    assert ddp_terms[0] != pytest.approx(one_terms[0], rel=1e-3)
 
 
 def test_half_the_batch_in_one_process_is_another_trajectory(one_process, tmp_path):

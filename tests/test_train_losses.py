@@ -16,6 +16,7 @@ from usdrl.train.losses import (
     MGFDLoss,
     covariance_loss,
     cross_correlation_loss,
+    info_nce_loss,
     invariance_loss,
     multi_view_cross_correlation,
     variance_covariance_loss,
@@ -260,3 +261,38 @@ def test_errors():
 def test_config_is_json_native():
     cfg = LossConfig(xcorr_weight=1e-3, spatial_weight=0.25)
     assert LossConfig(**json.loads(json.dumps(dataclasses.asdict(cfg)))) == cfg
+
+
+def test_info_nce_by_hand():
+    """Two views of two samples: view 0 has one row twice, view 1 two orthogonal rows. Pair (0, 1): logits
+    rows (1, 0) / tau with targets 0 and 1; pair (1, 0): rows (1, 1) and (0, 0) / tau, ln 2 each."""
+    views = torch.tensor([[[3.0, 0.0], [0.5, 0.0]], [[2.0, 0.0], [0.0, 4.0]]], dtype=torch.float64)  # normalised
+    for tau in (1.0, 0.5):
+        ordered = (math.log1p(math.exp(-1 / tau)) + math.log1p(math.exp(1 / tau))) / 2
+        assert info_nce_loss(views, tau).item() == pytest.approx((ordered + math.log(2)) / 2, rel=1e-12)
+    assert info_nce_loss(views).item() == pytest.approx((math.log1p(math.exp(-10)) + math.log1p(math.exp(10))) / 4
+                                                        + math.log(2) / 2, rel=1e-12)            # tau = 0.1
+    swapped = views.flip(0)                                             # the same ordered pairs, the other way round
+    assert info_nce_loss(swapped, 0.5).item() == pytest.approx(info_nce_loss(views, 0.5).item(), rel=1e-12)
+
+
+def test_info_nce_of_three_views_is_the_mean_over_ordered_pairs():
+    views = torch.randn(3, 5, 4, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    target = torch.arange(5)
+    z = F.normalize(views, dim=-1)
+    expected = torch.stack([F.cross_entropy(z[i] @ z[j].T / 0.2, target)
+                            for i, j in itertools.permutations(range(3), 2)]).mean()
+    assert info_nce_loss(views, 0.2).item() == pytest.approx(expected.item(), rel=1e-12)
+    assert info_nce_loss(list(views), 0.2).item() == pytest.approx(expected.item(), rel=1e-12)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert info_nce_loss(views.float(), 0.2).dtype == torch.float32
+        assert info_nce_loss(views.float(), 0.2).item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_info_nce_errors():
+    with pytest.raises(InputError, match=r"at least 2 views of at least 2 samples, got shape \(1, 4, 3\)"):
+        info_nce_loss(torch.ones(1, 4, 3))
+    with pytest.raises(InputError, match=r"got shape \(2, 1, 3\)"):
+        info_nce_loss(torch.ones(2, 1, 3))
+    with pytest.raises(ConfigError, match="temperature must be > 0, got 0"):
+        info_nce_loss(torch.ones(2, 2, 3), 0)

@@ -35,13 +35,14 @@ from ..engine import (
     build_optimizer,
     config_dict,
     constant_schedule,
+    derived_seed,
     gather_shares,
     is_main_process,
     process_share,
 )
 from ..errors import ConfigError, InputError
 from ..model import USDRL
-from ..universal import window_converter
+from ..universal import check_universal, window_converter
 from .finetune import FinetuneConfig, make_optimizer
 from .metrics import detection_map, proposals_from_scores, segmentation_metrics, segments_of
 from .recognition import ProbeConfig, ProbeResult, as_model, classes_of, train_linear_head
@@ -113,14 +114,19 @@ class _FrameLogits(nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, clips: torch.Tensor) -> torch.Tensor:
-        """Frame logits ``(B, T, K)`` of clips ``(B, C, T, V, M)``."""
-        return self.model.forward_frames(clips)
+    def forward(self, clips: torch.Tensor, views: torch.Tensor | None = None):
+        """Frame logits ``(B, T, K)`` of clips ``(B, C, T, V, M)``; with ``views (K', N, C, T, V, M)`` also
+        their pooled embeddings ``(K', N, D)`` (one forward, so that DDP sees both)."""
+        logits = self.model.forward_frames(clips)
+        if views is None:
+            return logits
+        pooled = self.model.forward_head(self.model.forward_features(views.flatten(0, 1)), pre_logits=True)
+        return logits, pooled.unflatten(0, views.shape[:2])
 
 
 def train_detector(model: USDRL, data, *, config: FinetuneConfig | ReferenceDetectionConfig | None = None,
                    num_classes: int | None = None, smoothing: float = 0.0, split: str = "train_untrimmed",
-                   window_stride: int | None = None, num_workers: int = 0,
+                   window_stride: int | None = None, num_workers: int = 0, alignment=None,
                    run: RunOptions | None = None) -> list[float]:
     """Train ``model`` with a fresh frame-wise head of ``num_classes`` (background included; default: the
     data's frame classes) on ``(clip (C, T, V, M), frame labels (T,))`` windows; returns the mean loss of
@@ -131,20 +137,27 @@ def train_detector(model: USDRL, data, *, config: FinetuneConfig | ReferenceDete
     into windows of the model's frames every ``window_stride`` frames (default: the window length).
     ``config``: the library's recipe (:class:`FinetuneConfig`, the default) or the reference's
     (:class:`ReferenceDetectionConfig`). ``smoothing`` weights :func:`smoothing_loss` (MS-TCN
-    uses 0.15 for segmentation). ``run`` (:class:`~usdrl.engine.RunOptions`): device (default:
-    where the model is), precision, run folder (checkpoints, and the trained model's save_pretrained
-    files at the end), resume; the model is left on the run's device in eval mode.
+    uses 0.15 for segmentation). ``alignment`` (:class:`usdrl.train.cross_format.FormatAlignment`,
+    universal models): each step also adds its cross-format InfoNCE term on clips it renders (seeded by
+    the run's seed, step and rank, so a resumed run draws alike), logged as ``alignment``. ``run``
+    (:class:`~usdrl.engine.RunOptions`): device (default: where the model is), precision, run folder
+    (checkpoints, and the trained model's save_pretrained files at the end), resume; the model is left
+    on the run's device in eval mode.
 
     Under torchrun ``config.batch_size`` stays the global batch: each process trains on its share of
     every batch, DDP averages the gradients, and the frame losses are means over the frames of the
     whole batch (:meth:`~usdrl.engine.TrainingRun.global_mean`), so the steps are one process's. The
-    returned losses are the global ones; only rank 0 writes the run folder."""
+    returned losses are the global ones; only rank 0 writes the run folder. The alignment term is each
+    process's own (``alignment.batch_size`` clips per process, their own negatives), averaged by DDP."""
     windows = open_split(data, split, model=model, head=False, sampling="windows", window_stride=window_stride)
     num_classes = classes_of(windows, num_classes)
     config = config or FinetuneConfig()
     reference = isinstance(config, ReferenceDetectionConfig)
-    engine = TrainingRun(run or RunOptions(), config={**config_dict(config), "recipe": type(config).__name__,
-                                                      "smoothing": smoothing},
+    settings = {**config_dict(config), "recipe": type(config).__name__, "smoothing": smoothing}
+    if alignment is not None:
+        check_universal(model.config)
+        settings["alignment"] = alignment.to_dict()
+    engine = TrainingRun(run or RunOptions(), config=settings,
                          facts={"num_windows": len(windows), "num_classes": num_classes},
                          resumable_changes=("eval_every",), default_device=next(model.parameters()).device,
                          distributed=True)
@@ -177,16 +190,26 @@ def train_detector(model: USDRL, data, *, config: FinetuneConfig | ReferenceDete
                 clips, labels = engine.to_device(batch)
                 labels = labels.long()
                 lr = optimizer.param_groups[-1]["lr"]
+                record = {"lr": lr}
                 with engine.autocast():
-                    logits = network(clips).float()                                    # (B, T, K)
+                    if alignment is None:
+                        logits = network(clips)                                        # (B, T, K)
+                    else:
+                        views = alignment.views(derived_seed(config.seed, engine.step, engine.rank), engine.device)
+                        logits, embeddings = network(clips, views)
+                logits = logits.float()
                 loss = engine.global_mean(criterion(logits.flatten(0, 1), labels.flatten()),
                                           (labels != IGNORE_LABEL).sum())
                 if smoothing:
                     loss = loss + smoothing * engine.global_mean(*_smoothing_sum(logits, labels))
+                if alignment is not None:
+                    aligned = alignment.loss(embeddings)
+                    loss = loss + alignment.weight * aligned
+                    record["alignment"] = engine.global_value(aligned)
                 engine.backward_step(loss, optimizer)
                 engine.advance(schedule)
                 epoch_losses.append(engine.global_value(loss))
-                engine.log({"lr": lr, "loss": epoch_losses[-1]})
+                engine.log({**record, "loss": epoch_losses[-1]})
                 bar.update()
             losses.append(float(np.mean(epoch_losses)))
             logger.info("epoch %d: frame loss %.4f", engine.epoch + 1, losses[-1])

@@ -11,6 +11,7 @@ then pulls the renderings of one clip together, so consistency across formats (a
 :class:`~usdrl.train.pretrain.Pretrainer` that trains on these views.
 """
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -22,6 +23,7 @@ from ..errors import ConfigError, InputError
 from ..keypoints import get_format
 from ..universal import UNIVERSAL_JOINTS, check_universal, to_universal
 from .augment import AugmentConfig, crop_resize, draw_crop, random_spatial
+from .losses import info_nce_loss
 from .pretrain import Pretrainer
 
 #: The formats a view is rendered in by default: Kinect v2 and H36M and SMPL (3D), COCO, MediaPipe, OpenPose (2D).
@@ -116,6 +118,77 @@ def cross_format_views(clips: torch.Tensor, lengths: torch.Tensor | None, num_vi
     return torch.from_numpy(views).to(clips.device).unflatten(0, (num_views, n))
 
 
+def _alignment_augment() -> AugmentConfig:
+    """Views of whole clips with a mild shear: the renderings, not MPCT's crops, make the pair."""
+    return AugmentConfig(min_crop_ratio=1.0, corruption_prob=0.0, shear_range=0.1)
+
+
+@dataclass
+class FormatAlignment:
+    """Cross-format alignment for the supervised training of a universal model.
+
+    Each step of ``train_detector(..., alignment=...)`` draws ``batch_size`` of ``clips`` (per
+    process), renders each in ``num_views`` formats (:func:`cross_format_views` with ``augment`` and
+    ``cross_format``), and adds ``weight`` x the InfoNCE of their pooled embeddings
+    (:func:`usdrl.train.losses.info_nce_loss`; the negatives are the other clips of the draw), so that
+    training for the classes does not make two clips of a class indistinguishable across formats.
+
+    Attributes:
+        clips: ``(N, 3, T, 25, M)`` NTU-25 clips in Kinect camera space (e.g. the synthetic
+            generator's unlabelled clips); no labels are used.
+        lengths: ``(N,)`` valid frames (default: all ``T``).
+        weight: weight of the InfoNCE term beside the frame loss.
+        temperature: InfoNCE temperature.
+        batch_size: clips drawn per step and process.
+        num_views: renderings per clip.
+        cross_format: the renderings.
+        augment: the crop and spatial step before rendering (default: whole clips, shear up to 0.1,
+            no joint corruption).
+    """
+
+    clips: np.ndarray | torch.Tensor
+    lengths: np.ndarray | torch.Tensor | None = None
+    weight: float = 1.0
+    temperature: float = 0.1
+    batch_size: int = 128
+    num_views: int = 2
+    cross_format: CrossFormatConfig = field(default_factory=CrossFormatConfig)
+    augment: AugmentConfig = field(default_factory=_alignment_augment)
+
+    def __post_init__(self):
+        self.clips = torch.as_tensor(self.clips, dtype=torch.float32)
+        if self.clips.ndim != 5 or self.clips.shape[1] != 3 or self.clips.shape[3] != 25:
+            raise InputError(f"expected NTU-25 clips (N, 3, T, 25, M) to render, got {tuple(self.clips.shape)}")
+        frames = self.clips.shape[2]
+        self.lengths = (torch.full((len(self.clips),), frames, dtype=torch.long) if self.lengths is None
+                        else torch.as_tensor(self.lengths, dtype=torch.long))
+        if self.lengths.shape != (len(self.clips),):
+            raise InputError(f"lengths must have shape ({len(self.clips)},), got {tuple(self.lengths.shape)}")
+        if self.weight < 0 or self.temperature <= 0 or self.batch_size < 2 or self.num_views < 2:
+            raise ConfigError("need weight >= 0, temperature > 0, batch_size >= 2 and num_views >= 2, got "
+                              f"{self.weight}, {self.temperature}, {self.batch_size} and {self.num_views}")
+
+    def to_dict(self) -> dict:
+        """The settings (not the clips) as a JSON-ready dict, recorded in the training run's checkpoints."""
+        return {"num_clips": len(self.clips), "weight": self.weight, "temperature": self.temperature,
+                "batch_size": self.batch_size, "num_views": self.num_views,
+                "cross_format": self.cross_format.to_dict(),
+                "augment": {**dataclasses.asdict(self.augment),
+                            "rotation_degrees": list(self.augment.rotation_degrees)}}
+
+    def views(self, seed: int, device: torch.device | str) -> torch.Tensor:
+        """The renderings ``(num_views, batch_size, 6, T, 30, M)`` of one step, on ``device``; all draws
+        (clips, crops, formats, cameras, noise) come from ``seed``."""
+        generator = torch.Generator().manual_seed(seed)
+        chosen = torch.randint(len(self.clips), (self.batch_size,), generator=generator)
+        return cross_format_views(self.clips[chosen], self.lengths[chosen], self.num_views, generator, self.augment,
+                                  self.cross_format).to(device)
+
+    def loss(self, embeddings: torch.Tensor) -> torch.Tensor:
+        """The unweighted InfoNCE of the views' embeddings ``(num_views, batch_size, D)``."""
+        return info_nce_loss(embeddings, self.temperature)
+
+
 class CrossFormatPretrainer(Pretrainer):
     """:class:`~usdrl.train.pretrain.Pretrainer` of a universal model on cross-format views.
 
@@ -146,4 +219,4 @@ class CrossFormatPretrainer(Pretrainer):
                                   self.cross_format)
 
 
-__all__ = ["DEFAULT_FORMATS", "CrossFormatConfig", "CrossFormatPretrainer", "cross_format_views"]
+__all__ = ["DEFAULT_FORMATS", "CrossFormatConfig", "CrossFormatPretrainer", "FormatAlignment", "cross_format_views"]

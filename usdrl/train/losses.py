@@ -148,6 +148,27 @@ def multi_view_cross_correlation(views: torch.Tensor | Sequence[torch.Tensor],
     return sum(cross_correlation_loss(z[i], z[j], off_diagonal) for i, j in itertools.combinations(range(len(z)), 2))
 
 
+def info_nce_loss(views: torch.Tensor | Sequence[torch.Tensor], temperature: float = 0.1) -> torch.Tensor:
+    """Cross-view InfoNCE of ``V >= 2`` views ``(V, N, D)`` whose row ``n`` is one sample in every view.
+
+    For every ordered pair of distinct views ``(i, j)``: the cross-entropy of finding row ``n`` of view
+    ``j`` for row ``n`` of view ``i`` among all ``N`` rows of view ``j``, by cosine similarity divided by
+    ``temperature``; the mean over rows and pairs. Not part of MG-FD: the cross-format alignment of a
+    universal model's supervised training uses it (:class:`usdrl.train.cross_format.FormatAlignment`).
+    """
+    z = _stack(views)
+    if z.shape[0] < 2 or z.shape[1] < 2:
+        raise InputError(f"InfoNCE needs at least 2 views of at least 2 samples, got shape {tuple(z.shape)}")
+    if temperature <= 0:
+        raise ConfigError(f"temperature must be > 0, got {temperature}")
+    z = nn.functional.normalize(z, dim=-1)
+    target = torch.arange(z.shape[1], device=z.device)
+    with torch.autocast(z.device.type, enabled=False):
+        losses = [nn.functional.cross_entropy(z[i] @ z[j].T / temperature, target)
+                  for i, j in itertools.permutations(range(len(z)), 2)]
+    return torch.stack(losses).mean()
+
+
 class MGFDLoss(nn.Module):
     """The MG-FD objective over the temporal, spatial and instance domains (§4.6).
 
