@@ -9,7 +9,9 @@ Usage: python benchmarks/make_universal_model.py [--out usdrl/pretrained/usdrl-u
    by a camera turned up to 60 degrees, with detector-like noise) for a fixed number of epochs.
 2. Trains a frame-wise head (background + 29 classes) together with the encoder (``train_detector``,
    MS-TCN smoothing) on 64-frame windows of untrimmed synthetic sequences, each sequence rendered
-   in three of the pretraining formats (the camera and noise of the held-out test).
+   in three of the pretraining formats (the camera and noise of the held-out test), with the
+   cross-format alignment term (:class:`usdrl.train.cross_format.FormatAlignment`: InfoNCE between
+   two renderings of each of 128 unlabelled clips per step) so that the clips stay apart.
 3. Fits a linear clip head for the 29 synthetic classes on the frozen encoder: labelled clips,
    each rendered in every pretraining format (the same camera and noise as the held-out test).
 4. Measures on held-out clips and sequences (the protocol of ``universal_synthetic.py``): the clip

@@ -40,6 +40,7 @@ from _common import add_threads_argument, best_time, pretrain_within, start_run
 from pretrain_synthetic import linear_probe
 
 from usdrl import USDRL, USDRLConfig
+from usdrl.data.preprocess import preprocess_3d
 from usdrl.data.synthetic import NUM_CLASSES, DetectorNoise, make_clips, render_keypoints
 from usdrl.keypoints import get_format
 from usdrl.precision import machine_info
@@ -135,12 +136,14 @@ def detection_figures(model: USDRL, sequences, seed: int, config: DetectionConfi
 
 
 def layout_input(keypoints: np.ndarray, fmt: str) -> np.ndarray:
-    """Rendered keypoints ``(N, M, T, V, dims + 1)`` as clips ``(N, 3, T, V, M)`` of the format's own layout:
-    NTU-25 metres as they are, COCO-17 x / width, y / height and the score (as ``usdrl.data.pose_to_clip``
-    gives them)."""
+    """Rendered keypoints ``(N, M, T, V, dims + 1)`` as clips ``(N, 3, T, V, M)`` of the format's own layout, as
+    the library prepares that layout's data: NTU-25 metres through ``preprocess_3d(clip, "ntu")`` (centred on the
+    spine, turned to face the camera: ``usdrl prepare``'s NTU recipe, as ``usdrl-synthetic-small`` was trained),
+    COCO-17 x / width, y / height and the score (as ``usdrl.data.pose_to_clip`` gives them)."""
     if fmt == "ntu25":
-        coords = keypoints[..., :3]
-    elif fmt == "coco17":
+        clips = np.ascontiguousarray(keypoints[..., :3].transpose(0, 4, 2, 3, 1), dtype=np.float32)
+        return np.stack([preprocess_3d(clip, "ntu") for clip in clips]).astype(np.float32)
+    if fmt == "coco17":
         coords = np.concatenate([keypoints[..., :2] / np.array(IMAGE_SIZE[::-1], np.float32), keypoints[..., 2:]], -1)
     else:
         raise ValueError(f"no single-layout baseline for {fmt}; choose one of {BASELINE_FORMATS}")

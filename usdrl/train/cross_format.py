@@ -128,7 +128,8 @@ class FormatAlignment:
     """Cross-format alignment for the supervised training of a universal model.
 
     Each step of ``train_detector(..., alignment=...)`` draws ``batch_size`` of ``clips`` (per
-    process), renders each in ``num_views`` formats (:func:`cross_format_views` with ``augment`` and
+    process, with replacement: among 2,048 clips a batch of 128 holds a few repeats, whose second
+    copy counts as a negative), renders each in ``num_views`` formats (:func:`cross_format_views` with ``augment`` and
     ``cross_format``), and adds ``weight`` x the InfoNCE of their pooled embeddings
     (:func:`usdrl.train.losses.info_nce_loss`; the negatives are the other clips of the draw), so that
     training for the classes does not make two clips of a class indistinguishable across formats.
