@@ -23,7 +23,8 @@ Usage: python benchmarks/make_universal_model.py [--out usdrl/pretrained/usdrl-u
    ``protocol`` and in the pretraining checkpoints. Everything is seeded; with ``--workdir`` a
    stopped run resumes from its newest pretraining or detector checkpoint.
 
-About an hour on 2 shared CPU cores with ``--threads 1`` (45 minutes of pretraining).
+About an hour and a half on 2 shared CPU cores with ``--threads 1`` (45 minutes of pretraining, 40 of
+frame-wise training with the alignment term).
 """
 
 import argparse
@@ -61,8 +62,8 @@ DESCRIPTION = ("Demo weights for synthetic actions only, not for real data: a sm
                "that reads every registered keypoint format, 2D or 3D, pretrained with MG-FD on cross-format "
                "views of {clips} synthetic clips of usdrl's action generator ({epochs} epochs), then trained with a "
                "frame-wise head on {sequences} synthetic untrimmed sequences rendered in three formats each "
-               "({detector_epochs} epochs), with a linear clip head for its {classes} classes fitted on clips "
-               "rendered in {formats}.")
+               "({detector_epochs} epochs){alignment}, with a linear clip head for its {classes} classes fitted on "
+               "clips rendered in {formats}.")
 PREPROCESSING = ("usdrl.universal.model_input(keypoints, format, num_frames=64, num_persons=2), as "
                  "USDRL.encode_keypoints does (image_size=(height, width) for MediaPipe's normalised coordinates)")
 CARD_FIGURES = """
@@ -98,8 +99,8 @@ IoU 0.5 (the official PKU-MMD metric, 52 label slots) and frame accuracy:
 {rows}
 
 Made by `python benchmarks/make_universal_model.py --threads 1` ({epochs} pretraining epochs, {steps}
-steps of {batch} clips x 4 views; {detector_epochs} epochs of frame-wise training). Rendering of the
-pretraining views: `{rendering}`.
+steps of {batch} clips x 4 views; {detector_epochs} epochs of frame-wise training); this run:
+`{command}`. Rendering of the pretraining views: `{rendering}`.
 
 Detection from keypoints of any format, offline or streaming:
 
@@ -163,7 +164,7 @@ def write_card(folder: Path, model: USDRL, figures: dict, config: PretrainConfig
         test=figures["test_clips"], chance=100 / NUM_CLASSES, retrieval=figures["retrieval_clips"],
         retrieval_chance=100 / figures["retrieval_clips"], sequences=figures["test_sequences"], rows=rows,
         epochs=config.epochs, detector_epochs=figures["detector_epochs"], steps=steps,
-        batch=config.batch_size, rendering=json.dumps(RENDERING.to_dict()))
+        batch=config.batch_size, rendering=json.dumps(RENDERING.to_dict()), command=figures["command"])
     atomic_write_text(folder / "README.md", text)
 
 
@@ -179,7 +180,7 @@ def main() -> None:
     parser.add_argument("--test-clips", type=int, default=10 * NUM_CLASSES, help="held-out labelled clips")
     parser.add_argument("--retrieval-clips", type=int, default=580, help="held-out clips of the retrieval test")
     parser.add_argument("--sequences", type=int, default=96, help="untrimmed synthetic sequences of the frame head")
-    parser.add_argument("--detector-epochs", type=int, default=20, help="epochs of frame-wise training")
+    parser.add_argument("--detector-epochs", type=int, default=8, help="epochs of frame-wise training")
     parser.add_argument("--detector-lr", type=float, default=3e-3, help="peak learning rate of frame-wise training")
     parser.add_argument("--detector-layer-decay", type=float, default=1.0,
                         help="frame-wise training: the encoder's layers get lr x decay^depth from the top")
@@ -198,10 +199,14 @@ def main() -> None:
                             save_every=1, precision="bf16")
     metadata = {"preprocessing": PREPROCESSING,
                 "protocol": "MG-FD pretraining on cross-format views (usdrl.train.cross_format.CrossFormatConfig"
-                            f"({json.dumps(RENDERING.to_dict())})), frame-wise training, linear clip head",
-                "description": DESCRIPTION.format(hidden=MODEL.hidden_size, clips=args.clips, epochs=args.epochs,
-                                                  sequences=args.sequences, detector_epochs=args.detector_epochs,
-                                                  classes=NUM_CLASSES, formats=", ".join(RENDERING.formats))}
+                            f"({json.dumps(RENDERING.to_dict())})), frame-wise training"
+                            + (f" with cross-format alignment (FormatAlignment, weight {args.alignment_weight:g})"
+                               if args.alignment_weight else "") + ", linear clip head",
+                "description": DESCRIPTION.format(
+                    hidden=MODEL.hidden_size, clips=args.clips, epochs=args.epochs, sequences=args.sequences,
+                    detector_epochs=args.detector_epochs, classes=NUM_CLASSES, formats=", ".join(RENDERING.formats),
+                    alignment=" while keeping the renderings of each unlabelled clip nearer each other than other "
+                              "clips' (cross-format alignment)" if args.alignment_weight else "")}
     run = workdir / "run"
     newest = latest_checkpoint(run)
     if args.pretrained:

@@ -46,7 +46,7 @@ def test_quickstart_retrieves_far_above_chance():
     output = run_example("quickstart.py")
     assert ("embedded 174 gallery clips (NTU-25 3D joints) and 87 query clips (COCO-17 2D keypoints) to 128-d "
             "vectors with usdrl-universal-small") in output
-    match = re.search(r"same class vs different classes: [\d.]+ vs [\d.]+ \(raw\), ([-\d.]+) vs ([-\d.]+) \(mean "
+    match = re.search(r"same class vs different classes: [-\d.]+ vs [-\d.]+ \(raw\), ([-\d.]+) vs ([-\d.]+) \(mean "
                       r"embedding subtracted\)", output)
     assert match and float(match[1]) > float(match[2]), output
     accuracy = percent(r"kNN-1 retrieval accuracy, 2D queries in the 3D gallery: ([\d.]+)% \(chance 3.4%\)", output)

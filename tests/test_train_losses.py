@@ -296,3 +296,42 @@ def test_info_nce_errors():
         info_nce_loss(torch.ones(2, 1, 3))
     with pytest.raises(ConfigError, match="temperature must be > 0, got 0"):
         info_nce_loss(torch.ones(2, 2, 3), 0)
+
+
+def test_info_nce_stays_on_the_embeddings_device():
+    from device_harness import ACCELERATOR, SimulatedAccelerator
+
+    views = torch.randn(2, 4, 3, generator=torch.Generator().manual_seed(0))
+    accelerator = SimulatedAccelerator(named=True)
+    with accelerator:
+        loss = info_nce_loss(views.to(ACCELERATOR))
+        assert accelerator.on_device(loss)
+    assert loss.item() == pytest.approx(info_nce_loss(views).item())
+
+
+def test_the_global_batch_loss_is_the_loss_of_the_gathered_embeddings(monkeypatch):
+    """``global_batch=True`` computes the loss on what ``gather_batch`` returns along the batch axis (here a
+    stand-in that appends another process's clips); the default leaves the embeddings alone."""
+    import usdrl.train.losses as losses
+
+    def embeddings(seed):
+        generator = torch.Generator().manual_seed(seed)
+        return {d: torch.randn(3, 4, 5, generator=generator, dtype=torch.float64) for d in DOMAINS}
+
+    mine, other = embeddings(0), embeddings(1)
+    calls = []
+
+    def gather(tensor, dim):
+        calls.append(dim)
+        partner = next(other[d] for d in DOMAINS if torch.equal(mine[d], tensor))
+        return torch.cat([tensor, partner], dim=dim)
+
+    monkeypatch.setattr(losses, "gather_batch", gather)
+    assert MGFDLoss().global_batch is False
+    alone, _ = MGFDLoss()(mine)
+    assert calls == []
+    gathered, parts = MGFDLoss(global_batch=True)(mine)
+    assert calls == [1, 1, 1]
+    expected, expected_parts = MGFDLoss()({d: torch.cat([mine[d], other[d]], dim=1) for d in DOMAINS})
+    assert gathered.item() == pytest.approx(expected.item(), rel=1e-12) and parts == pytest.approx(expected_parts)
+    assert gathered.item() != pytest.approx(alone.item(), rel=1e-3)
