@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -46,6 +47,9 @@ from ..universal import check_universal, window_converter
 from .finetune import FinetuneConfig, make_optimizer
 from .metrics import detection_map, proposals_from_scores, segmentation_metrics, segments_of
 from .recognition import ProbeConfig, ProbeResult, as_model, classes_of, train_linear_head
+
+if TYPE_CHECKING:  # the tasks do not import the pretraining package at run time
+    from ..train.cross_format import FormatAlignment
 
 logger = logging.getLogger(__name__)
 
@@ -126,7 +130,8 @@ class _FrameLogits(nn.Module):
 
 def train_detector(model: USDRL, data, *, config: FinetuneConfig | ReferenceDetectionConfig | None = None,
                    num_classes: int | None = None, smoothing: float = 0.0, split: str = "train_untrimmed",
-                   window_stride: int | None = None, num_workers: int = 0, alignment=None,
+                   window_stride: int | None = None, num_workers: int = 0,
+                   alignment: "FormatAlignment | None" = None,
                    run: RunOptions | None = None) -> list[float]:
     """Train ``model`` with a fresh frame-wise head of ``num_classes`` (background included; default: the
     data's frame classes) on ``(clip (C, T, V, M), frame labels (T,))`` windows; returns the mean loss of
