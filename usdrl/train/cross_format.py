@@ -11,7 +11,6 @@ then pulls the renderings of one clip together, so consistency across formats (a
 :class:`~usdrl.train.pretrain.Pretrainer` that trains on these views.
 """
 
-import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -19,6 +18,7 @@ import torch
 
 from ..config import USDRLConfig
 from ..data.synthetic import DetectorNoise, render_keypoints
+from ..engine import config_dict
 from ..errors import ConfigError, InputError
 from ..keypoints import get_format
 from ..universal import UNIVERSAL_JOINTS, check_universal, to_universal
@@ -173,9 +173,7 @@ class FormatAlignment:
         """The settings (not the clips) as a JSON-ready dict, recorded in the training run's checkpoints."""
         return {"num_clips": len(self.clips), "weight": self.weight, "temperature": self.temperature,
                 "batch_size": self.batch_size, "num_views": self.num_views,
-                "cross_format": self.cross_format.to_dict(),
-                "augment": {**dataclasses.asdict(self.augment),
-                            "rotation_degrees": list(self.augment.rotation_degrees)}}
+                "cross_format": self.cross_format.to_dict(), "augment": config_dict(self.augment)}
 
     def views(self, seed: int, device: torch.device | str) -> torch.Tensor:
         """The renderings ``(num_views, batch_size, 6, T, 30, M)`` of one step, on ``device``; all draws
