@@ -20,7 +20,8 @@ encoder of the same config:
 * cost: encode throughput and size against the embedded ``usdrl-synthetic-small``.
 
 With ``--baseline FORMAT`` a format-specific model of the same size (layout ``ntu25`` or
-``coco17``, 3 channels: NTU-25 metres, or COCO-17 x / width, y / height and score) is pretrained
+``coco17``, 3 channels: NTU-25 metres as ``usdrl prepare`` prepares them, or COCO-17 x, y and score
+normalised as the universal input) is pretrained
 for the same epochs (or minutes) with the ordinary MPCT views on the unlabelled clips rendered
 in that one format (NTU-25 as the sensor gave them; COCO-17 from the probe's cameras with
 detector noise), and its linear probe on that format is set beside the universal model's.
@@ -48,7 +49,7 @@ from usdrl.tasks.detection import DetectionConfig, frame_scores
 from usdrl.tasks.metrics import detection_map, frame_accuracy, proposals_from_scores, segments_of
 from usdrl.train.cross_format import CrossFormatPretrainer
 from usdrl.train.pretrain import PretrainConfig, Pretrainer
-from usdrl.universal import IN_CHANNELS, check_universal, model_input
+from usdrl.universal import CHANNELS, IN_CHANNELS, UNIVERSAL_JOINTS, check_universal, model_input, to_universal
 
 logger = logging.getLogger("universal_synthetic")
 
@@ -136,18 +137,19 @@ def detection_figures(model: USDRL, sequences, seed: int, config: DetectionConfi
 
 
 def layout_input(keypoints: np.ndarray, fmt: str) -> np.ndarray:
-    """Rendered keypoints ``(N, M, T, V, dims + 1)`` as clips ``(N, 3, T, V, M)`` of the format's own layout, as
-    the library prepares that layout's data: NTU-25 metres through ``preprocess_3d(clip, "ntu")`` (centred on the
-    spine, turned to face the camera: ``usdrl prepare``'s NTU recipe, as ``usdrl-synthetic-small`` was trained),
-    COCO-17 x / width, y / height and the score (as ``usdrl.data.pose_to_clip`` gives them)."""
+    """Rendered keypoints ``(N, M, T, V, dims + 1)`` as clips ``(N, 3, T, V, M)`` of the format's own layout, each
+    prepared as well as the library knows: NTU-25 metres through ``preprocess_3d(clip, "ntu")`` (centred on the
+    spine, turned to face the camera: ``usdrl prepare``'s NTU recipe, as ``usdrl-synthetic-small`` was trained);
+    COCO-17 normalised as the universal input normalises it (y up, centred on the hips, scaled by the limbs:
+    :func:`usdrl.universal.to_universal`), its own 17 joints with x, y and the score."""
     if fmt == "ntu25":
         clips = np.ascontiguousarray(keypoints[..., :3].transpose(0, 4, 2, 3, 1), dtype=np.float32)
         return np.stack([preprocess_3d(clip, "ntu") for clip in clips]).astype(np.float32)
-    if fmt == "coco17":
-        coords = np.concatenate([keypoints[..., :2] / np.array(IMAGE_SIZE[::-1], np.float32), keypoints[..., 2:]], -1)
-    else:
+    if fmt != "coco17":
         raise ValueError(f"no single-layout baseline for {fmt}; choose one of {BASELINE_FORMATS}")
-    return np.ascontiguousarray(coords.transpose(0, 4, 2, 3, 1), dtype=np.float32)
+    joints = [UNIVERSAL_JOINTS.index(name) for name in get_format(fmt).joint_names]
+    channels = [CHANNELS.index(name) for name in ("x", "y", "score")]
+    return np.ascontiguousarray(to_universal(keypoints, fmt)[:, channels][:, :, :, joints])
 
 
 def top1_retrieval(queries: torch.Tensor, gallery: torch.Tensor) -> float:

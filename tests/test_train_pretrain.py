@@ -56,6 +56,24 @@ def test_a_run_writes_checkpoints_metrics_and_a_loadable_model(clips, tmp_path):
     assert (tmp_path / "run" / "model" / "projectors.safetensors").is_file()
 
 
+def test_a_subclass_chooses_the_encoder_it_pretrains(clips, tmp_path):
+    # the hook a variant's benchmark uses (benchmarks/universal_design.py): the encoder it builds is the one trained
+    built = []
+
+    class Variant(Pretrainer):
+        def _new_encoder(self, model_config):
+            model = USDRL(model_config)
+            model.encoder.temporal.embed = torch.nn.Sequential(model.encoder.temporal.embed, torch.nn.Tanh())
+            built.append((model, model.encoder.temporal.embed[0][0].weight.detach().clone()))
+            return model
+
+    trained = Variant(MODEL, PretrainConfig(epochs=1, batch_size=8), *clips, tmp_path / "run",
+                      show_progress_bar=False).fit()
+    (model, initial), = built
+    assert trained is model and isinstance(trained.encoder.temporal.embed[1], torch.nn.Tanh)
+    assert not torch.equal(trained.encoder.temporal.embed[0][0].weight, initial)
+
+
 def test_pretraining_lowers_the_loss(straight):
     # At initialisation the embeddings barely vary, so the variance term dominates; training spreads
     # them out. Each epoch's mean loss is below the previous one's, and the variance part falls too.

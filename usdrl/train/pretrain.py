@@ -203,7 +203,7 @@ class Pretrainer:
                              f"batch_size of at most {len(self.data)}", keywords=("batch_size",))
 
         torch.manual_seed(config.seed)
-        encoder = USDRL(model_config)
+        encoder = self._new_encoder(model_config)
         encoder.set_grad_checkpointing(config.grad_checkpointing)
         self.module = self.run.place(PretrainingModel(encoder, sync_batchnorm=config.sync_batchnorm))
         self.optimizer = build_optimizer(self.module.parameters(), "adam", lr=config.lr,
@@ -212,6 +212,10 @@ class Pretrainer:
         self.criterion = MGFDLoss(config.loss, global_batch=True)
         self.run.resume(model=self.module, optimizer=self.optimizer, scheduler=self.schedule)
         self.network = self.run.wrap(self.module)
+
+    def _new_encoder(self, model_config: USDRLConfig) -> USDRL:
+        """The encoder to pretrain (built once the seed is set; a subclass may build a variant)."""
+        return USDRL(model_config)
 
     @classmethod
     def from_prepared(cls, data, run_dir, *, recipe: str | None = None, preset: str | None = None,
