@@ -1,6 +1,6 @@
 """Which universal input: the canonical joint set (shipped) or joint-identity tokens, a format-independent frame input.
 
-Usage: python benchmarks/universal_design.py [--minutes 12] [--hidden 64] [--clips 1024] [--threads 1] [--json FILE]
+Usage: python benchmarks/universal_design.py [--minutes 15] [--hidden 64] [--clips 1024] [--threads 1] [--json FILE]
 
 Issue #17 offered two designs for a layout-agnostic DSTE input. Both read the same universal
 clip (``usdrl.universal``: 30 canonical joints x 6 channels, absent joints all zero) and differ
@@ -31,13 +31,12 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from _common import add_threads_argument, best_time, pretrain_within, start_run
+from _common import best_time, pretrain_within, start_run
 from einops import rearrange
 from torch import nn
-from universal_synthetic import FRAMES, evaluate, rendered
+from universal_synthetic import add_pretraining_arguments, benchmark_clips, evaluate, rendered, universal_config
 
 from usdrl import USDRL, USDRLConfig
-from usdrl.data.synthetic import NUM_CLASSES, make_clips
 from usdrl.precision import machine_info
 from usdrl.train.cross_format import CrossFormatPretrainer
 from usdrl.universal import IN_CHANNELS, UNIVERSAL_JOINTS
@@ -103,26 +102,14 @@ DESIGNS = {"canonical": CrossFormatPretrainer, "joint-set": JointSetPretrainer}
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--minutes", type=float, default=12.0, help="pretraining time of each design")
-    parser.add_argument("--hidden", type=int, default=64, help="hidden size of both")
-    parser.add_argument("--clips", type=int, default=1024, help="unlabelled pretraining clips")
-    parser.add_argument("--eval-clips", type=int, default=580, help="clips of the retrieval test")
-    parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--out", help="parent folder of the runs (default: a new temporary folder)")
-    parser.add_argument("--json", help="write the figures here")
-    add_threads_argument(parser)
+    add_pretraining_arguments(parser, hidden=64)
     args = parser.parse_args()
     start_run(args)
     out = args.out or tempfile.mkdtemp(prefix="usdrl-universal-design-")
     logger.info("(the machine may be shared with other jobs: timings are noisy)")
 
-    config = USDRLConfig(layout="universal", in_channels=IN_CHANNELS, hidden_size=args.hidden, num_heads=4,
-                         num_layers=2, num_frames=FRAMES, dataset="synthetic")
-    unlabelled = make_clips(args.clips, seed=0)
-    eval_clips = make_clips(args.eval_clips, seed=3, num_frames=FRAMES)
-    probe_train = make_clips(10 * NUM_CLASSES, seed=1, num_frames=FRAMES)
-    probe_test = make_clips(10 * NUM_CLASSES, seed=2, num_frames=FRAMES)
+    config = universal_config(args.hidden)
+    unlabelled, eval_clips, probe_train, probe_test = benchmark_clips(args)
     speed_input = torch.from_numpy(rendered(probe_test, "coco17", 40)[:64])
 
     figures = {}

@@ -227,35 +227,50 @@ def baseline_probe(fmt: str, unlabelled, probe_train, probe_test, args, out: str
     return linear_probe(train, torch.from_numpy(probe_train.labels), test, torch.from_numpy(probe_test.labels)), epochs
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_pretraining_arguments(parser: argparse.ArgumentParser, *, hidden: int) -> None:
+    """The options of a universal pretraining run and its measurement (and ``--threads``)."""
     parser.add_argument("--minutes", type=float, default=15.0, help="pretraining time budget")
-    parser.add_argument("--epochs", type=int, help="pretrain this many epochs instead of a time budget")
-    parser.add_argument("--hidden", type=int, default=128, help="hidden size (the embedded model's: 128)")
+    parser.add_argument("--hidden", type=int, default=hidden, help="hidden size (the embedded model's: 128)")
     parser.add_argument("--clips", type=int, default=1024, help="unlabelled pretraining clips")
     parser.add_argument("--eval-clips", type=int, default=580, help="clips of the retrieval test")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--out", help="parent folder of the runs (default: a new temporary folder)")
-    parser.add_argument("--save", help="save the pretrained encoder here")
     parser.add_argument("--json", help="write the figures here")
+    add_threads_argument(parser)
+
+
+def universal_config(hidden: int) -> USDRLConfig:
+    """The universal model these benchmarks pretrain: hidden ``hidden``, 2 layers, 4 heads, 64 frames, 2 persons."""
+    return USDRLConfig(layout="universal", in_channels=IN_CHANNELS, hidden_size=hidden, num_heads=4, num_layers=2,
+                       num_frames=FRAMES, dataset="synthetic")
+
+
+def benchmark_clips(args: argparse.Namespace):
+    """Seeded synthetic clips: ``(args.clips unlabelled for pretraining, args.eval_clips for retrieval, 10 per class
+    to fit the probes, 10 per class to test them)``."""
+    return (make_clips(args.clips, seed=0), make_clips(args.eval_clips, seed=3, num_frames=FRAMES),
+            make_clips(10 * NUM_CLASSES, seed=1, num_frames=FRAMES),
+            make_clips(10 * NUM_CLASSES, seed=2, num_frames=FRAMES))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_pretraining_arguments(parser, hidden=128)
+    parser.add_argument("--epochs", type=int, help="pretrain this many epochs instead of a time budget")
+    parser.add_argument("--save", help="save the pretrained encoder here")
     parser.add_argument("--model", help="measure this universal model (a name or folder, e.g. usdrl-universal-small, "
                                         "the shipped default) instead of pretraining one")
     parser.add_argument("--baseline", choices=BASELINE_FORMATS,
                         help="also pretrain a same-size model of this format's layout on this format alone, as "
                              "long, and compare the linear probes on it")
-    add_threads_argument(parser)
     args = parser.parse_args()
     started = start_run(args)
     out = args.out or tempfile.mkdtemp(prefix="usdrl-universal-synthetic-")
     logger.info("(the machine may be shared with other jobs: timings are noisy)")
 
-    model_config = USDRLConfig(layout="universal", in_channels=IN_CHANNELS, hidden_size=args.hidden, num_heads=4,
-                               num_layers=2, num_frames=FRAMES, dataset="synthetic")
-    unlabelled = make_clips(args.clips, seed=0)
-    eval_clips = make_clips(args.eval_clips, seed=3, num_frames=FRAMES)
-    probe_train = make_clips(10 * NUM_CLASSES, seed=1, num_frames=FRAMES)
-    probe_test = make_clips(10 * NUM_CLASSES, seed=2, num_frames=FRAMES)
+    model_config = universal_config(args.hidden)
+    unlabelled, eval_clips, probe_train, probe_test = benchmark_clips(args)
 
     if args.model:
         pretrained, epochs = USDRL.from_pretrained(args.model), 0
