@@ -23,8 +23,8 @@ Usage: python benchmarks/make_universal_model.py [--out usdrl/pretrained/usdrl-u
    ``protocol`` and in the pretraining checkpoints. Everything is seeded; with ``--workdir`` a
    stopped run resumes from its newest pretraining or detector checkpoint.
 
-About an hour and a half on 2 shared CPU cores with ``--threads 1`` (45 minutes of pretraining, 40 of
-frame-wise training with the alignment term).
+About two hours on 2 shared CPU cores with ``--threads 1`` (45 minutes of pretraining, 77 of frame-wise
+training with the alignment term).
 """
 
 import argparse
@@ -180,11 +180,11 @@ def main() -> None:
     parser.add_argument("--test-clips", type=int, default=10 * NUM_CLASSES, help="held-out labelled clips")
     parser.add_argument("--retrieval-clips", type=int, default=580, help="held-out clips of the retrieval test")
     parser.add_argument("--sequences", type=int, default=96, help="untrimmed synthetic sequences of the frame head")
-    parser.add_argument("--detector-epochs", type=int, default=8, help="epochs of frame-wise training")
+    parser.add_argument("--detector-epochs", type=int, default=16, help="epochs of frame-wise training")
     parser.add_argument("--detector-lr", type=float, default=3e-3, help="peak learning rate of frame-wise training")
     parser.add_argument("--detector-layer-decay", type=float, default=1.0,
                         help="frame-wise training: the encoder's layers get lr x decay^depth from the top")
-    parser.add_argument("--alignment-weight", type=float, default=1.0,
+    parser.add_argument("--alignment-weight", type=float, default=1.5,
                         help="weight of the cross-format alignment term (InfoNCE between renderings of unlabelled "
                              "clips) in frame-wise training; 0: none")
     parser.add_argument("--alignment-batch", type=int, default=128, help="clips of the alignment term per step")
