@@ -1,7 +1,7 @@
 """One encoder for every skeleton: cross-format pretraining of a universal USDRL on synthetic actions.
 
 Usage: python benchmarks/universal_synthetic.py [--minutes 15 | --epochs N] [--hidden 128] [--out DIR] [--save DIR]
-       [--baseline ntu25|coco17]
+       [--baseline ntu25|coco17|h36m17|mediapipe33]
        python benchmarks/universal_synthetic.py --model usdrl-universal-small   # measure a trained model
 
 Pretrains a universal model (``layout="universal"``, :mod:`usdrl.universal`) with MG-FD on
@@ -19,12 +19,12 @@ encoder of the same config:
   (the same joints in every frame, as an occlusion);
 * cost: encode throughput and size against the embedded ``usdrl-synthetic-small``.
 
-With ``--baseline FORMAT`` a format-specific model of the same size (layout ``ntu25`` or
-``coco17``, 3 channels: NTU-25 metres as ``usdrl prepare`` prepares them, or COCO-17 x, y and score
-normalised as the universal input) is pretrained
-for the same epochs (or minutes) with the ordinary MPCT views on the unlabelled clips rendered
-in that one format (NTU-25 as the sensor gave them; COCO-17 from the probe's cameras with
-detector noise), and its linear probe on that format is set beside the universal model's.
+With ``--baseline FORMAT`` (one of the probe formats) a format-specific model of the same size (the
+format's own layout, 3 channels: NTU-25 metres as ``usdrl prepare`` prepares them; another format's own
+joints normalised as the universal input normalises them, :func:`layout_input`) is pretrained for the
+same epochs (or minutes) with the ordinary MPCT views on the unlabelled clips rendered in that one
+format (as the probe renders it: NTU-25 as the sensor gave them, the others from the probe's cameras
+with detector noise), and its linear probe on that format is set beside the universal model's.
 """
 
 import argparse
@@ -49,13 +49,13 @@ from usdrl.tasks.detection import DetectionConfig, frame_scores
 from usdrl.tasks.metrics import detection_map, frame_accuracy, proposals_from_scores, segments_of
 from usdrl.train.cross_format import CrossFormatPretrainer
 from usdrl.train.pretrain import PretrainConfig, Pretrainer
-from usdrl.universal import CHANNELS, IN_CHANNELS, UNIVERSAL_JOINTS, check_universal, model_input, to_universal
+from usdrl.universal import IN_CHANNELS, check_universal, model_input
 
 logger = logging.getLogger("universal_synthetic")
 
 PROBE_FORMATS = ("ntu25", "coco17", "h36m17", "mediapipe33")
 #: The formats a same-size single-layout baseline can be trained on (``--baseline``): a layout of their own.
-BASELINE_FORMATS = ("ntu25", "coco17")
+BASELINE_FORMATS = PROBE_FORMATS
 DROPPED = (0.0, 0.1, 0.3, 0.5)
 FRAMES = 64
 #: (height, width) of render_keypoints's camera (its default), in pixels.
@@ -140,16 +140,34 @@ def layout_input(keypoints: np.ndarray, fmt: str) -> np.ndarray:
     """Rendered keypoints ``(N, M, T, V, dims + 1)`` as clips ``(N, 3, T, V, M)`` of the format's own layout, each
     prepared as well as the library knows: NTU-25 metres through ``preprocess_3d(clip, "ntu")`` (centred on the
     spine, turned to face the camera: ``usdrl prepare``'s NTU recipe, as ``usdrl-synthetic-small`` was trained);
-    COCO-17 normalised as the universal input normalises it (y up, centred on the hips, scaled by the limbs:
-    :func:`usdrl.universal.to_universal`), its own 17 joints with x, y and the score."""
+    another format normalised as the universal input normalises it (y up, centred on the hips, scaled by the RMS
+    distance of the limb joints in x and y; normalised units first multiplied by the image size), its own joints
+    with x, y, z (3D) or x, y and the score (2D)."""
     if fmt == "ntu25":
         clips = np.ascontiguousarray(keypoints[..., :3].transpose(0, 4, 2, 3, 1), dtype=np.float32)
         return np.stack([preprocess_3d(clip, "ntu") for clip in clips]).astype(np.float32)
-    if fmt != "coco17":
+    if fmt not in BASELINE_FORMATS:
         raise ValueError(f"no single-layout baseline for {fmt}; choose one of {BASELINE_FORMATS}")
-    joints = [UNIVERSAL_JOINTS.index(name) for name in get_format(fmt).joint_names]
-    channels = [CHANNELS.index(name) for name in ("x", "y", "score")]
-    return np.ascontiguousarray(to_universal(keypoints, fmt)[:, channels][:, :, :, joints])
+    convention, names = get_format(fmt).convention, get_format(fmt).joint_names
+    coords, score = keypoints[..., :convention.dims].copy(), keypoints[..., -1:]
+    if image_size(fmt):
+        coords[..., :2] *= np.array(IMAGE_SIZE[::-1], np.float32)
+    if convention.y_up is False:
+        coords[..., :2] *= -1
+    present = ((score > 0) & (coords != 0).any(-1, keepdims=True)).astype(np.float32)        # (N, M, T, V, 1)
+
+    def clip_mean(values, joints):
+        weight = present[..., joints, :]
+        total = np.maximum(weight.sum((1, 2, 3), keepdims=True), 1)
+        return (values[..., joints, :] * weight).sum((1, 2, 3), keepdims=True) / total
+
+    hips = [names.index(f"{side}_hip") for side in ("left", "right")]
+    limbs = [names.index(f"{side}_{part}") for side in ("left", "right")
+             for part in ("shoulder", "elbow", "wrist", "hip", "knee", "ankle")]
+    centred = (coords - clip_mean(coords, hips)) * present
+    spread = np.sqrt(clip_mean((centred[..., :2] ** 2).sum(-1, keepdims=True), limbs))
+    channels = centred / spread if convention.dims == 3 else np.concatenate([centred / spread, score * present], -1)
+    return np.ascontiguousarray(channels.transpose(0, 4, 2, 3, 1), dtype=np.float32)
 
 
 def top1_retrieval(queries: torch.Tensor, gallery: torch.Tensor) -> float:
