@@ -92,7 +92,7 @@ with detector noise: 1.5 cm jitter, 10% unsure joints, 5% dropped; chance {chanc
 retrieval among {retrieval} other held-out clips (query in one format, nearest embedding in the other,
 top-1; chance {retrieval_chance:.2f}%), and the frame head on {sequences} held-out untrimmed sequences per format
 (the same cameras and noise; windows every 16 frames, proposals above 0.5 lasting 8+ frames): detection mAP_a at
-IoU 0.5 (the official PKU-MMD metric, 52 label slots) and frame accuracy:
+IoU 0.5 (the official PKU-MMD metric, averaged over 51 action labels) and frame accuracy:
 
 | figure | value |
 |---|---|

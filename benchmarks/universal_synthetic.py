@@ -117,9 +117,9 @@ def rendered_windows(sequences, formats, per_sequence: int, seed: int, *, stride
 
 
 def detection_figures(model: USDRL, sequences, seed: int, config: DetectionConfig) -> dict[str, float]:
-    """Per :data:`PROBE_FORMATS` format, the detection mAP_a at IoU 0.5 (the official PKU-MMD metric, 52 label
-    slots) and the frame accuracy of ``model``'s frame head on ``sequences`` rendered in it (:func:`render_seen`,
-    read with ``detect_sequence`` / ``frame_scores`` and ``format``)."""
+    """Per :data:`PROBE_FORMATS` format, the detection mAP_a at IoU 0.5 (the official PKU-MMD metric, over 51
+    action labels) and the frame accuracy of ``model``'s frame head on ``sequences`` rendered in it
+    (:func:`render_seen`, read with ``detect_sequence`` / ``frame_scores`` and ``format``)."""
     rng = np.random.default_rng(seed)
     figures = {}
     for fmt in PROBE_FORMATS:
