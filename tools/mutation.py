@@ -58,7 +58,8 @@ MODULES = {
     "usdrl/universal.py": ["tests/test_universal.py", "tests/test_universal_pinned.py"],
     "usdrl/data/prepared/views.py": ["tests/test_universal_prepared.py"],
     "usdrl/train/universal_views.py": ["tests/test_universal_pretrain.py"],
-    "usdrl/train/cross_format.py": ["tests/test_cross_format.py", "tests/test_format_alignment.py"],
+    "usdrl/train/cross_format.py": ["tests/test_cross_format.py", "tests/test_cross_format_pinned.py",
+                                    "tests/test_format_alignment.py"],
 }
 STATUSES = ("killed", "survived", "no tests", "timeout", "suspicious", "segfault", "skipped")
 
