@@ -49,7 +49,7 @@ from usdrl.tasks.detection import DetectionConfig, frame_scores
 from usdrl.tasks.metrics import detection_map, frame_accuracy, proposals_from_scores, segments_of
 from usdrl.train.cross_format import CrossFormatPretrainer
 from usdrl.train.pretrain import PretrainConfig, Pretrainer
-from usdrl.universal import IN_CHANNELS, check_universal, model_input
+from usdrl.universal import IN_CHANNELS, check_universal, model_input, normalise_body
 
 logger = logging.getLogger("universal_synthetic")
 
@@ -149,25 +149,19 @@ def layout_input(keypoints: np.ndarray, fmt: str) -> np.ndarray:
     if fmt not in BASELINE_FORMATS:
         raise ValueError(f"no single-layout baseline for {fmt}; choose one of {BASELINE_FORMATS}")
     convention, names = get_format(fmt).convention, get_format(fmt).joint_names
-    coords, score = keypoints[..., :convention.dims].copy(), keypoints[..., -1:]
+    xyz, score = np.zeros(keypoints.shape[:-1] + (3,), np.float32), keypoints[..., -1:]
+    xyz[..., :convention.dims] = keypoints[..., :convention.dims]
     if image_size(fmt):
-        coords[..., :2] *= np.array(IMAGE_SIZE[::-1], np.float32)
+        xyz[..., :2] *= np.array(IMAGE_SIZE[::-1], np.float32)
     if convention.y_up is False:
-        coords[..., :2] *= -1
-    present = ((score > 0) & (coords != 0).any(-1, keepdims=True)).astype(np.float32)        # (N, M, T, V, 1)
-
-    def clip_mean(values, joints):
-        weight = present[..., joints, :]
-        total = np.maximum(weight.sum((1, 2, 3), keepdims=True), 1)
-        return (values[..., joints, :] * weight).sum((1, 2, 3), keepdims=True) / total
-
-    hips = [names.index(f"{side}_hip") for side in ("left", "right")]
+        xyz[..., :2] *= -1
+    present = (score[..., 0] > 0) & (xyz != 0).any(-1)                                     # (N, M, T, V)
     limbs = [names.index(f"{side}_{part}") for side in ("left", "right")
              for part in ("shoulder", "elbow", "wrist", "hip", "knee", "ankle")]
-    centred = (coords - clip_mean(coords, hips)) * present
-    spread = np.sqrt(clip_mean((centred[..., :2] ** 2).sum(-1, keepdims=True), limbs))
-    channels = centred / spread if convention.dims == 3 else np.concatenate([centred / spread, score * present], -1)
-    return np.ascontiguousarray(channels.transpose(0, 4, 2, 3, 1), dtype=np.float32)
+    normalised = normalise_body(xyz, present, hips=[names.index("left_hip"), names.index("right_hip")], limbs=limbs)
+    if convention.dims == 2:
+        normalised = np.concatenate([normalised[..., :2], score * present[..., None]], -1)
+    return np.ascontiguousarray(normalised.transpose(0, 4, 2, 3, 1), dtype=np.float32)
 
 
 def top1_retrieval(queries: torch.Tensor, gallery: torch.Tensor) -> float:

@@ -134,7 +134,7 @@ def to_universal(keypoints, format: str, *, scores=None, has_scores: bool | None
     xyz[..., :dims] = joined[..., :dims]
     if fmt.convention.y_up is False:
         xyz[..., :2] *= -1
-    xyz = _normalise(xyz, present)
+    xyz = normalise_body(xyz, present)
     depth = float(dims == 3)
     channels = [xyz, joined[..., dims:dims + 1], np.broadcast_to(mask == JointSource.EXACT, present.shape)[..., None],
                 np.full(present.shape + (1,), depth)]
@@ -150,17 +150,20 @@ def _clip_mean(values: np.ndarray, weight: np.ndarray, joints) -> tuple[np.ndarr
     return (values[..., joints, :] * w).sum(axes, keepdims=True) / np.maximum(total, 1), total
 
 
-def _normalise(xyz: np.ndarray, present: np.ndarray) -> np.ndarray:
-    """Centre each clip of ``xyz (..., M, T, V, 3)`` on the mean of its hip joints and divide it by the RMS
-    distance of its limb joints from there in x and y (all present joints stand in where a clip lacks them)."""
+def normalise_body(xyz: np.ndarray, present: np.ndarray, *, hips=_HIPS, limbs=_LIMBS) -> np.ndarray:
+    """Centre each clip of ``xyz (..., M, T, V, 3)`` (``present (..., M, T, V)``) on the mean of its present
+    ``hips`` joints and divide it by the RMS distance of its present ``limbs`` joints from there in x and y (all
+    present joints stand in where a clip lacks them); absent joints come out zero. ``hips`` and ``limbs`` index
+    the joint axis (default: the universal joints' hips and shoulders to ankles, as :func:`to_universal` uses)."""
     weight = present[..., None].astype(np.float32)
     every = slice(None)
-    hips, hip_weight = _clip_mean(xyz, weight, _HIPS)
-    centred = (xyz - np.where(hip_weight > 0, hips, _clip_mean(xyz, weight, every)[0])) * weight
+    hip_mean, hip_weight = _clip_mean(xyz, weight, hips)
+    centred = (xyz - np.where(hip_weight > 0, hip_mean, _clip_mean(xyz, weight, every)[0])) * weight
     square = (centred[..., :2] ** 2).sum(-1, keepdims=True)
-    limbs, limb_weight = _clip_mean(square, weight, _LIMBS)
-    spread = np.sqrt(np.where(limb_weight > 0, limbs, _clip_mean(square, weight, every)[0]))
+    limb_mean, limb_weight = _clip_mean(square, weight, limbs)
+    spread = np.sqrt(np.where(limb_weight > 0, limb_mean, _clip_mean(square, weight, every)[0]))
     return centred / np.maximum(spread, 1e-6)
+
 
 def model_input(keypoints, format: str, *, num_frames: int, num_persons: int, scores=None,
                 has_scores: bool | None = None, image_size: tuple[int, int] | None = None) -> np.ndarray:
