@@ -164,3 +164,13 @@ def test_normalised_keypoints_keep_their_proportions_with_the_image_size():
     assert not np.allclose(to_universal(normalised, "mediapipe33"), in_pixels, atol=1e-2)
     with pytest.raises(ConfigError, match="normalised units"):
         to_universal(random_keypoints("coco17"), "coco17", image_size=(1080, 1920))
+
+
+def test_window_converter_without_a_format_passes_windows_and_refuses_an_image_size():
+    from usdrl.universal import window_converter
+
+    windows = np.ones((2, 6, 4, 30, 1), np.float32)
+    assert window_converter(USDRLConfig.from_preset("tiny"), None)(windows) is windows
+    with pytest.raises(ConfigError, match="^image_size is for keypoints: give their format too$") as refused:
+        window_converter(USDRLConfig.from_preset("tiny"), None, image_size=(480, 640))
+    assert refused.value.keywords == ("format",)
